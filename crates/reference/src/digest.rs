@@ -44,6 +44,14 @@ impl Digest {
             "sha256" => 64,
             "sha384" => 96,
             "sha512" => 128,
+            // go-digest only calls an algorithm unsupported once the whole digest matches its
+            // general grammar, whose encoded part is [a-zA-Z0-9=_-]+.
+            _ if !hex
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'=' | b'_' | b'-')) =>
+            {
+                return Err(ReferenceError::InvalidDigestFormat);
+            }
             _ => return Err(ReferenceError::UnsupportedDigestAlgorithm),
         };
         if hex.len() != want {
@@ -163,6 +171,8 @@ mod tests {
                 "unsupported digest algorithm",
             ),
             ("SHA256:abc", "invalid checksum digest format"),
+            ("md5:d41d8cd9+", "invalid checksum digest format"),
+            ("md5:a=_-Z", "unsupported digest algorithm"),
         ];
         for (input, want) in cases {
             let err = Digest::parse(input).unwrap_err();
