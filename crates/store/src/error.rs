@@ -1,0 +1,78 @@
+//! Errors of the store. Every I/O failure carries what we were doing and on which path, because
+//! "No such file or directory" alone tells an operator nothing.
+
+use std::io;
+use std::path::PathBuf;
+
+use hoist_reference::Digest;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another process (or another `Store` in this one) holds the data root.
+    #[error("data root {} is in use by another hoistd ({})", root.display(), holder(*pid))]
+    Locked { root: PathBuf, pid: Option<u32> },
+
+    #[error("blob {0} not found")]
+    NotFound(Digest),
+
+    #[error("blob {digest} is {size} bytes, more than the {limit} allowed here")]
+    TooLarge {
+        digest: Digest,
+        size: u64,
+        limit: u64,
+    },
+
+    /// An image record may only point at a blob that is fully in the store.
+    #[error("image target {0} is not in the store")]
+    MissingBlob(Digest),
+
+    #[error("digest mismatch: expected {expected}, content hashes to {actual}")]
+    DigestMismatch { expected: Digest, actual: Digest },
+
+    #[error("blob {digest} is not a valid manifest or index: {reason}")]
+    InvalidManifest { digest: Digest, reason: String },
+
+    /// `meta.json` exists but cannot be understood; refusing to start beats silently forgetting
+    /// every image.
+    #[error("metadata file {} is corrupt: {reason}", path.display())]
+    CorruptMetadata { path: PathBuf, reason: String },
+
+    #[error("metadata file {} has version {found}, this hoistd understands up to {supported}", path.display())]
+    UnsupportedMetadataVersion {
+        path: PathBuf,
+        found: u64,
+        supported: u64,
+    },
+
+    /// A lease is bound to the store that created it.
+    #[error("lease belongs to a different store than {}", root.display())]
+    ForeignLease { root: PathBuf },
+
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn holder(pid: Option<u32>) -> String {
+    match pid {
+        Some(pid) => format!("pid {pid}"),
+        None => "pid unknown".to_owned(),
+    }
+}
+
+/// Attaches context to I/O results: `fs::read(&p).context(|| format!("reading {}", p.display()))`.
+pub(crate) trait IoContext<T> {
+    fn context(self, what: impl FnOnce() -> String) -> Result<T, StoreError>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn context(self, what: impl FnOnce() -> String) -> Result<T, StoreError> {
+        self.map_err(|source| StoreError::Io {
+            context: what(),
+            source,
+        })
+    }
+}
