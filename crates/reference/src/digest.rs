@@ -45,13 +45,8 @@ impl Digest {
             "sha384" => 96,
             "sha512" => 128,
             // go-digest only calls an algorithm unsupported once the whole digest matches its
-            // general grammar, whose encoded part is [a-zA-Z0-9=_-]+.
-            _ if !hex
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'=' | b'_' | b'-')) =>
-            {
-                return Err(ReferenceError::InvalidDigestFormat);
-            }
+            // general grammar.
+            _ if !encoded_grammar_ok(hex) => return Err(ReferenceError::InvalidDigestFormat),
             _ => return Err(ReferenceError::UnsupportedDigestAlgorithm),
         };
         if hex.len() != want {
@@ -96,6 +91,13 @@ fn algorithm_grammar_ok(algorithm: &str) -> bool {
         }
     }
     !prev_sep
+}
+
+/// go-digest's encoded part for any algorithm: `[a-zA-Z0-9=_-]+` (room for base64 encodings).
+fn encoded_grammar_ok(encoded: &str) -> bool {
+    encoded
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'=' | b'_' | b'-'))
 }
 
 impl fmt::Display for Digest {

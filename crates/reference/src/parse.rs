@@ -366,6 +366,35 @@ mod tests {
         }
     }
 
+    /// What upstream's own `Parse` answered for the inputs of `tests/upstream/vectors.jsonl`.
+    #[test]
+    fn matches_upstream_parse_on_recorded_vectors() {
+        use serde_json::Value;
+        let text =
+            |object: &Value, key: &str| object.get(key).and_then(Value::as_str).map(str::to_owned);
+        let mut mismatches = Vec::new();
+        for line in include_str!("../tests/upstream/vectors.jsonl").lines() {
+            let vector: Value = serde_json::from_str(line).expect("JSON lines");
+            let input = text(&vector, "in").expect("an input");
+            let ours = parse(&input);
+            let agrees = match (&ours, vector.get("parse"), text(&vector, "parse_err")) {
+                (Ok(named), Some(want), None) => {
+                    Some(named.to_string()) == text(want, "s")
+                        && Some(named.domain().to_owned()) == text(want, "d")
+                        && Some(named.path().to_owned()) == text(want, "p")
+                        && named.tag().map(str::to_owned) == text(want, "t")
+                        && named.digest().map(|d| d.as_str().to_owned()) == text(want, "g")
+                }
+                (Err(error), None, Some(want)) => error.to_string() == want,
+                _ => false,
+            };
+            if !agrees {
+                mismatches.push(format!("{input:?}: upstream {vector}, ours {ours:?}"));
+            }
+        }
+        assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+    }
+
     /// "Uppercase/lowercase:tag" is commented out upstream as a FIXME: `Uppercase` passes as
     /// a domain name. We keep upstream's behaviour.
     #[test]
