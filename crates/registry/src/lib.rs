@@ -1,1 +1,31 @@
-//! placeholder
+//! hoist's OCI distribution client.
+//!
+//! It speaks the registry protocol and nothing else: the engine decides what to transfer,
+//! retries, schedules and reports progress; this crate makes each request correctly (auth,
+//! TLS, insecure registries, upload sessions) and classifies what went wrong.
+//!
+//! - [`Registries`] is the factory: one HTTP client per registry host, with its certs.d
+//!   material, insecure-registry fallback and proxy settings, plus shared auth state.
+//! - [`Repository`] is one repository on one registry, with the operations on it.
+
+mod auth;
+mod config;
+mod credentials;
+mod error;
+mod insecure;
+mod manifest;
+mod proxy;
+mod registries;
+mod repository;
+mod tls;
+mod token;
+mod transport;
+mod upload;
+
+pub use config::{Access, RegistryConfig};
+pub use credentials::Credentials;
+pub use error::{ErrorCode, RegistryError, ResponseError};
+pub use manifest::{FetchedManifest, MANIFEST_MEDIA_TYPES};
+pub use registries::Registries;
+pub use repository::{BlobStream, Repository};
+pub use upload::{BlobSource, MountOutcome, Progress, UploadMode, UploadSession};

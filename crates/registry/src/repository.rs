@@ -1,0 +1,168 @@
+//! A handle on one repository of one registry: existence checks, blob downloads, and the
+//! entry point for uploads (`upload.rs`) and manifests (`manifest.rs`).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use hoist_reference::Digest;
+use reqwest::header::{CONTENT_LENGTH, HeaderMap};
+use reqwest::{Method, StatusCode};
+
+use crate::RegistryError;
+use crate::config::Access;
+use crate::error::from_response;
+use crate::transport::{Call, Target, Transport};
+
+#[derive(Clone)]
+pub struct Repository {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    domain: String,
+    path: String,
+    access: Access,
+    transport: Transport,
+}
+
+impl std::fmt::Debug for Repository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Repository")
+            .field("host", &self.inner.domain)
+            .field("path", &self.inner.path)
+            .field("access", &self.inner.access)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Repository {
+    pub(crate) fn new(domain: String, path: String, access: Access, transport: Transport) -> Self {
+        Repository {
+            inner: Arc::new(Inner {
+                domain,
+                path,
+                access,
+                transport,
+            }),
+        }
+    }
+
+    /// The reference domain this handle was made for (`docker.io`, not its API host).
+    pub fn host(&self) -> &str {
+        &self.inner.domain
+    }
+
+    pub fn path(&self) -> &str {
+        &self.inner.path
+    }
+
+    pub fn access(&self) -> Access {
+        self.inner.access
+    }
+
+    /// The chunk size configured for this registry, if uploads to it should be chunked.
+    pub fn configured_chunk_size(&self) -> Option<u64> {
+        let sizes = &self.inner.transport.config().chunk_sizes;
+        sizes
+            .get(&self.inner.domain)
+            .or_else(|| sizes.get(self.inner.transport.host()))
+            .copied()
+    }
+
+    pub(crate) fn transport(&self) -> &Transport {
+        &self.inner.transport
+    }
+
+    /// `/v2/<path>/<rest>`.
+    pub(crate) fn api_path(&self, rest: &str) -> String {
+        format!("/v2/{}/{}", self.inner.path, rest)
+    }
+
+    /// `GET /v2/`: learns whether the registry speaks HTTPS or plain HTTP (insecure registries)
+    /// and how it authenticates, then authenticates, so later requests skip those round trips.
+    pub async fn ping(&self) -> Result<(), RegistryError> {
+        let call = Call::new("ping", Method::GET, Target::Registry("/v2/".to_owned()));
+        let response = self.inner.transport.send(call).await?;
+        if response.status().is_success() {
+            return Ok(());
+        }
+        Err(from_response(response, "GET", false).await)
+    }
+
+    /// `HEAD` a blob: its size when present. 403 counts as absent because some registries
+    /// (Artifactory) answer it for blobs they do not have; the upload then shows the real error.
+    pub async fn blob_exists(&self, digest: &Digest) -> Result<Option<u64>, RegistryError> {
+        let path = self.api_path(&format!("blobs/{digest}"));
+        let call = Call::new("check blob on", Method::HEAD, Target::Registry(path));
+        let response = self.inner.transport.send(call).await?;
+        match response.status() {
+            StatusCode::OK => Ok(Some(header_length(response.headers()).unwrap_or(0))),
+            StatusCode::NOT_FOUND | StatusCode::FORBIDDEN => Ok(None),
+            _ => Err(from_response(response, "HEAD", false).await),
+        }
+    }
+
+    /// `GET` a blob as a stream. Redirects (to object storage or a CDN) are followed without
+    /// credentials. The caller verifies the digest of what it reads.
+    pub async fn get_blob(&self, digest: &Digest) -> Result<BlobStream, RegistryError> {
+        let path = self.api_path(&format!("blobs/{digest}"));
+        let call = Call::new("download blob from", Method::GET, Target::Registry(path));
+        let response = self.inner.transport.send(call).await?;
+        if response.status() != StatusCode::OK {
+            return Err(from_response(response, "GET", false).await);
+        }
+        let content_length = header_length(response.headers());
+        let host = self.inner.transport.host().to_owned();
+        let stream = response.bytes_stream().map(move |chunk| {
+            chunk.map_err(|e| RegistryError::transport("download blob from", &host, e, false))
+        });
+        Ok(BlobStream {
+            content_length,
+            stream: Box::pin(stream),
+        })
+    }
+}
+
+/// A blob's bytes as they arrive.
+pub struct BlobStream {
+    content_length: Option<u64>,
+    stream: Pin<Box<dyn Stream<Item = Result<Bytes, RegistryError>> + Send>>,
+}
+
+impl BlobStream {
+    /// The `Content-Length` the registry announced.
+    pub fn content_length(&self) -> Option<u64> {
+        self.content_length
+    }
+}
+
+impl Stream for BlobStream {
+    type Item = Result<Bytes, RegistryError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.stream.as_mut().poll_next(cx)
+    }
+}
+
+impl std::fmt::Debug for BlobStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlobStream")
+            .field("content_length", &self.content_length)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `Content-Length` read from the header itself: for HEAD responses reqwest reports the
+/// (empty) body's length instead.
+pub(crate) fn header_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}

@@ -1,0 +1,309 @@
+//! Sending requests to one registry on behalf of one repository handle: scheme choice with the
+//! insecure-registry HTTP fallback, credentials only for the registry's own origin, and one
+//! re-authentication after a 401.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use reqwest::header::{AUTHORIZATION, CONTENT_LENGTH, HeaderMap};
+use reqwest::{Method, Response, StatusCode};
+use url::Url;
+
+use crate::RegistryError;
+use crate::auth::{self, Presented};
+use crate::credentials::Credentials;
+use crate::error::without_query;
+use crate::registries::{Endpoint, Scheme, Shared};
+
+/// Where a request goes.
+pub(crate) enum Target {
+    /// A path (and query) on the registry itself, e.g. `/v2/foo/blobs/uploads/`.
+    Registry(String),
+    /// An absolute URL the registry handed out (upload `Location`), possibly on another host.
+    Url(Url),
+}
+
+/// A request whose body can be rebuilt, so it can be re-sent after a 401 or a scheme fallback.
+pub(crate) struct Call<'a> {
+    /// Names the step in errors and logs, e.g. "HEAD blob".
+    pub(crate) operation: &'static str,
+    pub(crate) method: Method,
+    pub(crate) target: Target,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Option<Bytes>,
+    /// Scopes beyond the repository's own, such as the source of a mount.
+    pub(crate) extra_scopes: &'a [String],
+}
+
+impl<'a> Call<'a> {
+    pub(crate) fn new(operation: &'static str, method: Method, target: Target) -> Call<'a> {
+        Call {
+            operation,
+            method,
+            target,
+            headers: HeaderMap::new(),
+            body: None,
+            extra_scopes: &[],
+        }
+    }
+}
+
+pub(crate) struct Transport {
+    shared: Arc<Shared>,
+    /// The host actually contacted (`registry-1.docker.io` for `docker.io`).
+    host: String,
+    credentials: Credentials,
+    /// The repository's own scope first: some registries only look at the first one.
+    scopes: Vec<String>,
+}
+
+impl Transport {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        host: String,
+        credentials: Credentials,
+        scopes: Vec<String>,
+    ) -> Transport {
+        Transport {
+            shared,
+            host,
+            credentials,
+            scopes,
+        }
+    }
+
+    pub(crate) fn host(&self) -> &str {
+        &self.host
+    }
+
+    pub(crate) fn config(&self) -> &crate::RegistryConfig {
+        &self.shared.config
+    }
+
+    pub(crate) async fn endpoint(&self) -> Result<Arc<Endpoint>, RegistryError> {
+        self.shared.endpoint(&self.host).await
+    }
+
+    /// Sends a request with a rebuildable body and returns the response whatever its status.
+    pub(crate) async fn send(&self, call: Call<'_>) -> Result<Response, RegistryError> {
+        let endpoint = self.endpoint().await?;
+        let mut scopes = self.scopes.clone();
+        push_unique(&mut scopes, call.extra_scopes.iter().cloned());
+        let mut reauthenticated = false;
+        loop {
+            let for_registry = match &call.target {
+                Target::Registry(_) => true,
+                Target::Url(url) => same_origin(&endpoint, url),
+            };
+            let presented = if for_registry {
+                auth::authorize(&self.shared, &self.host, &self.credentials, &scopes).await?
+            } else {
+                Presented::None
+            };
+            let response = match &call.target {
+                Target::Registry(path) => {
+                    self.send_to_registry(&endpoint, path, &call, &presented)
+                        .await?
+                }
+                Target::Url(url) => {
+                    let request = build(&endpoint, &call, url.clone(), &presented);
+                    log_request(call.operation, &call.method, url);
+                    request.send().await.map_err(|e| {
+                        RegistryError::transport(call.operation, url_host(url), e, false)
+                    })?
+                }
+            };
+            tracing::debug!(
+                operation = call.operation,
+                status = response.status().as_u16(),
+                "registry response"
+            );
+            if response.status() == StatusCode::UNAUTHORIZED && for_registry && !reauthenticated {
+                let retry = auth::after_unauthorized(
+                    &self.shared,
+                    &self.host,
+                    response.headers(),
+                    &presented,
+                    &self.credentials,
+                )
+                .await;
+                if let Some(extra) = retry {
+                    push_unique(&mut scopes, extra);
+                    reauthenticated = true;
+                    continue;
+                }
+            }
+            return Ok(response);
+        }
+    }
+
+    /// Sends a request whose body is a one-shot stream (a blob upload). There is no retry here:
+    /// after a 401 the auth state is refreshed so that the caller's next attempt succeeds.
+    pub(crate) async fn send_stream(
+        &self,
+        operation: &'static str,
+        method: Method,
+        url: Url,
+        headers: HeaderMap,
+        body: reqwest::Body,
+    ) -> Result<Response, RegistryError> {
+        let endpoint = self.endpoint().await?;
+        let for_registry = same_origin(&endpoint, &url);
+        let presented = if for_registry {
+            auth::authorize(&self.shared, &self.host, &self.credentials, &self.scopes).await?
+        } else {
+            Presented::None
+        };
+        let mut request = endpoint
+            .client
+            .request(method.clone(), url.clone())
+            .headers(headers);
+        if let Some(value) = presented.header() {
+            request = request.header(AUTHORIZATION, value.clone());
+        }
+        log_request(operation, &method, &url);
+        let response = request.body(body).send().await.map_err(|e| {
+            // A connect error happens before any byte of the body went out.
+            let body_interrupted = !e.is_connect();
+            RegistryError::transport(operation, url_host(&url), e, body_interrupted)
+        })?;
+        tracing::debug!(
+            operation,
+            status = response.status().as_u16(),
+            "registry response"
+        );
+        if response.status() == StatusCode::UNAUTHORIZED && for_registry {
+            auth::after_unauthorized(
+                &self.shared,
+                &self.host,
+                response.headers(),
+                &presented,
+                &self.credentials,
+            )
+            .await;
+        }
+        Ok(response)
+    }
+
+    /// Picks the scheme: the remembered one, or for an insecure host HTTPS first and plain HTTP
+    /// when HTTPS fails before any response (a plain-HTTP server rejects the TLS hello at once).
+    async fn send_to_registry(
+        &self,
+        endpoint: &Endpoint,
+        path: &str,
+        call: &Call<'_>,
+        presented: &Presented,
+    ) -> Result<Response, RegistryError> {
+        let attempt = |url: Url| {
+            log_request(call.operation, &call.method, &url);
+            build(endpoint, call, url, presented).send()
+        };
+        if let Some(scheme) = endpoint.scheme() {
+            return attempt(registry_url(scheme, &endpoint.host, path)?)
+                .await
+                .map_err(|e| RegistryError::transport(call.operation, &endpoint.host, e, false));
+        }
+        let https_error = match attempt(registry_url(Scheme::Https, &endpoint.host, path)?).await {
+            Ok(response) => {
+                endpoint.remember(Scheme::Https);
+                return Ok(response);
+            }
+            Err(e) if endpoint.insecure && (e.is_connect() || e.is_timeout()) => e,
+            Err(e) => {
+                return Err(RegistryError::transport(
+                    call.operation,
+                    &endpoint.host,
+                    e,
+                    false,
+                ));
+            }
+        };
+        tracing::debug!(host = %endpoint.host, error = %https_error, "HTTPS failed on an insecure registry; trying plain HTTP");
+        match attempt(registry_url(Scheme::Http, &endpoint.host, path)?).await {
+            Ok(response) => {
+                endpoint.remember(Scheme::Http);
+                Ok(response)
+            }
+            Err(http_error) => {
+                let https =
+                    RegistryError::transport(call.operation, &endpoint.host, https_error, false);
+                let mut error =
+                    RegistryError::transport(call.operation, &endpoint.host, http_error, false);
+                if let (
+                    RegistryError::Transport { cause, .. },
+                    RegistryError::Transport {
+                        cause: https_cause, ..
+                    },
+                ) = (&mut error, &https)
+                {
+                    *cause = format!("HTTPS: {https_cause}; plain HTTP: {cause}");
+                }
+                Err(error)
+            }
+        }
+    }
+}
+
+fn build(
+    endpoint: &Endpoint,
+    call: &Call<'_>,
+    url: Url,
+    presented: &Presented,
+) -> reqwest::RequestBuilder {
+    let mut request = endpoint
+        .client
+        .request(call.method.clone(), url)
+        .headers(call.headers.clone());
+    if let Some(value) = presented.header() {
+        request = request.header(AUTHORIZATION, value.clone());
+    }
+    match &call.body {
+        Some(body) => request.body(body.clone()),
+        // Some registries answer 411 to a body-less POST or PUT without it.
+        None if matches!(call.method, Method::POST | Method::PUT | Method::PATCH) => {
+            request.header(CONTENT_LENGTH, 0)
+        }
+        None => request,
+    }
+}
+
+fn registry_url(scheme: Scheme, host: &str, path: &str) -> Result<Url, RegistryError> {
+    let text = format!("{}://{}{}", scheme.as_str(), host, path);
+    Url::parse(&text)
+        .map_err(|e| RegistryError::Config(format!("invalid registry URL {text}: {e}")))
+}
+
+/// Credentials go only where they belong: same scheme, host and port as the registry.
+pub(crate) fn same_origin(endpoint: &Endpoint, url: &Url) -> bool {
+    let Some(scheme) = endpoint.scheme() else {
+        return false;
+    };
+    let Ok(base) = Url::parse(&format!("{}://{}/", scheme.as_str(), endpoint.host)) else {
+        return false;
+    };
+    url.scheme() == base.scheme()
+        && url.host_str().map(str::to_ascii_lowercase)
+            == base.host_str().map(str::to_ascii_lowercase)
+        && url.port_or_known_default() == base.port_or_known_default()
+}
+
+/// `host[:port]` of a URL, for error messages and endpoint lookup.
+pub(crate) fn url_host(url: &Url) -> String {
+    let host = url.host_str().unwrap_or("");
+    match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    }
+}
+
+fn log_request(operation: &str, method: &Method, url: &Url) {
+    tracing::debug!(operation, %method, url = %without_query(url), "registry request");
+}
+
+fn push_unique(scopes: &mut Vec<String>, extra: impl IntoIterator<Item = String>) {
+    for scope in extra {
+        if !scopes.contains(&scope) {
+            scopes.push(scope);
+        }
+    }
+}
