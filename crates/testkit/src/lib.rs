@@ -2,8 +2,11 @@
 //! separate truth: the real `docker-registry` (CNCF distribution), an image generator that
 //! computes its own digests, and a proxy that observes or disturbs registry traffic.
 
+pub mod archive;
+pub mod image;
 pub mod process;
 pub mod registry;
+pub mod skopeo;
 
 /// A blocking HTTP client for talking to registries and proxies directly in tests.
 ///

@@ -66,3 +66,146 @@ pub fn require_program(name: &str, install_hint: &str) -> std::path::PathBuf {
     }
     panic!("`{name}` is not on PATH; tests need it ({install_hint})");
 }
+
+/// What a finished command printed, and how it ended.
+#[derive(Debug)]
+pub struct CliOutput {
+    pub status: std::process::ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CliOutput {
+    pub fn success(&self) -> bool {
+        self.status.success()
+    }
+
+    /// Panics with everything printed unless the command succeeded; returns self for chaining.
+    pub fn assert_success(&self, what: &str) -> &CliOutput {
+        assert!(
+            self.status.success(),
+            "{what} failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
+            self.status,
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+}
+
+impl std::fmt::Display for CliOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit: {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.status, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Output collected from a child's pipes by background threads, readable while it runs.
+#[derive(Clone, Default)]
+pub struct CollectedOutput {
+    stdout: std::sync::Arc<Mutex<Vec<u8>>>,
+    stderr: std::sync::Arc<Mutex<Vec<u8>>>,
+    readers: std::sync::Arc<Mutex<Vec<std::thread::JoinHandle<()>>>>,
+}
+
+impl CollectedOutput {
+    /// Starts draining the child's piped stdout and stderr (whichever are piped).
+    pub fn collect(child: &mut Child) -> CollectedOutput {
+        let collected = CollectedOutput::default();
+        let mut readers = Vec::new();
+        if let Some(out) = child.stdout.take() {
+            readers.push(drain(out, collected.stdout.clone()));
+        }
+        if let Some(err) = child.stderr.take() {
+            readers.push(drain(err, collected.stderr.clone()));
+        }
+        *collected.readers.lock().expect("readers lock") = readers;
+        collected
+    }
+
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.stdout.lock().expect("stdout lock")).into_owned()
+    }
+
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.lock().expect("stderr lock")).into_owned()
+    }
+
+    /// Waits for the pipes to close (the child and anything it forked have exited).
+    pub fn finish(&self, status: std::process::ExitStatus) -> CliOutput {
+        for reader in self.readers.lock().expect("readers lock").drain(..) {
+            let _ = reader.join();
+        }
+        CliOutput {
+            status,
+            stdout: self.stdout(),
+            stderr: self.stderr(),
+        }
+    }
+}
+
+fn drain(
+    mut pipe: impl std::io::Read + Send + 'static,
+    into: std::sync::Arc<Mutex<Vec<u8>>>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        loop {
+            match pipe.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => into
+                    .lock()
+                    .expect("output lock")
+                    .extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+}
+
+/// Runs `cmd` to completion with `stdin` as input (none: empty), collecting its output. Panics,
+/// with the output so far, if it has not finished within `timeout` (it is killed first).
+pub fn run_with_timeout(
+    mut cmd: Command,
+    stdin: Option<Vec<u8>>,
+    timeout: std::time::Duration,
+) -> CliOutput {
+    use std::process::Stdio;
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let description = format!("{cmd:?}");
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {description}: {e}"));
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().expect("piped stdin");
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let _ = pipe.write_all(&input);
+        });
+    }
+    let output = CollectedOutput::collect(&mut child);
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("poll child") {
+            return output.finish(status);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{description} did not finish within {timeout:?}; output so far:\n--- stdout\n{}\n--- stderr\n{}",
+                output.stdout(),
+                output.stderr()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
