@@ -1,1 +1,56 @@
-//! placeholder
+//! The Docker Engine API over HTTP: routes at `/v1.NN/…` and bare, version checks, JSON message
+//! streams, and the single mapping from engine errors to statuses.
+
+mod error;
+mod jsonmessage;
+mod params;
+mod registry_auth;
+mod routes;
+mod version;
+
+use axum::Router;
+use axum::routing::{get, post};
+use hoist_engine::Engine;
+
+pub use error::ApiError;
+pub use version::{MAX_API_VERSION, MIN_API_VERSION};
+
+/// What the daemon tells clients about itself.
+#[derive(Clone, Debug)]
+pub struct ServerInfo {
+    pub version: String,
+    pub git_commit: String,
+    pub debug: bool,
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Engine,
+    pub server: ServerInfo,
+}
+
+/// The whole API as one service. The version layer runs before routing, so routes are written
+/// without the `/v1.NN` prefix.
+pub fn app(state: AppState) -> Router {
+    let routes = Router::new()
+        .route(
+            "/_ping",
+            get(routes::system::ping).head(routes::system::ping_head),
+        )
+        .route("/version", get(routes::system::version))
+        .route("/info", get(routes::system::info))
+        .route("/images/json", get(routes::images::list))
+        .route("/images/load", post(routes::images::load))
+        .route("/images/get", get(routes::images::save_many))
+        .route(
+            "/images/{*rest}",
+            post(routes::images::post_by_name)
+                .get(routes::images::get_by_name)
+                .delete(routes::images::delete),
+        )
+        .fallback(error::page_not_found)
+        .method_not_allowed_fallback(error::page_not_found)
+        .with_state(state.clone());
+    let versioned = axum::middleware::from_fn_with_state(state, version::version_layer);
+    Router::new().fallback_service(tower::Layer::layer(&versioned, routes))
+}

@@ -1,1 +1,157 @@
-fn main() {}
+//! hoistd: the daemon binary. Flags and config in, listeners up, the engine behind them.
+
+mod cli;
+mod config;
+mod listen;
+mod tls;
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use hoist_engine::{Engine, EngineConfig};
+use hoist_registry::RegistryConfig;
+use tokio_util::sync::CancellationToken;
+
+use config::Settings;
+
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    if cli.version {
+        println!(
+            "hoistd version {VERSION}, API {}",
+            hoist_api::MAX_API_VERSION
+        );
+        return ExitCode::SUCCESS;
+    }
+    let settings = match Settings::load(cli) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("hoistd: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    init_logging(&settings);
+    for key in &settings.unknown_keys {
+        tracing::warn!(%key, "ignoring unknown configuration key");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hoistd: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("hoistd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(settings: &Settings) {
+    let level = match settings.log_level.as_str() {
+        "fatal" => "error",
+        other => other,
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HOIST_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!(
+            "{level},hyper=info,reqwest=info,h2=info,rustls=info"
+        ))
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn run(settings: Settings) -> anyhow::Result<()> {
+    let mut engine_config = EngineConfig::new(settings.data_root.clone());
+    engine_config.registry = RegistryConfig {
+        insecure_registries: settings.insecure_registries.clone(),
+        insecure_loopback: settings.insecure_loopback,
+        certs_dir: settings.certs_dir.clone(),
+        chunk_sizes: settings.upload_chunk_size.clone(),
+        user_agent: format!("hoist/{VERSION}"),
+    };
+    engine_config.max_concurrent_uploads = settings.max_concurrent_uploads;
+    engine_config.max_concurrent_downloads = settings.max_concurrent_downloads;
+    engine_config.upload_stall_timeout = settings.upload_stall_timeout;
+    engine_config.fallback_chunk_size = settings.upload_fallback_chunk_size;
+    engine_config.registry_mirrors = settings.registry_mirrors.clone();
+    // Opening the engine takes the data root's lock: a second daemon stops here.
+    let engine = Engine::open(engine_config).with_context(|| {
+        format!(
+            "cannot start with data root {}",
+            settings.data_root.display()
+        )
+    })?;
+    let pidfile = PidFile::write(&settings.pidfile)?;
+
+    let bound = listen::bind_all(&settings).await?;
+    let app = hoist_api::app(hoist_api::AppState {
+        engine,
+        server: hoist_api::ServerInfo {
+            version: VERSION.to_owned(),
+            git_commit: option_env!("HOIST_GIT_COMMIT").unwrap_or("").to_owned(),
+            debug: settings.debug || settings.log_level == "debug",
+        },
+    });
+    let shutdown = CancellationToken::new();
+    let mut servers = tokio::task::JoinSet::new();
+    for b in bound {
+        servers.spawn(listen::serve(b, app.clone(), shutdown.clone()));
+    }
+    tracing::info!(version = VERSION, data_root = %settings.data_root.display(), "hoistd started");
+
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, shutting down"),
+        _ = sigterm.recv() => tracing::info!("SIGTERM received, shutting down"),
+        Some(result) = servers.join_next() => {
+            shutdown.cancel();
+            result.context("server task")??;
+        }
+    }
+    shutdown.cancel();
+    // Give running requests a moment to finish; long pushes are cut when the process exits.
+    let drain = async { while servers.join_next().await.is_some() {} };
+    if tokio::time::timeout(std::time::Duration::from_secs(10), drain)
+        .await
+        .is_err()
+    {
+        tracing::warn!("requests still running after 10 s; exiting anyway");
+    }
+    drop(pidfile);
+    tracing::info!("hoistd stopped");
+    Ok(())
+}
+
+/// The pid file, removed when the daemon stops.
+struct PidFile(std::path::PathBuf);
+
+impl PidFile {
+    fn write(path: &std::path::Path) -> anyhow::Result<PidFile> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        std::fs::write(path, format!("{}\n", std::process::id()))
+            .with_context(|| format!("cannot write pid file {}", path.display()))?;
+        Ok(PidFile(path.to_owned()))
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}

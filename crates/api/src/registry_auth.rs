@@ -1,0 +1,60 @@
+//! Decoding `X-Registry-Auth`.
+
+use base64::Engine as _;
+use base64::alphabet;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use hoist_engine::AuthConfig;
+
+/// The header is base64url JSON. The docker CLI pads it, other clients do not, and some (bollard)
+/// use the standard alphabet, so accept all of these. Anything undecodable means anonymous, as
+/// in moby: a push never fails because of this header.
+pub fn decode_registry_auth(header: &str) -> AuthConfig {
+    let config =
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
+    let text = header.trim();
+    GeneralPurpose::new(&alphabet::URL_SAFE, config)
+        .decode(text)
+        .or_else(|_| GeneralPurpose::new(&alphabet::STANDARD, config).decode(text))
+        .ok()
+        .and_then(|raw| serde_json::from_slice(&raw).ok())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enc(engine: &GeneralPurpose, json: &str) -> String {
+        engine.encode(json)
+    }
+
+    #[test]
+    fn all_variants_decode() {
+        // "?>" makes the standard and URL-safe alphabets differ.
+        let json = r#"{"username":"u?>","password":"p?>","serveraddress":"r:1"}"#;
+        let padded = GeneralPurpose::new(&alphabet::URL_SAFE, GeneralPurposeConfig::new());
+        let unpadded = GeneralPurpose::new(
+            &alphabet::URL_SAFE,
+            GeneralPurposeConfig::new().with_encode_padding(false),
+        );
+        let standard = GeneralPurpose::new(&alphabet::STANDARD, GeneralPurposeConfig::new());
+        for header in [
+            enc(&padded, json),
+            enc(&unpadded, json),
+            enc(&standard, json),
+        ] {
+            let auth = decode_registry_auth(&header);
+            assert_eq!(auth.username, "u?>", "{header}");
+            assert_eq!(auth.password, "p?>");
+            assert_eq!(auth.serveraddress, "r:1");
+        }
+    }
+
+    #[test]
+    fn garbage_is_anonymous() {
+        let auth = decode_registry_auth("%%%not base64");
+        assert!(auth.username.is_empty() && auth.password.is_empty());
+        let auth = decode_registry_auth("e30=");
+        assert!(auth.username.is_empty());
+    }
+}

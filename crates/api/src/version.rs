@@ -1,0 +1,163 @@
+//! API versions: the `/v1.NN` path prefix, the supported range, and the headers every routed
+//! response carries.
+
+use std::cmp::Ordering;
+use std::fmt;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, Uri};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// An Engine API version, compared component by component as integers, as moby does (so
+/// `1.5 < 1.50`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiVersion(Vec<u32>);
+
+impl ApiVersion {
+    pub fn parse(text: &str) -> ApiVersion {
+        // moby's `versions.compare` reads a non-number as 0.
+        ApiVersion(text.split('.').map(|p| p.parse().unwrap_or(0)).collect())
+    }
+
+    pub fn at_least(&self, text: &str) -> bool {
+        *self >= ApiVersion::parse(text)
+    }
+}
+
+impl PartialOrd for ApiVersion {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ApiVersion {
+    fn cmp(&self, other: &Self) -> Ordering {
+        let n = self.0.len().max(other.0.len());
+        for i in 0..n {
+            let (a, b) = (self.0.get(i).unwrap_or(&0), other.0.get(i).unwrap_or(&0));
+            match a.cmp(b) {
+                Ordering::Equal => {}
+                unequal => return unequal,
+            }
+        }
+        Ordering::Equal
+    }
+}
+
+impl fmt::Display for ApiVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = self.0.iter().map(u32::to_string).collect();
+        f.write_str(&parts.join("."))
+    }
+}
+
+pub const MAX_API_VERSION: &str = "1.50";
+pub const MIN_API_VERSION: &str = "1.24";
+
+/// Splits `/v1.50/images/json` into the version and the route path, as moby's
+/// `/v{version:[0-9.]+}` matcher does.
+fn split_version(path: &str) -> Option<(&str, &str)> {
+    let rest = path.strip_prefix("/v")?;
+    let slash = rest.find('/')?;
+    let (version, tail) = rest.split_at(slash);
+    (!version.is_empty() && version.bytes().all(|b| b.is_ascii_digit() || b == b'.'))
+        .then_some((version, tail))
+}
+
+/// Runs before routing: strips and checks the version, answers OPTIONS as moby does, and stamps
+/// the daemon headers on every response.
+pub async fn version_layer(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let mut version = ApiVersion::parse(MAX_API_VERSION);
+    if let Some((text, tail)) = split_version(req.uri().path()) {
+        let requested = ApiVersion::parse(text);
+        if requested < ApiVersion::parse(MIN_API_VERSION) {
+            return stamp(&state, ApiError::BadRequest(format!(
+                "client version {text} is too old. Minimum supported API version is {MIN_API_VERSION}, please upgrade your client to a newer version"
+            )).into_response());
+        }
+        if requested > ApiVersion::parse(MAX_API_VERSION) {
+            return stamp(&state, ApiError::BadRequest(format!(
+                "client version {text} is too new. Maximum supported API version is {MAX_API_VERSION}"
+            )).into_response());
+        }
+        let path_and_query = match req.uri().query() {
+            Some(q) => format!("{tail}?{q}"),
+            None => tail.to_owned(),
+        };
+        let mut parts = req.uri().clone().into_parts();
+        match path_and_query.parse() {
+            Ok(pq) => parts.path_and_query = Some(pq),
+            Err(_) => {
+                return stamp(
+                    &state,
+                    ApiError::NotFound("page not found".into()).into_response(),
+                );
+            }
+        }
+        match Uri::from_parts(parts) {
+            Ok(uri) => *req.uri_mut() = uri,
+            Err(_) => {
+                return stamp(
+                    &state,
+                    ApiError::NotFound("page not found".into()).into_response(),
+                );
+            }
+        }
+        version = requested;
+    }
+    if req.method() == Method::OPTIONS {
+        return stamp(&state, StatusCode::OK.into_response());
+    }
+    req.extensions_mut().insert(version);
+    stamp(&state, next.run(req).await)
+}
+
+fn stamp(state: &AppState, mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert("Api-Version", HeaderValue::from_static(MAX_API_VERSION));
+    headers.insert("Ostype", HeaderValue::from_static(std::env::consts::OS));
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "hoist/{} ({})",
+        state.server.version,
+        std::env::consts::OS
+    )) {
+        headers.insert("Server", v);
+    }
+    headers.insert("Docker-Experimental", HeaderValue::from_static("false"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_compare_numerically() {
+        assert!(ApiVersion::parse("1.5") < ApiVersion::parse("1.50"));
+        assert!(ApiVersion::parse("1.41").at_least("1.24"));
+        assert!(!ApiVersion::parse("1.45").at_least("1.46"));
+        assert_eq!(
+            ApiVersion::parse("1.50").to_string(),
+            "1.50".replace("50", "50")
+        );
+    }
+
+    #[test]
+    fn prefixes() {
+        assert_eq!(
+            split_version("/v1.50/images/json"),
+            Some(("1.50", "/images/json"))
+        );
+        assert_eq!(split_version("/v1/_ping"), Some(("1", "/_ping")));
+        assert_eq!(split_version("/images/json"), None);
+        assert_eq!(split_version("/vx/images"), None);
+    }
+}

@@ -1,0 +1,78 @@
+//! The engine's error type. The API layer maps `kind()` to an HTTP status in one place.
+
+use hoist_reference::ReferenceError;
+use hoist_registry::RegistryError;
+use hoist_store::StoreError;
+
+/// What class of failure an error is, independent of transport. Mirrors moby's errdefs classes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    InvalidArgument,
+    NotFound,
+    Conflict,
+    Forbidden,
+    Unauthorized,
+    Internal,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// Worded as moby words it; clients print it verbatim.
+    #[error("No such image: {0}")]
+    NoSuchImage(String),
+    #[error(transparent)]
+    InvalidReference(#[from] ReferenceError),
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    /// A credential check failed (only `/auth` reports this as 401; push and pull report it
+    /// in-stream, because a 401 makes the docker CLI prompt for a Docker Hub login).
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// An archive given to `load` is unusable.
+    #[error("{0}")]
+    BadArchive(String),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Internal(String),
+    /// An error of a transfer that several pushes were watching.
+    #[error("{0}")]
+    Shared(std::sync::Arc<EngineError>),
+}
+
+impl EngineError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            EngineError::NoSuchImage(_) | EngineError::NotFound(_) => ErrorKind::NotFound,
+            EngineError::InvalidReference(_)
+            | EngineError::InvalidArgument(_)
+            | EngineError::BadArchive(_) => ErrorKind::InvalidArgument,
+            EngineError::Conflict(_) => ErrorKind::Conflict,
+            EngineError::Unauthorized(_) => ErrorKind::Unauthorized,
+            EngineError::Registry(_)
+            | EngineError::Store(_)
+            | EngineError::Io { .. }
+            | EngineError::Internal(_) => ErrorKind::Internal,
+            EngineError::Shared(inner) => inner.kind(),
+        }
+    }
+
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> EngineError {
+        EngineError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! Reading an image's manifests and config out of the store, choosing the platform to show when
+//! the image is a multi-platform index.
+
+use hoist_store::{Descriptor, Store};
+use serde::Deserialize;
+
+use crate::EngineError;
+use crate::media::{self, MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES};
+use crate::platform::Platform;
+
+/// The fields of a manifest or index hoist reads. Raw bytes stay the source of truth; this is
+/// parsed only to decide things and is never serialised back.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct ManifestDoc {
+    #[serde(default)]
+    pub config: Option<Descriptor>,
+    #[serde(default)]
+    pub layers: Vec<Descriptor>,
+    #[serde(default)]
+    pub manifests: Vec<IndexEntry>,
+}
+
+/// A descriptor in an index, with the platform and annotations that say what it is.
+#[derive(Clone, Debug, Deserialize, serde::Serialize)]
+pub(crate) struct IndexEntry {
+    #[serde(flatten)]
+    pub descriptor: Descriptor,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<Platform>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<std::collections::BTreeMap<String, String>>,
+}
+
+impl IndexEntry {
+    /// BuildKit's attestation manifests ride along in an index but are not runnable images.
+    pub fn is_attestation(&self) -> bool {
+        self.platform.as_ref().is_some_and(Platform::is_unknown)
+            || self.annotations.as_ref().is_some_and(|a| {
+                a.get("vnd.docker.reference.type").map(String::as_str)
+                    == Some("attestation-manifest")
+            })
+    }
+}
+
+pub(crate) fn read_manifest(store: &Store, desc: &Descriptor) -> Result<ManifestDoc, EngineError> {
+    let bytes = store.read_blob(&desc.digest, MAX_MANIFEST_BYTES)?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        EngineError::Internal(format!("manifest {} is not valid JSON: {e}", desc.digest))
+    })
+}
+
+/// One runnable image: a manifest, its config, and the platform it was chosen for.
+#[derive(Debug)]
+pub(crate) struct PlatformImage {
+    pub manifest: Descriptor,
+    pub config_descriptor: Descriptor,
+    pub config: serde_json::Value,
+    pub layers: Vec<Descriptor>,
+}
+
+impl PlatformImage {
+    pub fn platform(&self) -> Platform {
+        serde_json::from_value(self.config.clone()).unwrap_or_default()
+    }
+
+    /// Bytes of content this image occupies: manifest, config and layers.
+    pub fn content_size(&self) -> u64 {
+        self.manifest.size
+            + self.config_descriptor.size
+            + self.layers.iter().map(|l| l.size).sum::<u64>()
+    }
+}
+
+/// The platform image to describe for `target`: the target itself when it is a manifest, or the
+/// child of an index best suited to `host` whose manifest and config are present locally, falling
+/// back to the first present one. None when nothing usable is present (a partial index).
+pub(crate) fn describe_target(
+    store: &Store,
+    target: &Descriptor,
+    host: &Platform,
+) -> Result<Option<PlatformImage>, EngineError> {
+    if media::is_manifest(&target.media_type) {
+        return load_platform_image(store, target);
+    }
+    if !media::is_index(&target.media_type) {
+        return Ok(None);
+    }
+    let index = read_manifest(store, target)?;
+    let mut candidates: Vec<(u8, &IndexEntry)> = index
+        .manifests
+        .iter()
+        .filter(|e| media::is_manifest(&e.descriptor.media_type) && !e.is_attestation())
+        .map(|e| {
+            let pref = e
+                .platform
+                .as_ref()
+                .and_then(|p| host.host_preference(p))
+                .unwrap_or(u8::MAX);
+            (pref, e)
+        })
+        .collect();
+    candidates.sort_by_key(|(pref, _)| *pref);
+    for (_, entry) in candidates {
+        if let Some(image) = load_platform_image(store, &entry.descriptor)? {
+            return Ok(Some(image));
+        }
+    }
+    Ok(None)
+}
+
+fn load_platform_image(
+    store: &Store,
+    manifest: &Descriptor,
+) -> Result<Option<PlatformImage>, EngineError> {
+    if !store.has_blob(&manifest.digest) {
+        return Ok(None);
+    }
+    let doc = read_manifest(store, manifest)?;
+    let Some(config_descriptor) = doc.config else {
+        return Ok(None);
+    };
+    if !store.has_blob(&config_descriptor.digest) {
+        return Ok(None);
+    }
+    let raw = store.read_blob(&config_descriptor.digest, MAX_CONFIG_BYTES)?;
+    let config = serde_json::from_slice(&raw).map_err(|e| {
+        EngineError::Internal(format!(
+            "image config {} is not valid JSON: {e}",
+            config_descriptor.digest
+        ))
+    })?;
+    Ok(Some(PlatformImage {
+        manifest: manifest.clone(),
+        config_descriptor,
+        config,
+        layers: doc.layers,
+    }))
+}

@@ -1,0 +1,521 @@
+//! The image use cases that only touch the local store: list, inspect, history, tag, remove.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use hoist_reference::Reference;
+use hoist_store::{Descriptor, ImageChange};
+use serde::Serialize;
+
+use crate::image_content::{PlatformImage, describe_target};
+use crate::names::{self, Lookup};
+use crate::{Engine, EngineError};
+
+/// One row of `GET /images/json` (moby's `image.Summary`).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ImageSummary {
+    pub id: String,
+    pub parent_id: String,
+    pub repo_tags: Vec<String>,
+    pub repo_digests: Vec<String>,
+    pub created: i64,
+    pub size: u64,
+    pub shared_size: i64,
+    pub labels: BTreeMap<String, String>,
+    pub containers: i64,
+    pub descriptor: Descriptor,
+}
+
+/// `GET /images/{name}/json` (moby's `image.InspectResponse`).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ImageInspect {
+    pub id: String,
+    pub repo_tags: Vec<String>,
+    pub repo_digests: Vec<String>,
+    pub parent: String,
+    pub comment: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+    pub docker_version: String,
+    pub author: String,
+    pub config: serde_json::Value,
+    pub architecture: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub variant: String,
+    pub os: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub os_version: String,
+    pub size: u64,
+    pub graph_driver: GraphDriver,
+    #[serde(rename = "RootFS")]
+    pub root_fs: RootFs,
+    pub metadata: Metadata,
+    pub descriptor: Descriptor,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GraphDriver {
+    pub name: String,
+    pub data: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RootFs {
+    #[serde(rename = "Type")]
+    pub kind: String,
+    pub layers: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Metadata {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_tag_time: Option<String>,
+}
+
+/// One row of `GET /images/{name}/history`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct HistoryEntry {
+    pub id: String,
+    pub created: i64,
+    pub created_by: String,
+    pub tags: Option<Vec<String>>,
+    pub size: u64,
+    pub comment: String,
+}
+
+/// One line of the `DELETE /images/{name}` answer.
+#[derive(Debug, Serialize)]
+pub enum DeleteResponse {
+    Untagged(String),
+    Deleted(String),
+}
+
+/// Filters of `GET /images/json` that hoist understands.
+#[derive(Debug, Default)]
+pub struct ListFilters {
+    pub dangling: Option<bool>,
+    /// Globs matched as `reference.FamiliarMatch` does.
+    pub reference: Vec<String>,
+    /// `key` or `key=value`.
+    pub label: Vec<String>,
+}
+
+impl Engine {
+    pub async fn list_images(
+        &self,
+        filters: ListFilters,
+    ) -> Result<Vec<ImageSummary>, EngineError> {
+        let engine = self.clone();
+        self.blocking(move || engine.list_images_blocking(&filters))
+            .await
+    }
+
+    fn list_images_blocking(
+        &self,
+        filters: &ListFilters,
+    ) -> Result<Vec<ImageSummary>, EngineError> {
+        let mut out = Vec::new();
+        for view in names::all_images(&self.store) {
+            if let Some(dangling) = filters.dangling {
+                if view.is_dangling() != dangling {
+                    continue;
+                }
+            }
+            let mut tags: Vec<&Reference> = view.tags.iter().collect();
+            if !filters.reference.is_empty() {
+                tags.retain(|t| filters.reference.iter().any(|p| familiar_match(p, t)));
+                let digest_match = view
+                    .digests
+                    .iter()
+                    .any(|d| filters.reference.iter().any(|p| familiar_match(p, d)));
+                if tags.is_empty() && !digest_match {
+                    continue;
+                }
+            }
+            let described = describe_target(&self.store, &view.target, &self.host_platform)?;
+            let labels = described.as_ref().map(labels_of).unwrap_or_default();
+            if !filters.label.iter().all(|f| label_matches(f, &labels)) {
+                continue;
+            }
+            out.push(ImageSummary {
+                id: view.id().to_string(),
+                parent_id: String::new(),
+                repo_tags: tags.iter().map(|t| t.familiar_string()).collect(),
+                repo_digests: view
+                    .digests
+                    .iter()
+                    .map(Reference::familiar_string)
+                    .collect(),
+                created: described
+                    .as_ref()
+                    .and_then(created_unix)
+                    .unwrap_or_else(|| unix(view.created_at)),
+                size: described
+                    .as_ref()
+                    .map(PlatformImage::content_size)
+                    .unwrap_or(view.target.size),
+                shared_size: -1,
+                labels,
+                containers: -1,
+                descriptor: view.target.clone(),
+            });
+        }
+        // Newest first, as `docker images` lists them.
+        out.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
+    pub async fn inspect_image(&self, name: &str) -> Result<ImageInspect, EngineError> {
+        let engine = self.clone();
+        let name = name.to_owned();
+        self.blocking(move || engine.inspect_blocking(&name)).await
+    }
+
+    fn inspect_blocking(&self, name: &str) -> Result<ImageInspect, EngineError> {
+        let (view, _) = names::resolve(&self.store, name)?;
+        let described = describe_target(&self.store, &view.target, &self.host_platform)?;
+        let config = described.as_ref().map(|d| &d.config);
+        let field = |key: &str| {
+            config
+                .and_then(|c| c.get(key))
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let diff_ids = config
+            .and_then(|c| c.pointer("/rootfs/diff_ids"))
+            .and_then(serde_json::Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(ImageInspect {
+            id: view.id().to_string(),
+            repo_tags: view.tags.iter().map(Reference::familiar_string).collect(),
+            repo_digests: view
+                .digests
+                .iter()
+                .map(Reference::familiar_string)
+                .collect(),
+            parent: String::new(),
+            comment: field("comment"),
+            created: config
+                .and_then(|c| c.get("created"))
+                .and_then(|v| v.as_str())
+                .map(str::to_owned),
+            docker_version: field("docker_version"),
+            author: field("author"),
+            config: config
+                .and_then(|c| c.get("config"))
+                .cloned()
+                .unwrap_or(serde_json::Value::Object(Default::default())),
+            architecture: field("architecture"),
+            variant: field("variant"),
+            os: field("os"),
+            os_version: field("os.version"),
+            size: described
+                .as_ref()
+                .map(PlatformImage::content_size)
+                .unwrap_or(view.target.size),
+            graph_driver: GraphDriver {
+                name: "hoist".into(),
+                data: None,
+            },
+            root_fs: RootFs {
+                kind: "layers".into(),
+                layers: diff_ids,
+            },
+            metadata: Metadata {
+                last_tag_time: view.last_tag_time.map(rfc3339),
+            },
+            descriptor: view.target.clone(),
+        })
+    }
+
+    pub async fn image_history(&self, name: &str) -> Result<Vec<HistoryEntry>, EngineError> {
+        let engine = self.clone();
+        let name = name.to_owned();
+        self.blocking(move || engine.history_blocking(&name)).await
+    }
+
+    fn history_blocking(&self, name: &str) -> Result<Vec<HistoryEntry>, EngineError> {
+        let (view, _) = names::resolve(&self.store, name)?;
+        let Some(image) = describe_target(&self.store, &view.target, &self.host_platform)? else {
+            return Ok(Vec::new());
+        };
+        let history = image
+            .config
+            .get("history")
+            .and_then(serde_json::Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let mut layer_sizes = image.layers.iter().map(|l| l.size);
+        let mut entries: Vec<HistoryEntry> = history
+            .iter()
+            .map(|h| {
+                let empty = h
+                    .get("empty_layer")
+                    .and_then(serde_json::Value::as_bool)
+                    .unwrap_or(false);
+                let text = |k: &str| {
+                    h.get(k)
+                        .and_then(serde_json::Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned()
+                };
+                HistoryEntry {
+                    id: "<missing>".into(),
+                    created: h
+                        .get("created")
+                        .and_then(serde_json::Value::as_str)
+                        .and_then(parse_rfc3339)
+                        .unwrap_or(0),
+                    created_by: text("created_by"),
+                    tags: None,
+                    size: if empty {
+                        0
+                    } else {
+                        layer_sizes.next().unwrap_or(0)
+                    },
+                    comment: text("comment"),
+                }
+            })
+            .collect();
+        entries.reverse();
+        if let Some(top) = entries.first_mut() {
+            top.id = view.id().to_string();
+            let tags: Vec<String> = view.tags.iter().map(Reference::familiar_string).collect();
+            top.tags = (!tags.is_empty()).then_some(tags);
+        }
+        Ok(entries)
+    }
+
+    /// `docker tag`: points `repo[:tag]` at the image `source` names. A tag moved away from an
+    /// image that then has no name left makes that image dangling instead of losing it.
+    pub async fn tag_image(
+        &self,
+        source: &str,
+        repo: &str,
+        tag: Option<&str>,
+    ) -> Result<(), EngineError> {
+        let engine = self.clone();
+        let (source, repo, tag) = (source.to_owned(), repo.to_owned(), tag.map(str::to_owned));
+        self.blocking(move || engine.tag_blocking(&source, &repo, tag.as_deref()))
+            .await
+    }
+
+    fn tag_blocking(&self, source: &str, repo: &str, tag: Option<&str>) -> Result<(), EngineError> {
+        let target = Reference::parse_normalized(repo)?;
+        if target.digest().is_some() {
+            return Err(EngineError::InvalidArgument(
+                "refusing to create a tag with a digest reference".into(),
+            ));
+        }
+        let target = match tag {
+            Some(t) if !t.is_empty() => target.with_tag(t)?,
+            _ => target.tag_name_only(),
+        };
+        if target
+            .tag()
+            .is_some_and(|t| t.starts_with("sha256") && t.len() == 64 + 6)
+        {
+            return Err(EngineError::InvalidArgument(
+                "refusing to create an ambiguous tag using digest algorithm as name".into(),
+            ));
+        }
+        let (view, _) = names::resolve(&self.store, source)?;
+        let _guard = self
+            .names_lock
+            .lock()
+            .map_err(|_| EngineError::Internal("names lock poisoned".into()))?;
+        let changes =
+            self.retarget_changes(&[(names::tag_record_name(&target), view.target.clone())]);
+        self.store.apply(changes)?;
+        Ok(())
+    }
+
+    /// The store changes that point each name at its target, plus a dangling record for every
+    /// image that would otherwise lose its last name. The caller holds `names_lock`.
+    pub(crate) fn retarget_changes(
+        &self,
+        names_and_targets: &[(String, Descriptor)],
+    ) -> Vec<ImageChange> {
+        let records = self.store.images();
+        let mut changes: Vec<ImageChange> = names_and_targets
+            .iter()
+            .map(|(name, target)| ImageChange::Put {
+                name: name.clone(),
+                target: target.clone(),
+            })
+            .collect();
+        let new_names: std::collections::BTreeSet<&str> =
+            names_and_targets.iter().map(|(n, _)| n.as_str()).collect();
+        let mut orphaned = Vec::new();
+        for record in &records {
+            let Some((_, new_target)) = names_and_targets.iter().find(|(n, _)| *n == record.name)
+            else {
+                continue;
+            };
+            if new_target.digest == record.target.digest {
+                continue;
+            }
+            let keeps_a_name = records.iter().any(|r| {
+                r.target.digest == record.target.digest && !new_names.contains(r.name.as_str())
+            }) || names_and_targets
+                .iter()
+                .any(|(_, t)| t.digest == record.target.digest);
+            if !keeps_a_name
+                && !orphaned
+                    .iter()
+                    .any(|d: &Descriptor| d.digest == record.target.digest)
+            {
+                orphaned.push(record.target.clone());
+            }
+        }
+        for target in orphaned {
+            changes.push(ImageChange::Put {
+                name: names::dangling_record_name(&target.digest),
+                target,
+            });
+        }
+        changes
+    }
+
+    /// `docker rmi`. `noprune` is accepted and ignored: hoist has no parent images to keep.
+    pub async fn remove_image(
+        &self,
+        name: &str,
+        force: bool,
+    ) -> Result<Vec<DeleteResponse>, EngineError> {
+        let engine = self.clone();
+        let name = name.to_owned();
+        self.blocking(move || engine.remove_blocking(&name, force))
+            .await
+    }
+
+    fn remove_blocking(
+        &self,
+        input: &str,
+        force: bool,
+    ) -> Result<Vec<DeleteResponse>, EngineError> {
+        let _guard = self
+            .names_lock
+            .lock()
+            .map_err(|_| EngineError::Internal("names lock poisoned".into()))?;
+        let (view, lookup) = names::resolve(&self.store, input)?;
+        let mut responses = Vec::new();
+        let mut remove: Vec<String> = Vec::new();
+        match lookup {
+            Lookup::Name(reference)
+                if view.tags.len() > 1 || reference.digest().is_some() && !view.tags.is_empty() =>
+            {
+                // Other tags keep the image: only this name goes.
+                remove.push(reference.to_string());
+                responses.push(DeleteResponse::Untagged(reference.familiar_string()));
+            }
+            Lookup::Name(_) | Lookup::Id => {
+                let repos: std::collections::BTreeSet<String> =
+                    view.tags.iter().map(Reference::name).collect();
+                if matches!(lookup, Lookup::Id) && repos.len() > 1 && !force {
+                    return Err(EngineError::Conflict(format!(
+                        "conflict: unable to delete {} (must be forced) - image is referenced in multiple repositories",
+                        view.id().short_id()
+                    )));
+                }
+                for r in view.tags.iter().chain(view.digests.iter()) {
+                    remove.push(r.to_string());
+                    responses.push(DeleteResponse::Untagged(r.familiar_string()));
+                }
+                remove.push(names::dangling_record_name(view.id()));
+                responses.push(DeleteResponse::Deleted(view.id().to_string()));
+            }
+        }
+        let existing: std::collections::BTreeSet<String> =
+            self.store.images().into_iter().map(|r| r.name).collect();
+        let changes = remove
+            .into_iter()
+            .filter(|n| existing.contains(n))
+            .map(|name| ImageChange::Delete { name })
+            .collect();
+        self.store.apply(changes)?;
+        Ok(responses)
+    }
+}
+
+fn labels_of(image: &PlatformImage) -> BTreeMap<String, String> {
+    image
+        .config
+        .pointer("/config/Labels")
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+        .unwrap_or_default()
+}
+
+fn label_matches(filter: &str, labels: &BTreeMap<String, String>) -> bool {
+    match filter.split_once('=') {
+        Some((k, v)) => labels.get(k).is_some_and(|have| have == v),
+        None => labels.contains_key(filter),
+    }
+}
+
+/// distribution/reference's `FamiliarMatch`: the glob against the familiar string, then against
+/// the familiar name. Globs follow Go's `path.Match` (`*` stops at `/`).
+fn familiar_match(pattern: &str, reference: &Reference) -> bool {
+    let Ok(glob) = glob::Pattern::new(pattern) else {
+        return false;
+    };
+    let opts = glob::MatchOptions {
+        case_sensitive: true,
+        require_literal_separator: true,
+        require_literal_leading_dot: false,
+    };
+    glob.matches_with(&reference.familiar_string(), opts)
+        || glob.matches_with(&reference.familiar_name(), opts)
+}
+
+fn created_unix(image: &PlatformImage) -> Option<i64> {
+    image
+        .config
+        .get("created")
+        .and_then(serde_json::Value::as_str)
+        .and_then(parse_rfc3339)
+}
+
+fn parse_rfc3339(text: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.timestamp())
+}
+
+fn unix(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+pub(crate) fn rfc3339(t: SystemTime) -> String {
+    chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn familiar_match_follows_path_match() {
+        let r = Reference::parse_normalized("foo:1").unwrap();
+        assert!(familiar_match("foo", &r));
+        assert!(familiar_match("foo:*", &r));
+        assert!(familiar_match("f*", &r));
+        let r = Reference::parse_normalized("localhost:5000/team/app:2").unwrap();
+        assert!(!familiar_match("localhost:5000/*", &r));
+        assert!(familiar_match("localhost:5000/*/*", &r));
+    }
+}

@@ -1,0 +1,504 @@
+//! `POST /images/{name}/push`: sends local images to a registry, byte for byte.
+//!
+//! The work splits in two, as the API needs it: `prepare_push` resolves what to push and fails
+//! with a status code before any output; `PushJob::run` then transfers, reporting progress on a
+//! board, and fails in-stream.
+
+mod plan;
+mod retry;
+mod scheduler;
+mod transfer;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use futures_util::future::try_join_all;
+use hoist_reference::{Digest, Reference};
+use hoist_registry::{Access, BlobSource, Credentials, RegistryError, Repository};
+use hoist_store::{Descriptor, ImageChange, Lease};
+
+pub(crate) use retry::RetryPolicy;
+pub(crate) use transfer::{TransferManager, TransferSettings};
+
+use crate::auth::AuthConfig;
+use crate::image_content::{IndexEntry, read_manifest};
+use crate::names;
+use crate::platform::Platform;
+use crate::progress::ProgressBoard;
+use crate::{Engine, EngineError, media};
+use plan::{PlanBlob, PushPlan, plan_push};
+use transfer::{BlobJob, BlobOutcome, Transfer, TransferState};
+
+/// What the client asked for.
+#[derive(Debug)]
+pub struct PushRequest {
+    /// The image name from the path, in either form (`docker.io/library/foo` or `foo`).
+    pub name: String,
+    /// Replaces a tag in `name`. None and no tag in `name`: every local tag of the repository.
+    pub tag: Option<String>,
+    /// Push only this platform's manifest (API >= 1.46).
+    pub platform: Option<Platform>,
+    pub auth: AuthConfig,
+}
+
+/// What the client sees of a push. Only the API knows how these look on the wire.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PushEvent {
+    /// "The push refers to repository [<name>]".
+    Repository(String),
+    Layer {
+        id: String,
+        state: LayerState,
+    },
+    Progress {
+        id: String,
+        current: u64,
+        total: u64,
+    },
+    /// A free-form status line.
+    Note(String),
+    /// One tag is done: "<tag>: digest: <digest> size: <size>", then the PushResult aux.
+    Pushed {
+        tag: String,
+        digest: Digest,
+        size: u64,
+    },
+    /// moby's `manifestPushedInsteadOfIndex` aux message.
+    ManifestPushedInsteadOfIndex {
+        original_index: serde_json::Value,
+        selected_manifest: serde_json::Value,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum LayerState {
+    Preparing,
+    Waiting,
+    Pushed,
+    AlreadyExists,
+    MountedFrom(String),
+    Retrying { seconds: u64 },
+}
+
+impl PushEvent {
+    pub fn progress(id: &str, current: u64, total: u64) -> PushEvent {
+        PushEvent::Progress {
+            id: id.to_owned(),
+            current,
+            total,
+        }
+    }
+}
+
+/// A push resolved and ready to run.
+pub struct PushJob {
+    engine: Engine,
+    repository: Reference,
+    items: Vec<PushItem>,
+    credentials: Credentials,
+    /// Keeps the images' content from being collected while the push reads it.
+    _lease: Lease,
+}
+
+struct PushItem {
+    tag: Reference,
+    /// The image as stored.
+    image: Descriptor,
+    /// What to push under the tag: the image, or the one platform manifest asked for.
+    target: Descriptor,
+}
+
+impl Engine {
+    /// Resolves a push request against the local store. Errors here come before any output:
+    /// 400 for a bad name or platform, 404 for a missing image, tag or platform.
+    pub fn prepare_push(&self, request: PushRequest) -> Result<PushJob, EngineError> {
+        let named = Reference::parse_normalized(&request.name)?;
+        if named.digest().is_some() {
+            return Err(EngineError::InvalidArgument(
+                "cannot push a digest reference".into(),
+            ));
+        }
+        let tagged = match request.tag.as_deref() {
+            Some(tag) if !tag.is_empty() => Some(named.with_tag(tag)?),
+            _ => named.tag().is_some().then(|| named.clone()),
+        };
+        let mut items = Vec::new();
+        match tagged {
+            Some(tag) => {
+                let record = self
+                    .store
+                    .image(&names::tag_record_name(&tag))
+                    .ok_or_else(|| EngineError::NoSuchImage(tag.familiar_string()))?;
+                items.push(PushItem {
+                    tag,
+                    image: record.target.clone(),
+                    target: record.target,
+                });
+            }
+            None => {
+                for (tag, view) in names::tags_in_repository(&self.store, &named) {
+                    items.push(PushItem {
+                        tag,
+                        image: view.target.clone(),
+                        target: view.target,
+                    });
+                }
+                if items.is_empty() {
+                    return Err(EngineError::NoSuchImage(named.familiar_string()));
+                }
+            }
+        }
+        if let Some(platform) = &request.platform {
+            for item in &mut items {
+                item.target = self.select_platform(&item.tag, &item.target, platform)?;
+            }
+        }
+        let lease = self.store.lease();
+        for item in &items {
+            lease.protect(&item.image.digest);
+        }
+        Ok(PushJob {
+            engine: self.clone(),
+            credentials: request.auth.credentials_for(named.domain()),
+            repository: named.name_only(),
+            items,
+            _lease: lease,
+        })
+    }
+
+    /// The manifest of `image` for `platform`, matched as containerd's `OnlyStrict` does.
+    fn select_platform(
+        &self,
+        tag: &Reference,
+        image: &Descriptor,
+        platform: &Platform,
+    ) -> Result<Descriptor, EngineError> {
+        let not_provided = || {
+            EngineError::NotFound(format!(
+                "image with reference {tag} was found but does not provide the specified platform ({})",
+                platform.format()
+            ))
+        };
+        if media::is_index(&image.media_type) {
+            let index = read_manifest(&self.store, image)?;
+            return index
+                .manifests
+                .iter()
+                .find(|e| {
+                    !e.is_attestation() && e.platform.as_ref().is_some_and(|p| platform.matches(p))
+                })
+                .map(|e| e.descriptor.clone())
+                .ok_or_else(not_provided);
+        }
+        let described = crate::image_content::describe_target(&self.store, image, platform)?;
+        match described {
+            Some(img) if platform.matches(&img.platform()) => Ok(image.clone()),
+            _ => Err(not_provided()),
+        }
+    }
+}
+
+impl PushJob {
+    /// The repository being pushed to, fully qualified.
+    pub fn repository(&self) -> &Reference {
+        &self.repository
+    }
+
+    /// Pushes every resolved tag, reporting on `board`. Dropping the future cancels every
+    /// transfer no other push is watching.
+    pub async fn run(self, board: &ProgressBoard<PushEvent>) -> Result<(), EngineError> {
+        board.post(PushEvent::Repository(self.repository.name()));
+        let repository = self.engine.registries.repository(
+            self.repository.domain(),
+            self.repository.path(),
+            Access::PullPush,
+            self.credentials.clone(),
+        );
+        let mut confirmed: HashMap<Digest, BlobOutcome> = HashMap::new();
+        for item in &self.items {
+            self.push_item(item, &repository, &mut confirmed, board)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn push_item(
+        &self,
+        item: &PushItem,
+        repository: &Repository,
+        confirmed: &mut HashMap<Digest, BlobOutcome>,
+        board: &ProgressBoard<PushEvent>,
+    ) -> Result<(), EngineError> {
+        let engine = &self.engine;
+        let display = item.tag.familiar_string();
+        let plan = plan_push(
+            &engine.store,
+            &item.target,
+            &display,
+            repository,
+            &engine.host_platform,
+        )
+        .await?;
+        if let Some((original, selected)) = &plan.fallback {
+            board.post(PushEvent::Note(format!(
+                "Not all platforms of {display} are available locally or in the registry; pushing the {} manifest {} instead of the image index {}",
+                selected.platform.as_ref().map(Platform::format).unwrap_or_default(),
+                selected.descriptor.digest,
+                original.descriptor.digest,
+            )));
+            board.post(PushEvent::ManifestPushedInsteadOfIndex {
+                original_index: descriptor_json(original),
+                selected_manifest: descriptor_json(selected),
+            });
+        }
+        for layer in plan.display_layers() {
+            board.post(PushEvent::Layer {
+                id: layer.digest.short_id().to_owned(),
+                state: LayerState::Preparing,
+            });
+        }
+        let transfers = plan
+            .blobs
+            .iter()
+            .map(|blob| self.transfer_blob(blob, repository, confirmed, board));
+        let outcomes = try_join_all(transfers).await?;
+        for (blob, outcome) in plan.blobs.iter().zip(outcomes) {
+            confirmed.insert(blob.descriptor.digest.clone(), outcome);
+        }
+        for (child, bytes) in &plan.child_manifests {
+            if repository
+                .manifest_digest(child.digest.as_str())
+                .await?
+                .is_none()
+            {
+                put_manifest(
+                    repository,
+                    child.digest.as_str(),
+                    child,
+                    bytes.clone(),
+                    &engine.retry,
+                )
+                .await?;
+            }
+        }
+        let tag = item.tag.tag().unwrap_or("latest");
+        put_manifest(
+            repository,
+            tag,
+            &plan.root,
+            plan.root_bytes.clone(),
+            &engine.retry,
+        )
+        .await?;
+        board.post(PushEvent::Pushed {
+            tag: tag.to_owned(),
+            digest: plan.root.digest.clone(),
+            size: plan.root.size,
+        });
+        self.record(item, &plan, repository)?;
+        Ok(())
+    }
+
+    /// Follows the transfer of one blob, translating its states into layer lines.
+    async fn transfer_blob(
+        &self,
+        blob: &PlanBlob,
+        repository: &Repository,
+        confirmed: &HashMap<Digest, BlobOutcome>,
+        board: &ProgressBoard<PushEvent>,
+    ) -> Result<BlobOutcome, EngineError> {
+        let desc = &blob.descriptor;
+        let id = desc.digest.short_id().to_owned();
+        let show = |state: LayerState| PushEvent::Layer {
+            id: id.clone(),
+            state,
+        };
+        if confirmed.contains_key(&desc.digest) {
+            // Pushed for an earlier tag of this request.
+            if blob.is_layer {
+                board.post(show(LayerState::AlreadyExists));
+            }
+            return Ok(BlobOutcome::AlreadyExists);
+        }
+        let engine = &self.engine;
+        let job = BlobJob {
+            repository: repository.clone(),
+            blob: BlobSource {
+                path: engine.store.blob_path(&desc.digest),
+                digest: desc.digest.clone(),
+                size: desc.size,
+            },
+            mount_from: engine.mount_candidates(repository, &desc.digest),
+            chunk_size: engine.chunk_size_for(repository.host()),
+        };
+        let transfer = engine.transfers.upload(job);
+        follow(&transfer, blob.is_layer, &id, desc.size, board).await
+    }
+
+    /// Remembers where the blobs now live (for later cross-repository mounts) and, when the image
+    /// itself was pushed, its `repo@digest` name (RepoDigests).
+    fn record(
+        &self,
+        item: &PushItem,
+        plan: &PushPlan,
+        repository: &Repository,
+    ) -> Result<(), EngineError> {
+        let engine = &self.engine;
+        let key = source_label(repository.host());
+        let mut changes = Vec::new();
+        for blob in &plan.blobs {
+            let labels = engine.store.blob_labels(&blob.descriptor.digest);
+            let mut repos: BTreeSet<String> = labels
+                .get(&key)
+                .map(|v| {
+                    v.split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default();
+            if repos.insert(repository.path().to_owned()) {
+                let value = repos.into_iter().collect::<Vec<_>>().join(",");
+                changes.push((blob.descriptor.digest.clone(), key.clone(), Some(value)));
+            }
+        }
+        engine.store.set_blob_labels(changes)?;
+        if plan.root.digest == item.image.digest {
+            let _guard = engine
+                .names_lock
+                .lock()
+                .map_err(|_| EngineError::Internal("names lock poisoned".into()))?;
+            let name = names::digest_record_name(&item.tag, &plan.root.digest);
+            if engine.store.image(&name).is_none() {
+                engine.store.apply(vec![ImageChange::Put {
+                    name,
+                    target: item.image.clone(),
+                }])?;
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn follow(
+    transfer: &Arc<Transfer>,
+    show: bool,
+    id: &str,
+    size: u64,
+    board: &ProgressBoard<PushEvent>,
+) -> Result<BlobOutcome, EngineError> {
+    let layer = |state: LayerState| PushEvent::Layer {
+        id: id.to_owned(),
+        state,
+    };
+    let mut rx = transfer.state.clone();
+    let mut waiting_shown = false;
+    let mut bar_attempt = None;
+    loop {
+        let state = rx.borrow_and_update().clone();
+        match state {
+            TransferState::Checking => {}
+            TransferState::Waiting => {
+                if show && !waiting_shown {
+                    board.post(layer(LayerState::Waiting));
+                    waiting_shown = true;
+                }
+            }
+            TransferState::Uploading { attempt } => {
+                if show && bar_attempt != Some(attempt) {
+                    board.start_bar(id, transfer.progress.clone(), size);
+                    bar_attempt = Some(attempt);
+                }
+            }
+            TransferState::Retrying { seconds } => {
+                if show {
+                    board.finish_bar(id, layer(LayerState::Retrying { seconds }));
+                    bar_attempt = None;
+                }
+            }
+            TransferState::Done(outcome) => {
+                if show {
+                    let state = match &outcome {
+                        BlobOutcome::AlreadyExists => LayerState::AlreadyExists,
+                        BlobOutcome::Mounted { from } => LayerState::MountedFrom(from.clone()),
+                        BlobOutcome::Pushed => LayerState::Pushed,
+                    };
+                    board.finish_bar(id, layer(state));
+                }
+                return Ok(outcome);
+            }
+            TransferState::Failed(e) => return Err(EngineError::Shared(e)),
+        }
+        if rx.changed().await.is_err() {
+            // The task ended; its last word is in the channel unless it was cancelled.
+            match rx.borrow().clone() {
+                TransferState::Done(_) | TransferState::Failed(_) => continue,
+                _ => return Err(EngineError::Internal("blob transfer was cancelled".into())),
+            }
+        }
+    }
+}
+
+async fn put_manifest(
+    repository: &Repository,
+    reference: &str,
+    desc: &Descriptor,
+    bytes: bytes::Bytes,
+    policy: &RetryPolicy,
+) -> Result<(), EngineError> {
+    let mut attempt = 1;
+    loop {
+        match repository
+            .put_manifest(reference, &desc.media_type, bytes.clone(), &desc.digest)
+            .await
+        {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is_retryable() && attempt < policy.max_attempts => {
+                tokio::time::sleep(policy.delay(attempt, e.retry_after())).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(manifest_error(e)),
+        }
+    }
+}
+
+fn manifest_error(e: RegistryError) -> EngineError {
+    EngineError::Registry(e)
+}
+
+fn descriptor_json(entry: &IndexEntry) -> serde_json::Value {
+    serde_json::to_value(entry).unwrap_or(serde_json::Value::Null)
+}
+
+/// The blob label recording which repositories of `host` hold a blob, named as containerd names it.
+pub(crate) fn source_label(host: &str) -> String {
+    format!("containerd.io/distribution.source.{host}")
+}
+
+impl Engine {
+    /// Repositories on the same registry known to hold `digest`, the one sharing the longest
+    /// path prefix with the target first (containerd's choice), at most three.
+    fn mount_candidates(&self, repository: &Repository, digest: &Digest) -> Vec<String> {
+        let labels = self.store.blob_labels(digest);
+        let Some(value) = labels.get(&source_label(repository.host())) else {
+            return Vec::new();
+        };
+        let target = repository.path();
+        let mut repos: Vec<&str> = value
+            .split(',')
+            .filter(|r| !r.is_empty() && *r != target)
+            .collect();
+        let common = |r: &str| {
+            r.split('/')
+                .zip(target.split('/'))
+                .take_while(|(a, b)| a == b)
+                .count()
+        };
+        repos.sort_by(|a, b| common(b).cmp(&common(a)).then_with(|| a.cmp(b)));
+        repos.into_iter().take(3).map(str::to_owned).collect()
+    }
+
+    fn chunk_size_for(&self, host: &str) -> Option<u64> {
+        self.config.registry.chunk_sizes.get(host).copied()
+    }
+}

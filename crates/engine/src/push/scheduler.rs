@@ -1,0 +1,171 @@
+//! A counting semaphore that hands permits to the largest waiting blob first.
+//!
+//! Starting the largest uploads first shortens the tail of a push: small blobs fill the gaps
+//! while big ones run. tokio's Semaphore is FIFO only, hence this small one.
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::oneshot;
+
+pub(crate) struct PrioritySemaphore {
+    state: Mutex<State>,
+}
+
+struct State {
+    available: usize,
+    waiters: BinaryHeap<Waiter>,
+    next_seq: u64,
+}
+
+struct Waiter {
+    priority: u64,
+    seq: u64,
+    grant: oneshot::Sender<PriorityPermit>,
+}
+
+impl PartialEq for Waiter {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Waiter {}
+impl PartialOrd for Waiter {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Waiter {
+    // Highest priority first; among equals, the earliest arrival.
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.priority
+            .cmp(&other.priority)
+            .then_with(|| other.seq.cmp(&self.seq))
+    }
+}
+
+/// Held while an upload runs; dropping it passes the slot to the best waiter.
+pub(crate) struct PriorityPermit {
+    semaphore: Arc<PrioritySemaphore>,
+}
+
+impl Drop for PriorityPermit {
+    fn drop(&mut self) {
+        self.semaphore.release();
+    }
+}
+
+impl PrioritySemaphore {
+    pub fn new(permits: usize) -> Arc<PrioritySemaphore> {
+        Arc::new(PrioritySemaphore {
+            state: Mutex::new(State {
+                available: permits.max(1),
+                waiters: BinaryHeap::new(),
+                next_seq: 0,
+            }),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A permit at once if one is free and nobody is queued ahead.
+    pub fn try_acquire(self: &Arc<Self>) -> Option<PriorityPermit> {
+        let mut s = self.lock();
+        if s.available > 0 && s.waiters.is_empty() {
+            s.available -= 1;
+            return Some(PriorityPermit {
+                semaphore: Arc::clone(self),
+            });
+        }
+        None
+    }
+
+    /// Waits for a permit; larger `priority` is served first. Cancel-safe: a permit granted to a
+    /// waiter that has gone away is dropped with its receiver, which releases it again.
+    pub async fn acquire(self: &Arc<Self>, priority: u64) -> PriorityPermit {
+        let rx = {
+            let mut s = self.lock();
+            if s.available > 0 && s.waiters.is_empty() {
+                s.available -= 1;
+                return PriorityPermit {
+                    semaphore: Arc::clone(self),
+                };
+            }
+            let (tx, rx) = oneshot::channel();
+            let seq = s.next_seq;
+            s.next_seq += 1;
+            s.waiters.push(Waiter {
+                priority,
+                seq,
+                grant: tx,
+            });
+            rx
+        };
+        match rx.await {
+            Ok(permit) => permit,
+            // The semaphore lives as long as `self`, so the sender is never dropped unsent except
+            // by `release`, which always sends; this arm is unreachable in practice.
+            Err(_) => Box::pin(self.acquire(priority)).await,
+        }
+    }
+
+    fn release(self: &Arc<Self>) {
+        let mut s = self.lock();
+        while let Some(waiter) = s.waiters.pop() {
+            let permit = PriorityPermit {
+                semaphore: Arc::clone(self),
+            };
+            match waiter.grant.send(permit) {
+                Ok(()) => return,
+                // The waiter gave up; do not run this permit's Drop under our lock.
+                Err(permit) => std::mem::forget(permit),
+            }
+        }
+        s.available += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn largest_waiter_goes_first() {
+        let sem = PrioritySemaphore::new(1);
+        let held = sem.try_acquire().expect("free permit");
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for size in [10u64, 300, 20, 200] {
+            let (sem, order) = (Arc::clone(&sem), Arc::clone(&order));
+            tasks.push(tokio::spawn(async move {
+                let _p = sem.acquire(size).await;
+                order.lock().unwrap().push(size);
+            }));
+            tokio::task::yield_now().await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        drop(held);
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), vec![300, 200, 20, 10]);
+    }
+
+    #[tokio::test]
+    async fn cancelled_waiter_does_not_leak_a_permit() {
+        let sem = PrioritySemaphore::new(1);
+        let held = sem.try_acquire().unwrap();
+        let waiting = {
+            let sem = Arc::clone(&sem);
+            tokio::spawn(async move { sem.acquire(5).await })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        waiting.abort();
+        let _ = waiting.await;
+        drop(held);
+        assert!(sem.try_acquire().is_some(), "permit came back");
+    }
+}

@@ -1,0 +1,219 @@
+//! `GET /images/get` and `GET /images/{name}/get`: writes images as a tar that `docker load`
+//! (hoist's, moby's and podman's) takes back, as moby ≥ 25 writes it: an OCI layout with
+//! `index.json` plus a docker-archive `manifest.json` over the same `blobs/sha256/` files.
+//! Blobs go out byte-identical; a partial index is written with the content that is present.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+
+use hoist_reference::{Digest, Reference};
+use hoist_store::Descriptor;
+use serde::Serialize;
+
+use crate::image_content::describe_target;
+use crate::names::{self, Lookup};
+use crate::{Engine, EngineError};
+
+/// Images resolved for saving; resolution errors (404) come before any output.
+pub struct SavePlan {
+    engine: Engine,
+    entries: Vec<(Option<Reference>, Descriptor)>,
+}
+
+impl Engine {
+    pub fn prepare_save(&self, inputs: &[String]) -> Result<SavePlan, EngineError> {
+        let mut entries: Vec<(Option<Reference>, Descriptor)> = Vec::new();
+        for input in inputs {
+            // A bare repository name saves every tag of it, as moby does.
+            if let Ok(r) = Reference::parse_normalized(input) {
+                if r.tag().is_none() && r.digest().is_none() {
+                    let tagged = names::tags_in_repository(&self.store, &r);
+                    if !tagged.is_empty() {
+                        for (tag, view) in tagged {
+                            entries.push((Some(tag), view.target));
+                        }
+                        continue;
+                    }
+                }
+            }
+            let (view, lookup) = names::resolve(&self.store, input)?;
+            match lookup {
+                Lookup::Name(r) if r.tag().is_some() => entries.push((Some(r), view.target)),
+                _ => entries.push((None, view.target)),
+            }
+        }
+        entries.dedup_by(|a, b| a.0 == b.0 && a.1.digest == b.1.digest);
+        Ok(SavePlan {
+            engine: self.clone(),
+            entries,
+        })
+    }
+}
+
+#[derive(Serialize)]
+struct OciIndex<'a> {
+    #[serde(rename = "schemaVersion")]
+    schema_version: u32,
+    #[serde(rename = "mediaType")]
+    media_type: &'static str,
+    manifests: Vec<IndexEntryOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct IndexEntryOut<'a> {
+    #[serde(flatten)]
+    descriptor: &'a Descriptor,
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    annotations: std::collections::BTreeMap<&'static str, String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct DockerArchiveEntry {
+    config: String,
+    repo_tags: Vec<String>,
+    layers: Vec<String>,
+}
+
+fn blob_path(digest: &Digest) -> String {
+    format!("blobs/{}/{}", digest.algorithm(), digest.hex())
+}
+
+impl SavePlan {
+    pub async fn write<W>(self, out: W) -> Result<(), EngineError>
+    where
+        W: tokio::io::AsyncWrite + Send + Unpin + 'static,
+    {
+        let writer = tokio_util::io::SyncIoBridge::new(out);
+        let engine = self.engine.clone();
+        engine.blocking(move || self.write_blocking(writer)).await
+    }
+
+    fn write_blocking(self, writer: impl Write) -> Result<(), EngineError> {
+        let store = &self.engine.store;
+        let mut blobs: BTreeSet<Digest> = BTreeSet::new();
+        for (_, target) in &self.entries {
+            self.collect(target, &mut blobs, 0)?;
+        }
+        let mut tar = tar::Builder::new(writer);
+        let io = |e: std::io::Error| EngineError::io("writing the image archive", e);
+        append_dir(&mut tar, "blobs/").map_err(io)?;
+        append_dir(&mut tar, "blobs/sha256/").map_err(io)?;
+        for digest in &blobs {
+            let file = store.open_blob(digest)?;
+            let size = file.metadata().map_err(io)?.len();
+            let mut header = file_header(size);
+            tar.append_data(&mut header, blob_path(digest), file)
+                .map_err(io)?;
+        }
+        let index = OciIndex {
+            schema_version: 2,
+            media_type: crate::media::OCI_INDEX,
+            manifests: self
+                .entries
+                .iter()
+                .map(|(name, target)| IndexEntryOut {
+                    descriptor: target,
+                    annotations: name
+                        .iter()
+                        .flat_map(|r| {
+                            [
+                                ("io.containerd.image.name", r.to_string()),
+                                (
+                                    "org.opencontainers.image.ref.name",
+                                    r.tag().unwrap_or("latest").to_owned(),
+                                ),
+                            ]
+                        })
+                        .collect(),
+                })
+                .collect(),
+        };
+        let mut docker_entries: Vec<(Digest, DockerArchiveEntry)> = Vec::new();
+        for (name, target) in &self.entries {
+            let Some(image) = describe_target(store, target, &self.engine.host_platform)? else {
+                continue;
+            };
+            if image.layers.iter().any(|l| !store.has_blob(&l.digest)) {
+                continue;
+            }
+            let entry = match docker_entries.iter_mut().find(|(d, _)| *d == target.digest) {
+                Some((_, e)) => e,
+                None => {
+                    docker_entries.push((
+                        target.digest.clone(),
+                        DockerArchiveEntry {
+                            config: blob_path(&image.config_descriptor.digest),
+                            repo_tags: Vec::new(),
+                            layers: image.layers.iter().map(|l| blob_path(&l.digest)).collect(),
+                        },
+                    ));
+                    &mut docker_entries.last_mut().expect("just pushed").1
+                }
+            };
+            if let Some(r) = name {
+                entry.repo_tags.push(r.familiar_string());
+            }
+        }
+        let docker: Vec<&DockerArchiveEntry> = docker_entries.iter().map(|(_, e)| e).collect();
+        append_json(&mut tar, "index.json", to_json(&index)?)?;
+        append_json(&mut tar, "manifest.json", to_json(&docker)?)?;
+        append_json(
+            &mut tar,
+            "oci-layout",
+            br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(),
+        )?;
+        tar.into_inner().map_err(io)?.flush().map_err(io)?;
+        Ok(())
+    }
+
+    /// Every present blob reachable from `desc`.
+    fn collect(
+        &self,
+        desc: &Descriptor,
+        out: &mut BTreeSet<Digest>,
+        depth: usize,
+    ) -> Result<(), EngineError> {
+        let store = &self.engine.store;
+        if depth > 4 || !store.has_blob(&desc.digest) || !out.insert(desc.digest.clone()) {
+            return Ok(());
+        }
+        for child in store.children(desc)? {
+            self.collect(&child, out, depth + 1)?;
+        }
+        Ok(())
+    }
+}
+
+fn to_json(value: &impl Serialize) -> Result<Vec<u8>, EngineError> {
+    serde_json::to_vec(value)
+        .map_err(|e| EngineError::Internal(format!("encoding archive metadata: {e}")))
+}
+
+fn file_header(size: u64) -> tar::Header {
+    let mut header = tar::Header::new_ustar();
+    header.set_size(size);
+    header.set_mode(0o644);
+    header.set_mtime(0);
+    header.set_entry_type(tar::EntryType::Regular);
+    header
+}
+
+fn append_dir<W: Write>(tar: &mut tar::Builder<W>, path: &str) -> std::io::Result<()> {
+    let mut header = tar::Header::new_ustar();
+    header.set_size(0);
+    header.set_mode(0o755);
+    header.set_mtime(0);
+    header.set_entry_type(tar::EntryType::Directory);
+    tar.append_data(&mut header, path, std::io::empty())
+}
+
+fn append_json<W: Write>(
+    tar: &mut tar::Builder<W>,
+    path: &str,
+    bytes: Vec<u8>,
+) -> Result<(), EngineError> {
+    let mut header = file_header(bytes.len() as u64);
+    tar.append_data(&mut header, path, bytes.as_slice())
+        .map_err(|e| EngineError::io("writing the image archive", e))
+}

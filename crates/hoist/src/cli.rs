@@ -1,0 +1,77 @@
+//! Command-line flags. Where dockerd has a flag for the same thing, ours has its name and meaning.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hoistd",
+    about = "A Docker-compatible image daemon: load, tag, list and push images to OCI registries",
+    disable_version_flag = true
+)]
+pub struct Cli {
+    /// Daemon socket(s) to listen on: unix:///path or tcp://host:port (repeatable)
+    #[arg(short = 'H', long = "host", value_name = "HOST")]
+    pub hosts: Vec<String>,
+
+    /// Root directory of persistent hoist state
+    #[arg(long = "data-root", value_name = "PATH")]
+    pub data_root: Option<PathBuf>,
+
+    /// Daemon configuration file (daemon.json format)
+    #[arg(long = "config-file", value_name = "PATH")]
+    pub config_file: Option<PathBuf>,
+
+    /// Logging level: debug, info, warn, error or fatal
+    #[arg(short = 'l', long = "log-level", value_name = "LEVEL")]
+    pub log_level: Option<String>,
+
+    /// Enable debug mode
+    #[arg(short = 'D', long = "debug")]
+    pub debug: bool,
+
+    /// Path to use for the daemon PID file
+    #[arg(short = 'p', long = "pidfile", value_name = "PATH")]
+    pub pidfile: Option<PathBuf>,
+
+    /// Use TLS; implied by --tlsverify. --tls=false allows a non-loopback TCP listener without TLS
+    #[arg(long = "tls", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub tls: Option<bool>,
+
+    /// Use TLS and verify the remote (clients must present a certificate signed by --tlscacert)
+    #[arg(long = "tlsverify", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub tlsverify: Option<bool>,
+
+    /// Trust certs signed only by this CA
+    #[arg(long = "tlscacert", value_name = "PATH")]
+    pub tlscacert: Option<PathBuf>,
+
+    /// Path to TLS certificate file
+    #[arg(long = "tlscert", value_name = "PATH")]
+    pub tlscert: Option<PathBuf>,
+
+    /// Path to TLS key file
+    #[arg(long = "tlskey", value_name = "PATH")]
+    pub tlskey: Option<PathBuf>,
+
+    /// Registry to reach without TLS verification, falling back to plain HTTP (host[:port] or CIDR; repeatable)
+    #[arg(long = "insecure-registry", value_name = "REGISTRY")]
+    pub insecure_registries: Vec<String>,
+
+    /// Preferred Docker Hub mirror (repeatable)
+    #[arg(long = "registry-mirror", value_name = "URL")]
+    pub registry_mirrors: Vec<String>,
+
+    /// Maximum concurrent blob uploads, daemon-wide
+    #[arg(long = "max-concurrent-uploads", value_name = "N")]
+    pub max_concurrent_uploads: Option<usize>,
+
+    /// Maximum concurrent blob downloads, daemon-wide
+    #[arg(long = "max-concurrent-downloads", value_name = "N")]
+    pub max_concurrent_downloads: Option<usize>,
+
+    /// Print version information and quit
+    #[arg(short = 'v', long = "version")]
+    pub version: bool,
+}
