@@ -1,0 +1,218 @@
+//! Opening a data root: the lock, crash recovery, and atomic metadata writes.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::{env, fs, thread};
+
+use common::*;
+use hoist_store::{Store, StoreError};
+
+const HOLD_LOCK_ENV: &str = "HOIST_STORE_TEST_HOLD_LOCK";
+
+#[test]
+fn a_second_open_in_the_same_process_is_locked_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let err = Store::open(dir.path()).unwrap_err();
+    assert!(matches!(err, StoreError::Locked { pid: Some(pid), .. } if pid == std::process::id()));
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "data root {} is in use by another hoistd (pid {})",
+            dir.path().display(),
+            std::process::id()
+        )
+    );
+    // Clones share the lock; the last drop releases it.
+    let clone = store.clone();
+    drop(store);
+    assert!(matches!(
+        Store::open(dir.path()),
+        Err(StoreError::Locked { .. })
+    ));
+    drop(clone);
+    Store::open(dir.path()).unwrap();
+}
+
+/// Not a test on its own: the child process of `another_process_holding_the_root_locks_us_out`.
+#[test]
+fn lock_holder_child() {
+    let Some(root) = env::var_os(HOLD_LOCK_ENV) else {
+        return;
+    };
+    let _store = Store::open(root.as_ref()).unwrap();
+    println!("holding the lock");
+    // Hold it until the parent closes our stdin (or kills us).
+    let _ = std::io::stdin().read_to_end(&mut Vec::new());
+}
+
+#[test]
+fn another_process_holding_the_root_locks_us_out_until_it_dies() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "lock_holder_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(HOLD_LOCK_ENV, dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let ready = stdout
+        .lines()
+        .map(|line| line.unwrap())
+        .any(|line| line.contains("holding the lock"));
+    assert!(ready, "child exited before taking the lock");
+
+    let err = Store::open(dir.path()).unwrap_err();
+    assert!(
+        matches!(err, StoreError::Locked { pid: Some(pid), .. } if pid == child.id()),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains(&format!("(pid {})", child.id())),
+        "{err}"
+    );
+
+    // kill -9: the kernel drops the lock with the process.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    Store::open(dir.path()).unwrap();
+}
+
+#[test]
+fn open_creates_a_private_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("nested/data-root");
+    let store = Store::open(&root).unwrap();
+    assert_eq!(store.root(), root);
+    let mode = fs::metadata(&root).unwrap().permissions().mode() & 0o777;
+    assert_eq!(
+        mode & 0o077,
+        0,
+        "root mode {mode:o} must not be group/other accessible"
+    );
+    for dir in ["blobs/sha256", "ingest"] {
+        assert!(root.join(dir).is_dir(), "{dir}");
+    }
+    assert!(root.join("hoistd.lock").is_file());
+}
+
+#[test]
+fn leftovers_of_a_crash_are_gone_after_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let image = Image::new("a", &[b"kept layer"]);
+    {
+        let store = Store::open(root).unwrap();
+        image.load(&store, "a");
+    }
+    // What kill -9 mid-write leaves: half-written temp files (blob and metadata), even a
+    // directory, and a blob renamed into place whose record was never written.
+    fs::write(root.join("ingest/blob-half-written"), [0u8; 4096]).unwrap();
+    fs::write(root.join("ingest/meta-XYZ"), b"{\"version\": 1, \"ima").unwrap();
+    fs::create_dir_all(root.join("ingest/some/dir")).unwrap();
+    let orphan = b"committed, never referenced";
+    fs::write(root.join("blobs/sha256").join(sha256(orphan).hex()), orphan).unwrap();
+
+    let store = Store::open(root).unwrap();
+    assert_eq!(ingest_entries(root), 0);
+    assert_eq!(blobs_on_disk(root), image.digests());
+    assert_eq!(store.image("a").unwrap().target, image.manifest.0);
+}
+
+#[test]
+fn a_record_whose_target_vanished_is_dropped_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let (gone, kept) = (
+        Image::new("gone", &[b"gone layer"]),
+        Image::new("kept", &[b"kept"]),
+    );
+    {
+        let store = Store::open(root).unwrap();
+        gone.load(&store, "gone");
+        kept.load(&store, "kept");
+        let layer = gone.layers[0].0.digest.clone();
+        store
+            .set_blob_labels(vec![(layer, "k".into(), Some("v".into()))])
+            .unwrap();
+    }
+    fs::remove_file(root.join("blobs/sha256").join(gone.manifest.0.digest.hex())).unwrap();
+
+    let store = Store::open(root).unwrap();
+    assert_eq!(store.image("gone"), None);
+    assert!(store.image("kept").is_some());
+    // What only the dropped record reached is collected, labels included.
+    assert_eq!(blobs_on_disk(root), kept.digests());
+    assert!(store.blob_labels(&gone.layers[0].0.digest).is_empty());
+    drop(store);
+    let meta = fs::read_to_string(root.join("meta.json")).unwrap();
+    assert!(!meta.contains("\"gone\""), "{meta}");
+}
+
+#[test]
+fn corrupt_metadata_refuses_to_open_without_losing_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let image = Image::new("a", &[b"layer"]);
+    {
+        let store = Store::open(root).unwrap();
+        image.load(&store, "a");
+    }
+    let good = fs::read(root.join("meta.json")).unwrap();
+    fs::write(root.join("meta.json"), &good[..good.len() / 2]).unwrap();
+    let err = Store::open(root).unwrap_err();
+    assert!(matches!(err, StoreError::CorruptMetadata { .. }), "{err:?}");
+    assert!(err.to_string().contains("meta.json"), "{err}");
+    // Nothing was collected, and the lock was released with the failed open.
+    assert_eq!(blobs_on_disk(root), image.digests());
+    fs::write(root.join("meta.json"), &good).unwrap();
+    assert!(Store::open(root).unwrap().image("a").is_some());
+}
+
+#[test]
+fn metadata_is_replaced_atomically() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_owned();
+    let store = Store::open(&root).unwrap();
+    let image = Image::new("a", &[b"layer"]);
+    image.load(&store, "seed");
+
+    // A reader never sees a half-written meta.json while records change as fast as they can.
+    let done = AtomicBool::new(false);
+    thread::scope(|scope| {
+        let reader = scope.spawn(|| {
+            let mut reads = 0;
+            while !done.load(Ordering::Relaxed) {
+                let bytes = fs::read(root.join("meta.json")).unwrap();
+                serde_json::from_slice::<serde_json::Value>(&bytes).unwrap();
+                reads += 1;
+            }
+            reads
+        });
+        for i in 0..100 {
+            store
+                .apply(vec![put(&format!("tag-{i}"), &image.manifest.0)])
+                .unwrap();
+        }
+        done.store(true, Ordering::Relaxed);
+        assert!(reader.join().unwrap() > 0);
+    });
+
+    assert_eq!(ingest_entries(&root), 0, "no temp files left behind");
+    let mut entries: Vec<_> = fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    entries.sort();
+    assert_eq!(entries, ["blobs", "hoistd.lock", "ingest", "meta.json"]);
+}
