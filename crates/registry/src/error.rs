@@ -251,15 +251,17 @@ impl ResponseError {
     }
 }
 
-/// Describes an error chain without reqwest's "error sending request for url (…)" wrapper,
-/// which repeats what the operation and host already say.
+/// Describes an error chain without reqwest's and hyper's wrappers ("error sending request
+/// for url (…)", "client error (Connect)"), which repeat what the operation and host say.
 fn root_cause(error: &reqwest::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
+    let mut tls = None;
     let mut next: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(error);
     while let Some(e) = next {
+        tls = tls.or_else(|| rustls_error(e));
         let text = e.to_string();
-        // hyper and hyper-util wrap causes with texts that add nothing ("client error (Connect)").
-        if !parts.iter().any(|p| p.contains(&text)) {
+        let wrapper = text.starts_with("client error (") && text.ends_with(')');
+        if !wrapper && !parts.iter().any(|p| p.contains(&text)) {
             parts.push(text);
         }
         next = e.source();
@@ -270,7 +272,30 @@ fn root_cause(error: &reqwest::Error) -> String {
     if parts.is_empty() {
         return error.to_string();
     }
-    parts.join(": ")
+    let cause = parts.join(": ");
+    match tls {
+        Some(rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType)) => format!(
+            "TLS handshake failed: {cause} (the registry seems to speak plain HTTP; \
+             list it in insecure-registries to allow that)"
+        ),
+        Some(rustls::Error::InvalidCertificate(_)) => format!(
+            "TLS handshake failed: {cause} (add its CA as a .crt file in the certs.d \
+             directory for this host, or list it in insecure-registries)"
+        ),
+        Some(_) => format!("TLS handshake failed: {cause}"),
+        None => cause,
+    }
+}
+
+/// The rustls error in a chain link; io::Error hides its inner error from `source()`, and
+/// hyper-rustls nests io errors.
+fn rustls_error<'a>(mut e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    loop {
+        if let Some(found) = e.downcast_ref::<rustls::Error>() {
+            return Some(found);
+        }
+        e = e.downcast_ref::<std::io::Error>()?.get_ref()?;
+    }
 }
 
 /// Turns an error response into a [`RegistryError`], reading a bounded part of its body.

@@ -61,7 +61,10 @@ async fn monolithic_upload_round_trips_and_reports_progress() {
         .unwrap();
     assert_eq!(progress.get(), blob.size);
 
-    assert_eq!(repo.blob_exists(&blob.digest).await.unwrap(), Some(blob.size));
+    assert_eq!(
+        repo.blob_exists(&blob.digest).await.unwrap(),
+        Some(blob.size)
+    );
     let back = download(&repo, &blob.digest).await;
     assert_eq!(sha256(&back), blob.digest);
     assert_eq!(back, bytes);
@@ -87,7 +90,10 @@ async fn chunked_upload_with_small_chunks_round_trips() {
     .await
     .unwrap();
     assert_eq!(progress.get(), blob.size);
-    assert_eq!(repo.blob_exists(&blob.digest).await.unwrap(), Some(blob.size));
+    assert_eq!(
+        repo.blob_exists(&blob.digest).await.unwrap(),
+        Some(blob.size)
+    );
     assert_eq!(sha256(&download(&repo, &blob.digest).await), blob.digest);
 }
 
@@ -96,7 +102,10 @@ async fn empty_blob_uploads_in_both_modes() {
     let repo = shared_repo("empty-blob");
     let dir = tempfile::tempdir().unwrap();
     let blob = blob_file(dir.path(), b"");
-    for mode in [UploadMode::Monolithic, UploadMode::Chunked { chunk_size: 1024 }] {
+    for mode in [
+        UploadMode::Monolithic,
+        UploadMode::Chunked { chunk_size: 1024 },
+    ] {
         let session = repo.start_upload().await.unwrap();
         repo.upload_blob(session, &blob, mode, &Progress::default())
             .await
@@ -124,9 +133,15 @@ async fn mount_from_a_repository_that_has_the_blob() {
     let blob = push_blob(&source, &pseudo_random(300_000, 3)).await;
 
     assert_eq!(target.blob_exists(&blob.digest).await.unwrap(), None);
-    let outcome = target.mount_blob(&blob.digest, source.path()).await.unwrap();
+    let outcome = target
+        .mount_blob(&blob.digest, source.path())
+        .await
+        .unwrap();
     assert!(matches!(outcome, MountOutcome::Mounted), "{outcome:?}");
-    assert_eq!(target.blob_exists(&blob.digest).await.unwrap(), Some(blob.size));
+    assert_eq!(
+        target.blob_exists(&blob.digest).await.unwrap(),
+        Some(blob.size)
+    );
 }
 
 #[tokio::test]
@@ -146,13 +161,20 @@ async fn mount_from_a_repository_without_the_blob_opens_a_usable_session() {
     repo.upload_blob(session, &blob, UploadMode::Monolithic, &Progress::default())
         .await
         .unwrap();
-    assert_eq!(repo.blob_exists(&blob.digest).await.unwrap(), Some(blob.size));
+    assert_eq!(
+        repo.blob_exists(&blob.digest).await.unwrap(),
+        Some(blob.size)
+    );
 }
 
 #[tokio::test]
 async fn manifest_put_and_get_keep_exact_bytes() {
     let repo = shared_repo("manifest");
-    let config = push_blob(&repo, br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#).await;
+    let config = push_blob(
+        &repo,
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#,
+    )
+    .await;
     let layer = push_blob(&repo, &pseudo_random(10_000, 5)).await;
     let media_type = "application/vnd.oci.image.manifest.v1+json";
     // Unusual spacing and key order on purpose: re-serialising would change the digest.
@@ -167,7 +189,10 @@ async fn manifest_put_and_get_keep_exact_bytes() {
     repo.put_manifest("v1", media_type, bytes.clone(), &digest)
         .await
         .unwrap();
-    assert_eq!(repo.manifest_digest("v1").await.unwrap(), Some(digest.clone()));
+    assert_eq!(
+        repo.manifest_digest("v1").await.unwrap(),
+        Some(digest.clone())
+    );
     assert_eq!(
         repo.manifest_digest(digest.as_str()).await.unwrap(),
         Some(digest.clone())
@@ -219,11 +244,19 @@ async fn a_cancelled_session_is_reported_as_upload_unknown() {
     let session = repo.start_upload().await.unwrap();
     repo.cancel_upload(&session).await;
     let error = repo
-        .upload_blob(session, &blob, UploadMode::Chunked { chunk_size: 400 }, &Progress::default())
+        .upload_blob(
+            session,
+            &blob,
+            UploadMode::Chunked { chunk_size: 400 },
+            &Progress::default(),
+        )
         .await
         .unwrap_err();
     assert!(error.is_upload_unknown(), "{error:?}");
-    assert!(error.to_string().starts_with("blob upload unknown: "), "{error}");
+    assert!(
+        error.to_string().starts_with("blob upload unknown: "),
+        "{error}"
+    );
 }
 
 #[tokio::test]
@@ -243,7 +276,10 @@ async fn basic_auth_with_right_and_wrong_credentials() {
     );
     repo.ping().await.unwrap();
     let blob = push_blob(&repo, &pseudo_random(70_000, 7)).await;
-    assert_eq!(repo.blob_exists(&blob.digest).await.unwrap(), Some(blob.size));
+    assert_eq!(
+        repo.blob_exists(&blob.digest).await.unwrap(),
+        Some(blob.size)
+    );
 
     let wrong = registries.repository(
         &registry.host(),

@@ -14,7 +14,11 @@ use hoist_registry::{BlobSource, Registries, RegistryConfig};
 use sha2::Digest as _;
 
 pub fn sha256(bytes: &[u8]) -> Digest {
-    Digest::parse(&format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))).unwrap()
+    Digest::parse(&format!(
+        "sha256:{}",
+        hex::encode(sha2::Sha256::digest(bytes))
+    ))
+    .unwrap()
 }
 
 /// Incompressible, reproducible bytes (xorshift), so tests need no RNG crate.
@@ -98,7 +102,9 @@ impl FakeRegistry {
             let handler = handler.clone();
             async move {
                 let (parts, body) = request.into_parts();
-                let body = axum::body::to_bytes(body, 64 << 20).await.unwrap_or_default();
+                let body = axum::body::to_bytes(body, 64 << 20)
+                    .await
+                    .unwrap_or_default();
                 let recorded = Recorded {
                     method: parts.method.to_string(),
                     uri: parts
@@ -129,7 +135,11 @@ impl FakeRegistry {
     }
 }
 
-pub fn respond(status: u16, headers: &[(&str, String)], body: impl Into<axum::body::Body>) -> Response {
+pub fn respond(
+    status: u16,
+    headers: &[(&str, String)],
+    body: impl Into<axum::body::Body>,
+) -> Response {
     let mut builder = Response::builder().status(status);
     for (name, value) in headers {
         builder = builder.header(*name, value.as_str());
