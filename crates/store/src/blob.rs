@@ -1,7 +1,7 @@
 //! Reading blobs, and storing small ones built in memory.
 
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::PathBuf;
 
 use hoist_reference::Digest;
@@ -9,8 +9,9 @@ use sha2::{Digest as _, Sha256};
 
 use crate::descriptor::Descriptor;
 use crate::error::{IoContext, StoreError};
+use crate::layout::Layout;
 use crate::lease::Lease;
-use crate::manifest::{ManifestKind, read_blob_limited};
+use crate::manifest::ManifestKind;
 use crate::store::Store;
 
 impl Store {
@@ -36,14 +37,7 @@ impl Store {
     }
 
     pub fn open_blob(&self, digest: &Digest) -> Result<File, StoreError> {
-        let path = self.blob_path(digest);
-        File::open(&path).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => StoreError::NotFound(digest.clone()),
-            _ => StoreError::Io {
-                context: format!("opening {}", path.display()),
-                source: e,
-            },
-        })
+        open_blob_file(&self.inner.layout, digest).map(|(file, _, _)| file)
     }
 
     /// Stores a small blob built in memory (a manifest, a config) under `lease`.
@@ -78,4 +72,50 @@ impl Store {
             None => Err(StoreError::NotFound(desc.digest.clone())),
         }
     }
+}
+
+/// Opens a blob for reading, with its size. `NotFound` if absent.
+pub(crate) fn open_blob_file(
+    layout: &Layout,
+    digest: &Digest,
+) -> Result<(File, u64, PathBuf), StoreError> {
+    let path = layout.blob_path(digest);
+    let file = match File::open(&path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(StoreError::NotFound(digest.clone()));
+        }
+        Err(e) => return Err(e).context(|| format!("opening {}", path.display())),
+    };
+    let size = file
+        .metadata()
+        .context(|| format!("reading metadata of {}", path.display()))?
+        .len();
+    Ok((file, size, path))
+}
+
+/// Reads a whole blob, refusing more than `limit` bytes (checked again while reading, so a file
+/// that is not what its size said cannot make us allocate without bound).
+pub(crate) fn read_blob_limited(
+    layout: &Layout,
+    digest: &Digest,
+    limit: u64,
+) -> Result<Vec<u8>, StoreError> {
+    let (file, size, path) = open_blob_file(layout, digest)?;
+    let too_large = |size| StoreError::TooLarge {
+        digest: digest.clone(),
+        size,
+        limit,
+    };
+    if size > limit {
+        return Err(too_large(size));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    file.take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .context(|| format!("reading {}", path.display()))?;
+    if bytes.len() as u64 > limit {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
 }

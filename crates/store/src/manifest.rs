@@ -5,12 +5,12 @@
 //! over.
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::{self, Read};
+use std::io::Read;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use hoist_reference::Digest;
 
+use crate::blob::{open_blob_file, read_blob_limited};
 use crate::descriptor::{Descriptor, media_type};
 use crate::error::{IoContext, StoreError};
 use crate::layout::Layout;
@@ -134,11 +134,7 @@ impl ChildrenCache {
         let kind = match cached {
             Some(kind) => kind,
             None => {
-                let kind = match read_manifest(layout, digest) {
-                    Ok(bytes) => sniff(&bytes),
-                    Err(StoreError::TooLarge { .. }) => None,
-                    Err(e) => return Err(e),
-                };
+                let kind = read_if_json_object(layout, digest)?.and_then(|bytes| sniff(&bytes));
                 lock(&self.sniffed).insert(digest.clone(), kind);
                 kind
             }
@@ -164,41 +160,29 @@ fn read_manifest(layout: &Layout, digest: &Digest) -> Result<Vec<u8>, StoreError
     read_blob_limited(layout, digest, MANIFEST_SIZE_LIMIT)
 }
 
-/// Reads a whole blob, refusing more than `limit` bytes (checked again while reading, so a file
-/// that is not what its size said cannot make us allocate without bound).
-pub(crate) fn read_blob_limited(
-    layout: &Layout,
-    digest: &Digest,
-    limit: u64,
-) -> Result<Vec<u8>, StoreError> {
-    let path = layout.blob_path(digest);
-    let file = match File::open(&path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Err(StoreError::NotFound(digest.clone()));
-        }
-        Err(e) => return Err(e).context(|| format!("opening {}", path.display())),
-    };
-    let size = file
-        .metadata()
-        .context(|| format!("reading metadata of {}", path.display()))?
-        .len();
-    let too_large = |size| StoreError::TooLarge {
-        digest: digest.clone(),
-        size,
-        limit,
-    };
-    if size > limit {
-        return Err(too_large(size));
+/// Reads a blob only if it could be a manifest: small enough and starting with `{`. A lease
+/// protects layers too, and reading megabytes of gzip to learn it is not JSON would hold up GC.
+fn read_if_json_object(layout: &Layout, digest: &Digest) -> Result<Option<Vec<u8>>, StoreError> {
+    const PEEK: u64 = 512;
+    let (file, size, path) = open_blob_file(layout, digest)?;
+    if size > MANIFEST_SIZE_LIMIT {
+        return Ok(None);
     }
+    let reading = || format!("reading {}", path.display());
+    let mut file = file.take(MANIFEST_SIZE_LIMIT + 1);
     let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-    file.take(limit.saturating_add(1))
+    (&mut file)
+        .take(PEEK)
         .read_to_end(&mut bytes)
-        .context(|| format!("reading {}", path.display()))?;
-    if bytes.len() as u64 > limit {
-        return Err(too_large(bytes.len() as u64));
+        .context(reading)?;
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => {}
+        Some(_) => return Ok(None),
+        None if (bytes.len() as u64) < PEEK => return Ok(None),
+        None => {}
     }
-    Ok(bytes)
+    file.read_to_end(&mut bytes).context(reading)?;
+    Ok((bytes.len() as u64 <= MANIFEST_SIZE_LIMIT).then_some(bytes))
 }
 
 #[cfg(test)]
@@ -223,6 +207,39 @@ mod tests {
             ManifestKind::Index
                 .parse_children(manifest.as_bytes())
                 .is_err()
+        );
+    }
+
+    #[test]
+    fn only_small_blobs_that_start_like_an_object_are_read_for_sniffing() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        layout.create().unwrap();
+        let store = |bytes: &[u8]| {
+            let digest = Digest::sha256_from_bytes(&[bytes.len() as u8; 32]);
+            std::fs::write(layout.blob_path(&digest), bytes).unwrap();
+            digest
+        };
+        let padded = [vec![b' '; 600], br#"{"manifests":[]}"#.to_vec()].concat();
+        let padded = store(&padded);
+        let gzip = store(&[0x1f, 0x8b, 8, 0]);
+        let huge = store(&vec![b'{'; MANIFEST_SIZE_LIMIT as usize + 1]);
+
+        assert!(read_if_json_object(&layout, &padded).unwrap().is_some());
+        assert_eq!(read_if_json_object(&layout, &gzip).unwrap(), None);
+        assert_eq!(read_if_json_object(&layout, &huge).unwrap(), None);
+        let absent = Digest::sha256_from_bytes(&[0xee; 32]);
+        assert!(matches!(
+            read_if_json_object(&layout, &absent),
+            Err(StoreError::NotFound(_))
+        ));
+
+        let cache = ChildrenCache::default();
+        assert!(cache.of_unknown(&layout, &padded).unwrap().is_empty());
+        assert!(cache.of_unknown(&layout, &gzip).unwrap().is_empty());
+        assert_eq!(
+            lock(&cache.sniffed).get(&padded),
+            Some(&Some(ManifestKind::Index))
         );
     }
 

@@ -9,6 +9,15 @@ use common::*;
 use hoist_store::{Descriptor, Store, StoreError, media_type};
 
 #[test]
+fn handles_cross_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<Store>();
+    send_sync::<hoist_store::Lease>();
+    send::<hoist_store::BlobWriter>();
+}
+
+#[test]
 fn written_blobs_read_back_under_their_independently_computed_digest() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
