@@ -686,3 +686,94 @@ async fn a_missing_blob_file_is_a_local_error() {
     assert!(matches!(error, RegistryError::LocalIo { .. }), "{error:?}");
     assert!(!error.is_retryable());
 }
+
+/// A registry whose token server implements the OAuth2 POST only if `post_status` is 200.
+async fn oauth_registry(post_status: u16) -> FakeRegistry {
+    FakeRegistry::start(move |req, addr| {
+        let json = [("content-type", "application/json".to_owned())];
+        if req.uri.starts_with("/token") {
+            return match (req.method.as_str(), post_status) {
+                ("POST", 200) => respond(
+                    200,
+                    &json,
+                    r#"{"access_token":"tok-oauth","expires_in":300}"#,
+                ),
+                ("POST", status) => empty(status, &[]),
+                _ => respond(200, &json, r#"{"token":"tok-get"}"#),
+            };
+        }
+        match req.header("authorization") {
+            Some("Bearer tok-oauth" | "Bearer tok-get") => empty(200, &[]),
+            _ => empty(
+                401,
+                &[(
+                    "www-authenticate",
+                    format!(r#"Bearer realm="http://{addr}/token",service="fake-registry""#),
+                )],
+            ),
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn identity_token_uses_the_oauth2_refresh_grant() {
+    let fake = oauth_registry(200).await;
+    let repo = repo_on(
+        &registries(),
+        &fake.host(),
+        Credentials::IdentityToken("refresh-secret".into()),
+    );
+    repo.ping().await.unwrap();
+    let requests = fake.requests();
+    let post = requests.iter().find(|r| r.method == "POST").unwrap();
+    assert_eq!(
+        post.header("content-type"),
+        Some("application/x-www-form-urlencoded")
+    );
+    let mut form: Vec<(String, String)> = url::form_urlencoded::parse(&post.body)
+        .into_owned()
+        .collect();
+    form.sort();
+    let expected: Vec<(String, String)> = [
+        ("client_id", "hoist"),
+        ("grant_type", "refresh_token"),
+        ("refresh_token", "refresh-secret"),
+        ("scope", "repository:team/app:pull,push"),
+        ("service", "fake-registry"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    assert_eq!(form, expected);
+    assert_eq!(
+        requests.last().unwrap().header("authorization"),
+        Some("Bearer tok-oauth")
+    );
+}
+
+#[tokio::test]
+async fn identity_token_falls_back_to_get_when_post_is_not_supported() {
+    let fake = oauth_registry(404).await;
+    let repo = repo_on(
+        &registries(),
+        &fake.host(),
+        Credentials::IdentityToken("refresh-secret".into()),
+    );
+    repo.ping().await.unwrap();
+    let requests = fake.requests();
+    let summary: Vec<String> = requests
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.uri.split('?').next().unwrap()))
+        .collect();
+    assert_eq!(
+        summary,
+        ["GET /v2/", "POST /token", "GET /token", "GET /v2/"]
+    );
+    // containerd's fallback: the identity token as the Basic password, no username.
+    assert_eq!(
+        requests[2].header("authorization"),
+        Some("Basic OnJlZnJlc2gtc2VjcmV0")
+    );
+    assert_eq!(requests[3].header("authorization"), Some("Bearer tok-get"));
+}
