@@ -7,11 +7,9 @@ use std::path::PathBuf;
 use hoist_reference::Digest;
 use sha2::{Digest as _, Sha256};
 
-use crate::descriptor::Descriptor;
 use crate::error::{IoContext, StoreError};
 use crate::layout::Layout;
 use crate::lease::Lease;
-use crate::manifest::ManifestKind;
 use crate::store::Store;
 
 impl Store {
@@ -54,23 +52,6 @@ impl Store {
             .write_all(bytes)
             .context(|| format!("writing blob {digest}"))?;
         writer.commit(Some(&digest))
-    }
-
-    /// The blobs `desc` references: an index or manifest list its manifests, a manifest its
-    /// config then its layers; other media types none. Errors if the blob is absent or is not
-    /// valid JSON of its media type.
-    pub fn children(&self, desc: &Descriptor) -> Result<Vec<Descriptor>, StoreError> {
-        match ManifestKind::of_media_type(&desc.media_type) {
-            Some(kind) => {
-                let children =
-                    self.inner
-                        .children
-                        .of_kind(&self.inner.layout, &desc.digest, kind)?;
-                Ok(children.to_vec())
-            }
-            None if self.has_blob(&desc.digest) => Ok(Vec::new()),
-            None => Err(StoreError::NotFound(desc.digest.clone())),
-        }
     }
 }
 

@@ -14,6 +14,7 @@ use crate::blob::{open_blob_file, read_blob_limited};
 use crate::descriptor::{Descriptor, media_type};
 use crate::error::{IoContext, StoreError};
 use crate::layout::Layout;
+use crate::store::Store;
 
 /// Registries refuse manifests above 4 MiB (distribution's limit), so anything larger is not one
 /// of ours, and reading it whole to find out would be wasteful.
@@ -85,6 +86,25 @@ fn sniff(bytes: &[u8]) -> Option<ManifestKind> {
         None if shape.manifests.is_some() => Some(ManifestKind::Index),
         None if shape.config.is_some() && shape.layers.is_some() => Some(ManifestKind::Manifest),
         None => None,
+    }
+}
+
+impl Store {
+    /// The blobs `desc` references: an index or manifest list its manifests, a manifest its
+    /// config then its layers; other media types none. Errors if the blob is absent or is not
+    /// valid JSON of its media type.
+    pub fn children(&self, desc: &Descriptor) -> Result<Vec<Descriptor>, StoreError> {
+        match ManifestKind::of_media_type(&desc.media_type) {
+            Some(kind) => {
+                let children =
+                    self.inner
+                        .children
+                        .of_kind(&self.inner.layout, &desc.digest, kind)?;
+                Ok(children.to_vec())
+            }
+            None if self.has_blob(&desc.digest) => Ok(Vec::new()),
+            None => Err(StoreError::NotFound(desc.digest.clone())),
+        }
     }
 }
 
