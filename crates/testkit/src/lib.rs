@@ -3,6 +3,9 @@
 //! computes its own digests, and a proxy that observes or disturbs registry traffic.
 
 pub mod archive;
+pub mod docker;
+pub mod hoistd;
+pub mod http1;
 pub mod image;
 pub mod process;
 pub mod registry;
