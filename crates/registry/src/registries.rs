@@ -78,6 +78,14 @@ impl Endpoint {
     }
 }
 
+impl std::fmt::Debug for Registries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registries")
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Registries {
     pub fn new(config: RegistryConfig) -> Result<Registries, RegistryError> {
         tls::install_crypto_provider();

@@ -777,3 +777,43 @@ async fn identity_token_falls_back_to_get_when_post_is_not_supported() {
     );
     assert_eq!(requests[3].header("authorization"), Some("Bearer tok-get"));
 }
+
+#[tokio::test]
+async fn credentials_do_not_follow_a_redirect_to_another_host() {
+    let storage = FakeRegistry::start(|_, _| respond(200, &[], "blob bytes")).await;
+    let storage_port = storage.addr.port();
+    let registry = FakeRegistry::start(move |req, _| {
+        if req.header("authorization").is_none() {
+            return empty(
+                401,
+                &[("www-authenticate", r#"Basic realm="fake""#.to_owned())],
+            );
+        }
+        empty(
+            307,
+            &[(
+                "location",
+                format!("http://localhost:{storage_port}/storage/blob?sig=1"),
+            )],
+        )
+    })
+    .await;
+    let repo = repo_on(
+        &registries(),
+        &registry.host(),
+        Credentials::Basic {
+            username: "alice".into(),
+            password: "s3cr3t".into(),
+        },
+    );
+    let mut stream = repo.get_blob(&sha256(b"blob bytes")).await.unwrap();
+    let mut body = Vec::new();
+    while let Some(chunk) = futures_util::StreamExt::next(&mut stream).await {
+        body.extend_from_slice(&chunk.unwrap());
+    }
+    assert_eq!(body, b"blob bytes");
+    assert!(registry.requests()[1].header("authorization").is_some());
+    let storage_requests = storage.requests();
+    assert_eq!(storage_requests.len(), 1);
+    assert!(storage_requests[0].header("authorization").is_none());
+}
