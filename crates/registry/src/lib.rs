@@ -7,6 +7,16 @@
 //! - [`Registries`] is the factory: one HTTP client per registry host, with its certs.d
 //!   material, insecure-registry fallback and proxy settings, plus shared auth state.
 //! - [`Repository`] is one repository on one registry, with the operations on it.
+//!
+//! Behaviour the engine can rely on:
+//! - Nothing here retries on its own except two protocol-level recoveries: one re-authentication
+//!   after a 401 (body-less requests and manifests), and in-session resume of a chunked upload
+//!   after a failed PATCH (at most 5 times, from the offset both sides agree on).
+//! - A 401 on a streamed upload body refreshes the token but returns the error; the caller's
+//!   next attempt authenticates correctly.
+//! - `Authorization` is only attached to requests for the registry's own scheme, host and port.
+//! - Errors display as distribution formats them, and classify themselves
+//!   ([`RegistryError::is_retryable`], [`RegistryError::body_interrupted`], …).
 
 mod auth;
 mod config;
