@@ -43,7 +43,9 @@ impl Reference {
         }
     }
 
-    /// The registry: `docker.io`, `localhost:5000`, `[::1]:5000`.
+    /// The registry: `docker.io`, `localhost:5000`, `[::1]:5000`. Empty in one corner case kept
+    /// from upstream: a first component with `.` or `:` that is not a valid host but is a valid
+    /// path component (`a_b.c/foo`) leaves the whole name as the path.
     pub fn domain(&self) -> &str {
         &self.domain
     }
