@@ -1,9 +1,10 @@
 //! `POST /images/load`: imports OCI layouts (`index.json`) and docker-archives (`manifest.json`),
 //! plain, gzip or zstd compressed, streaming every blob into the store as it arrives.
 //!
-//! Blobs keep their bytes: nothing is recompressed. A docker-archive carries no manifest, so one is
-//! built exactly as containerd's archive importer (moby's containerd store) builds it, which makes
-//! the image ID a function of the archive alone.
+//! Blobs keep their bytes: nothing is recompressed. A docker-archive carries no manifest, so one
+//! is built as containerd's archive importer (moby's containerd store) builds it, which makes the
+//! image ID a function of the archive alone. The one deliberate difference: zstd layers are
+//! labelled zstd, not gzip.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
@@ -345,15 +346,19 @@ impl Engine {
         Ok(images)
     }
 
-    /// containerd's importer names the layer type after the compression it detects in the bytes.
+    /// containerd's importer names the layer type after the compression it sniffs in the first
+    /// bytes (`compression.DetectCompression`). It labels zstd layers gzip too, which breaks
+    /// every client that trusts the label; hoist labels them zstd (a documented difference).
     fn layer_media_type(&self, digest: &Digest) -> Result<&'static str, EngineError> {
         let mut head = [0u8; 4];
         let mut file = self.store.open_blob(digest)?;
         let n = read_up_to(&mut file, &mut head)
             .map_err(|e| EngineError::io(format!("reading layer {digest}"), e))?;
         Ok(match &head[..n] {
-            [0x1f, 0x8b, ..] => media::DOCKER_LAYER_GZIP,
+            [0x1f, 0x8b, 0x08, ..] => media::DOCKER_LAYER_GZIP,
             [0x28, 0xb5, 0x2f, 0xfd] => media::DOCKER_LAYER_ZSTD,
+            // A zstd skippable frame (magic 0x184D2A5?, little-endian) may precede the data.
+            [m, 0x2a, 0x4d, 0x18] if m & 0xf0 == 0x50 => media::DOCKER_LAYER_ZSTD,
             _ => media::DOCKER_LAYER,
         })
     }
