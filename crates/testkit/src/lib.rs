@@ -8,6 +8,7 @@ pub mod hoistd;
 pub mod http1;
 pub mod image;
 pub mod process;
+pub mod proxy;
 pub mod registry;
 pub mod skopeo;
 
