@@ -169,7 +169,7 @@ impl Hoistd {
         }
     }
 
-    /// Peak resident set size (`VmHWM` of /proc/<pid>/status), in KiB.
+    /// Peak resident set size (`VmHWM` of `/proc/<pid>/status`), in KiB.
     pub fn peak_rss_kib(&self) -> u64 {
         self.proc_status_kib("VmHWM:")
     }
@@ -189,7 +189,7 @@ impl Hoistd {
             .unwrap_or_else(|| panic!("no {field} in /proc/<pid>/status"))
     }
 
-    /// Number of open file descriptors (entries of /proc/<pid>/fd).
+    /// Number of open file descriptors (entries of `/proc/<pid>/fd`).
     pub fn open_fds(&self) -> usize {
         std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
             .expect("list /proc/<pid>/fd of the daemon")

@@ -1,6 +1,16 @@
 //! Test support for hoist, independent of hoist's own crates so that tests check hoist against
 //! separate truth: the real `docker-registry` (CNCF distribution), an image generator that
 //! computes its own digests, and a proxy that observes or disturbs registry traffic.
+//!
+//! - [`image`]: random-content images (OCI / Docker schema2, indexes, attestations), streamed to
+//!   disk, every digest computed here.
+//! - [`archive`]: `docker load` archives (legacy, blobs, OCI, both; partial; deliberately broken).
+//! - [`registry`]: the real registry on loopback, plus direct HTTP helpers to seed and read it.
+//! - [`skopeo`]: an independent client to put generated images into a registry.
+//! - [`proxy`]: a fault-injecting, observing HTTP proxy in front of a registry.
+//! - [`hoistd`]: the daemon under test, with raw HTTP/1.1 requests over its socket ([`http1`]).
+//! - [`docker`]: the real docker CLI and docker-py, isolated from the machine's docker setup.
+//! - [`process`]: children tied to the test binary, free ports, required programs, timeouts.
 
 pub mod archive;
 pub mod docker;

@@ -120,7 +120,7 @@ fn concurrent_upload_bodies_are_counted() {
             let proxy = proxy.clone();
             std::thread::spawn(move || {
                 let location = start_upload(&proxy, "px/concurrent");
-                let put = put_blob(&location, random_bytes(100_000, i)).expect("slow PUT");
+                let put = put_blob(&location, random_bytes(200_000, i)).expect("slow PUT");
                 assert_eq!(put.status(), 201);
             })
         })
