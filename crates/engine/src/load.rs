@@ -188,19 +188,20 @@ impl Engine {
         let mut images = Vec::new();
         for entry in layout.manifests {
             let desc = entry.descriptor.clone();
-            self.check_graph(&desc, lease, 0)?;
+            self.check_graph(&desc, lease, true, 0)?;
             images.push((oci_image_name(&entry)?, desc));
         }
         Ok(images)
     }
 
-    /// Checks that `desc` is present with its size, that manifests parse and that a manifest has
-    /// all its blobs. Children of an index may be absent: such an image is partial, as a
-    /// single-platform `docker save` of a multi-platform image makes it.
+    /// Checks that `desc` is present with its size, that manifests parse, and that a top-level
+    /// manifest has all its blobs. Under an index anything may be absent: such an image is
+    /// partial, as a single-platform `docker save` of a multi-platform image makes it.
     fn check_graph(
         &self,
         desc: &Descriptor,
         lease: &Lease,
+        required: bool,
         depth: usize,
     ) -> Result<(), EngineError> {
         if depth > 4 {
@@ -209,6 +210,7 @@ impl Engine {
             ));
         }
         match self.store.blob_size(&desc.digest) {
+            None if !required => return Ok(()),
             None => {
                 return Err(EngineError::BadArchive(format!(
                     "invalid archive: content {} ({}) is missing",
@@ -227,19 +229,17 @@ impl Engine {
         if !(media::is_index(&desc.media_type) || media::is_manifest(&desc.media_type)) {
             return Ok(());
         }
+        let bytes = self.store.read_blob(&desc.digest, MAX_MANIFEST_BYTES)?;
         let doc: crate::image_content::ManifestDoc =
-            serde_json::from_slice(&self.store.read_blob(&desc.digest, MAX_MANIFEST_BYTES)?)
-                .map_err(|e| {
-                    EngineError::BadArchive(format!(
-                        "invalid archive: manifest {} is malformed: {e}",
-                        desc.digest
-                    ))
-                })?;
+            serde_json::from_slice(&bytes).map_err(|e| {
+                EngineError::BadArchive(format!(
+                    "invalid archive: manifest {} is malformed: {e}",
+                    desc.digest
+                ))
+            })?;
         if media::is_index(&desc.media_type) {
             for child in &doc.manifests {
-                if self.store.has_blob(&child.descriptor.digest) {
-                    self.check_graph(&child.descriptor, lease, depth + 1)?;
-                }
+                self.check_graph(&child.descriptor, lease, false, depth + 1)?;
             }
             return Ok(());
         }
@@ -249,13 +249,13 @@ impl Engine {
                 desc.digest
             ))
         })?;
-        self.check_graph(&config, lease, depth + 1)?;
+        self.check_graph(&config, lease, required, depth + 1)?;
         for layer in doc
             .layers
             .iter()
             .filter(|l| !media::is_non_distributable(&l.media_type))
         {
-            self.check_graph(layer, lease, depth + 1)?;
+            self.check_graph(layer, lease, required, depth + 1)?;
         }
         Ok(())
     }
