@@ -107,23 +107,19 @@ impl Engine {
                     files.insert(path, file);
                 }
                 tar::EntryType::Symlink => {
+                    // Relative to the link's directory: docker save links a repeated layer
+                    // as `<id>/layer.tar` → `../<other id>/layer.tar`.
                     let target = link_target(&entry, &raw)?;
                     let parent = path.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
-                    let joined = if target.starts_with('/') {
-                        return Err(escaping_link(&raw, &target));
-                    } else if parent.is_empty() {
-                        target.clone()
-                    } else {
-                        format!("{parent}/{target}")
-                    };
-                    let resolved =
-                        normalize_entry_path(&joined).map_err(|_| escaping_link(&raw, &target))?;
+                    let resolved = resolve_within_archive(parent, &target)
+                        .ok_or_else(|| escaping_link(&raw, &target))?;
                     links.push((path, resolved));
                 }
                 tar::EntryType::Link => {
+                    // Hard links name their target from the archive's root.
                     let target = link_target(&entry, &raw)?;
-                    let resolved =
-                        normalize_entry_path(&target).map_err(|_| escaping_link(&raw, &target))?;
+                    let resolved = resolve_within_archive("", &target)
+                        .ok_or_else(|| escaping_link(&raw, &target))?;
                     links.push((path, resolved));
                 }
                 // Extended headers are consumed by the tar crate; anything else has no place here.
@@ -477,6 +473,25 @@ fn normalize_entry_path(raw: &str) -> Result<String, EngineError> {
     Ok(parts.join("/"))
 }
 
+/// `target` taken relative to the directory `base` (both archive paths), with `.` and `..`
+/// applied; None when it is absolute or climbs above the archive's root.
+fn resolve_within_archive(base: &str, target: &str) -> Option<String> {
+    if target.starts_with('/') {
+        return None;
+    }
+    let mut parts: Vec<&str> = base.split('/').filter(|p| !p.is_empty()).collect();
+    for part in target.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            p => parts.push(p),
+        }
+    }
+    Some(parts.join("/"))
+}
+
 fn link_target(entry: &tar::Entry<'_, impl Read>, raw: &str) -> Result<String, EngineError> {
     entry
         .link_name_bytes()
@@ -540,6 +555,18 @@ mod tests {
         assert!(normalize_entry_path("../etc/passwd").is_err());
         assert!(normalize_entry_path("a/../../b").is_err());
         assert!(normalize_entry_path("/etc/passwd").is_err());
+    }
+
+    #[test]
+    fn link_targets_resolve_inside_the_archive_only() {
+        assert_eq!(
+            resolve_within_archive("aaa", "../bbb/layer.tar").as_deref(),
+            Some("bbb/layer.tar")
+        );
+        assert_eq!(resolve_within_archive("", "./x//y").as_deref(), Some("x/y"));
+        assert_eq!(resolve_within_archive("aaa", "../../etc/passwd"), None);
+        assert_eq!(resolve_within_archive("", "../x"), None);
+        assert_eq!(resolve_within_archive("a/b", "/etc/passwd"), None);
     }
 
     #[test]
