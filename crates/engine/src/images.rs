@@ -386,6 +386,20 @@ impl Engine {
                 target,
             });
         }
+        // An image that gets a name is no longer dangling (moby's TagImage deletes the record).
+        let mut named_targets: Vec<&Descriptor> = Vec::new();
+        for (name, target) in names_and_targets {
+            if name.starts_with(names::DANGLING_PREFIX)
+                || named_targets.iter().any(|t| t.digest == target.digest)
+            {
+                continue;
+            }
+            named_targets.push(target);
+            let dangling = names::dangling_record_name(&target.digest);
+            if records.iter().any(|r| r.name == dangling) {
+                changes.push(ImageChange::Delete { name: dangling });
+            }
+        }
         changes
     }
 
@@ -401,6 +415,9 @@ impl Engine {
             .await
     }
 
+    /// As moby's containerd store (`ImageDelete`): a name that covers only some of the image's
+    /// names removes just those ("Untagged"); otherwise the image goes with every name. By ID, an
+    /// image with several names that are not one reference needs `force`.
     fn remove_blocking(
         &self,
         input: &str,
@@ -411,38 +428,51 @@ impl Engine {
             .lock()
             .map_err(|_| EngineError::Internal("names lock poisoned".into()))?;
         let (view, lookup) = names::resolve(&self.store, input)?;
-        let mut responses = Vec::new();
-        let mut remove: Vec<String> = Vec::new();
-        match lookup {
-            Lookup::Name(reference)
-                if view.tags.len() > 1 || reference.digest().is_some() && !view.tags.is_empty() =>
-            {
-                // Other tags keep the image: only this name goes.
-                remove.push(reference.to_string());
-                responses.push(DeleteResponse::Untagged(reference.familiar_string()));
-            }
-            Lookup::Name(_) | Lookup::Id => {
-                let repos: std::collections::BTreeSet<String> =
-                    view.tags.iter().map(Reference::name).collect();
-                if matches!(lookup, Lookup::Id) && repos.len() > 1 && !force {
-                    return Err(EngineError::Conflict(format!(
-                        "conflict: unable to delete {} (must be forced) - image is referenced in multiple repositories",
-                        view.id().short_id()
-                    )));
-                }
-                for r in view.tags.iter().chain(view.digests.iter()) {
-                    remove.push(r.to_string());
-                    responses.push(DeleteResponse::Untagged(r.familiar_string()));
-                }
-                remove.push(names::dangling_record_name(view.id()));
-                responses.push(DeleteResponse::Deleted(view.id().to_string()));
+        // Every record naming the image, in containerd's listing order (by name).
+        let mut all: Vec<String> = self
+            .store
+            .images()
+            .into_iter()
+            .filter(|r| r.target.digest == *view.id())
+            .map(|r| r.name)
+            .collect();
+        all.sort();
+        let named = match &lookup {
+            Lookup::Name(r) | Lookup::Digest(r) => Some(r),
+            Lookup::Id => None,
+        };
+        let same = names::same_references(named, &all);
+        if let Lookup::Digest(reference) = &lookup {
+            if same.is_empty() {
+                return Err(EngineError::NoSuchImage(reference.familiar_string()));
             }
         }
-        let existing: std::collections::BTreeSet<String> =
-            self.store.images().into_iter().map(|r| r.name).collect();
-        let changes = remove
+        let untagged = |name: &str| DeleteResponse::Untagged(names::familiar_record_name(name));
+        if named.is_some() && same.len() != all.len() {
+            let responses = same.iter().map(|n| untagged(n)).collect();
+            let changes = same
+                .iter()
+                .map(|n| ImageChange::Delete {
+                    name: (*n).to_owned(),
+                })
+                .collect();
+            self.store.apply(changes)?;
+            return Ok(responses);
+        }
+        if named.is_none() && same.len() != all.len() && all.len() > 1 && !force {
+            return Err(EngineError::Conflict(format!(
+                "conflict: unable to delete {} (must be forced) - image is referenced in multiple repositories",
+                view.id().short_id()
+            )));
+        }
+        let mut responses: Vec<DeleteResponse> = all
+            .iter()
+            .filter(|n| !matches!(names::classify(n), names::RecordName::Dangling))
+            .map(|n| untagged(n))
+            .collect();
+        responses.push(DeleteResponse::Deleted(view.id().to_string()));
+        let changes = all
             .into_iter()
-            .filter(|n| existing.contains(n))
             .map(|name| ImageChange::Delete { name })
             .collect();
         self.store.apply(changes)?;

@@ -12,7 +12,7 @@ use hoist_store::{Descriptor, ImageRecord, Store};
 
 use crate::EngineError;
 
-const DANGLING_PREFIX: &str = "moby-dangling@";
+pub(crate) const DANGLING_PREFIX: &str = "moby-dangling@";
 
 pub(crate) fn tag_record_name(tagged: &Reference) -> String {
     tagged.without_digest().to_string()
@@ -108,6 +108,8 @@ pub(crate) enum Lookup {
     Name(Reference),
     /// By full or abbreviated ID.
     Id,
+    /// By a digest reference (`foo@sha256:<id>`) that no record carries under that exact name.
+    Digest(Reference),
 }
 
 /// Resolves what a user typed (`foo`, `foo:1`, `foo@sha256:…`, `sha256:<id>`, `<id prefix>`) to an
@@ -145,7 +147,7 @@ pub(crate) fn resolve(store: &Store, input: &str) -> Result<(ImageView, Lookup),
         // (`docker inspect foo@sha256:<id>`), as in moby.
         if let Some(digest) = reference.digest() {
             if let Some(view) = images.iter().find(|v| v.id() == digest) {
-                return Ok((view.clone(), Lookup::Id));
+                return Ok((view.clone(), Lookup::Digest(reference)));
             }
         }
     } else if !looks_like_id {
@@ -170,6 +172,14 @@ pub(crate) fn resolve(store: &Store, input: &str) -> Result<(ImageView, Lookup),
     Err(not_found())
 }
 
+/// How moby prints a record name in `Untagged:` lines: familiar, dangling records as they are.
+pub(crate) fn familiar_record_name(name: &str) -> String {
+    match Reference::parse_normalized(name) {
+        Ok(r) => r.familiar_string(),
+        Err(_) => name.to_owned(),
+    }
+}
+
 /// The name moby prints in `No such image: …`: the familiar form, with `:latest` added to a bare
 /// name (`foo` → `foo:latest`), other registries in full; IDs as given.
 pub(crate) fn no_such_image_name(input: &str) -> String {
@@ -180,6 +190,58 @@ pub(crate) fn no_such_image_name(input: &str) -> String {
 }
 
 /// Images tagged in `repository` (a name without tag), as `(tag reference, image)`, sorted by tag.
+/// moby's `getSameReferences` (containerd store): which of an image's record names (sorted, as
+/// containerd lists them) count as the same reference as `named`, or, with no name (deleting by
+/// ID), as the first name. Same repository and same tag; digest records of the repository only
+/// when it has no other tag there; every record when `named` is a digest reference; dangling
+/// records and names that do not parse always.
+pub(crate) fn same_references<'a>(named: Option<&Reference>, all: &'a [String]) -> Vec<&'a str> {
+    let mut named = named.cloned();
+    let all_tags = named
+        .as_ref()
+        .is_some_and(|n| n.tag().is_none() && n.digest().is_some());
+    let mut tag: Option<String> = named.as_ref().and_then(|n| n.tag().map(str::to_owned));
+    let mut same = Vec::new();
+    // Digest records of the repository, kept unless another tag of it turns up.
+    let mut digest_records: Option<Vec<&str>> = Some(Vec::new());
+    for name in all {
+        let record = match classify(name) {
+            RecordName::Tag(r) | RecordName::Digest(r) => r,
+            RecordName::Dangling | RecordName::Other => {
+                same.push(name.as_str());
+                continue;
+            }
+        };
+        match &named {
+            None => {
+                tag = record.tag().map(str::to_owned);
+                named = Some(record);
+            }
+            Some(n) if n.name() != record.name() => continue,
+            Some(_) if !all_tags => match record.tag() {
+                Some(record_tag) => match &tag {
+                    None => tag = Some(record_tag.to_owned()),
+                    Some(t) if t != record_tag => {
+                        digest_records = None;
+                        continue;
+                    }
+                    Some(_) => {}
+                },
+                None => {
+                    if let Some(digests) = digest_records.as_mut() {
+                        digests.push(name.as_str());
+                    }
+                    continue;
+                }
+            },
+            Some(_) => {}
+        }
+        same.push(name.as_str());
+    }
+    same.extend(digest_records.unwrap_or_default());
+    same
+}
+
 pub(crate) fn tags_in_repository(
     store: &Store,
     repository: &Reference,
