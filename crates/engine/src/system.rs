@@ -133,9 +133,6 @@ impl Engine {
     fn system_info_blocking(&self, server_version: String, debug: bool) -> SystemInfo {
         let registry = &self.config.registry;
         let mut cidrs: Vec<String> = Vec::new();
-        if registry.insecure_loopback {
-            cidrs.extend(["127.0.0.0/8".to_owned(), "::1/128".to_owned()]);
-        }
         let mut index_configs = BTreeMap::new();
         index_configs.insert(
             "docker.io".to_owned(),
@@ -160,6 +157,10 @@ impl Engine {
                     },
                 );
             }
+        }
+        // dockerd appends the loopback ranges after the configured ones, in this order.
+        if registry.insecure_loopback {
+            cidrs.extend(["::1/128".to_owned(), "127.0.0.0/8".to_owned()]);
         }
         let env = |k: &str| {
             std::env::var(k)
