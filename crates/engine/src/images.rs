@@ -314,19 +314,18 @@ impl Engine {
 
     fn tag_blocking(&self, source: &str, repo: &str, tag: Option<&str>) -> Result<(), EngineError> {
         let target = Reference::parse_normalized(repo)?;
+        // moby's wording (`httputils.RepoTagReference`, shared with import).
         if target.digest().is_some() {
             return Err(EngineError::InvalidArgument(
-                "refusing to create a tag with a digest reference".into(),
+                "cannot import digest reference".into(),
             ));
         }
         let target = match tag {
             Some(t) if !t.is_empty() => target.with_tag(t)?,
             _ => target.tag_name_only(),
         };
-        if target
-            .tag()
-            .is_some_and(|t| t.starts_with("sha256") && t.len() == 64 + 6)
-        {
+        // `sha256:abc` would read as a digest, not as repository `sha256` with tag `abc`.
+        if target.familiar_name() == "sha256" {
             return Err(EngineError::InvalidArgument(
                 "refusing to create an ambiguous tag using digest algorithm as name".into(),
             ));
