@@ -43,6 +43,10 @@ pub fn app(state: AppState) -> Router {
         .route("/images/load", post(routes::images::load))
         .route("/images/get", get(routes::images::save_many))
         .route(
+            "/images/",
+            axum::routing::delete(routes::images::delete_unnamed),
+        )
+        .route(
             "/images/{*rest}",
             post(routes::images::post_by_name)
                 .get(routes::images::get_by_name)

@@ -5,7 +5,7 @@ use std::cmp::Ordering;
 use std::fmt;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, Method, StatusCode, Uri};
+use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -79,9 +79,7 @@ pub async fn version_layer(
     if let Some((text, tail)) = split_version(req.uri().path()) {
         let requested = ApiVersion::parse(text);
         if requested < ApiVersion::parse(MIN_API_VERSION) {
-            return stamp(&state, ApiError::BadRequest(format!(
-                "client version {text} is too old. Minimum supported API version is {MIN_API_VERSION}, please upgrade your client to a newer version"
-            )).into_response());
+            return stamp(&state, too_old(text));
         }
         if requested > ApiVersion::parse(MAX_API_VERSION) {
             return stamp(&state, ApiError::BadRequest(format!(
@@ -118,6 +116,25 @@ pub async fn version_layer(
     }
     req.extensions_mut().insert(version);
     stamp(&state, next.run(req).await)
+}
+
+/// moby answers clients older than it supports in plain text (`http.Error`), not JSON: they
+/// predate JSON errors and would print the JSON raw.
+fn too_old(version: &str) -> Response {
+    let message = format!(
+        "client version {version} is too old. Minimum supported API version is {MIN_API_VERSION}, please upgrade your client to a newer version\n"
+    );
+    let mut response = (StatusCode::BAD_REQUEST, message).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(
+        "X-Content-Type-Options",
+        HeaderValue::from_static("nosniff"),
+    );
+    response
 }
 
 fn stamp(state: &AppState, mut response: Response) -> Response {

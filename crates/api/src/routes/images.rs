@@ -68,6 +68,15 @@ pub async fn delete(
     Ok(Json(deleted).into_response())
 }
 
+/// `DELETE /images/` (an empty name): the engine refuses it as moby does, 400.
+pub async fn delete_unnamed(
+    State(state): State<AppState>,
+    params: Params,
+) -> Result<Response, ApiError> {
+    let deleted = state.engine.remove_image("", params.flag("force")).await?;
+    Ok(Json(deleted).into_response())
+}
+
 async fn tag(
     State(state): State<AppState>,
     name: &str,
