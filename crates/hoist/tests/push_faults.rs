@@ -1,0 +1,384 @@
+//! Push through a proxy that observes and disturbs the traffic to the real registry: dedupe,
+//! the concurrency limit, retries of each transient failure, resumable chunks, stalls, and
+//! cancellation when the client goes away.
+
+mod push_support;
+
+use std::time::{Duration, Instant};
+
+use hoist_testkit::archive::ArchiveFormat;
+use hoist_testkit::docker::DockerCli;
+use hoist_testkit::image::{Compression, Flavor, Image, ImageBuilder, LayerSpec};
+use hoist_testkit::proxy::{FaultAction, FaultProxy, FaultRule, RequestRecord};
+use hoist_testkit::registry::TestRegistry;
+use push_support::*;
+use serde_json::json;
+
+fn image(seed: u64, sizes: &[u64]) -> Image {
+    ImageBuilder::new(Flavor::Docker)
+        .seed(seed)
+        .layers(sizes.iter().map(|&s| LayerSpec::single(s).compression(Compression::Gzip { level: 0 })))
+        .build()
+}
+
+/// A blob upload's final PUT (the one carrying `digest=`) for `digest`.
+fn is_put_of(r: &RequestRecord, digest: &str) -> bool {
+    r.method == "PUT" && r.path.contains("/blobs/uploads/") && r.path.contains(&digest.replace(':', "%3A"))
+        || r.method == "PUT" && r.path.contains("/blobs/uploads/") && r.path.contains(digest)
+}
+
+fn puts_of(proxy: &FaultProxy, digest: &str) -> usize {
+    proxy.requests().iter().filter(|r| is_put_of(r, digest)).count()
+}
+
+/// Loads `image` as `<proxy>/<repo>:<tag>` and returns the name.
+fn load_through(cli: &DockerCli, proxy: &FaultProxy, image: &Image, repo: &str, tag: &str) -> String {
+    let name = format!("{}/{repo}:{tag}", proxy.host());
+    load_image(cli, image, &[&name], ArchiveFormat::DockerLegacy);
+    name
+}
+
+#[test]
+fn concurrent_pushes_of_one_image_upload_each_blob_once() {
+    let registry = TestRegistry::shared();
+    let proxy = FaultProxy::in_front_of(registry);
+    // Slow uploads so that the two pushes overlap.
+    proxy.add_rule(FaultRule::new("PUT", "/blobs/uploads/", FaultAction::SlowBody { bytes_per_second: 2_000_000 }));
+    let hoistd = start_hoistd();
+    let cli = DockerCli::new(&hoistd.socket());
+    let image = image(101, &[1_000_000, 600_000, 300_000]);
+    let repo = unique_repo("dedupe");
+    let name = load_through(&cli, &proxy, &image, &repo, "1");
+
+    let first = cli.spawn(&["push", &name]);
+    let second = cli.spawn(&["push", &name]);
+    let (first, second) = (first.wait(Duration::from_secs(60)), second.wait(Duration::from_secs(60)));
+    first.assert_success("first client");
+    second.assert_success("second client");
+    for blob in image.blobs() {
+        assert_eq!(proxy.completed_uploads(&blob.digest), 1, "blob {} uploaded once: {:#?}", blob.digest, proxy.upload_counts());
+    }
+    assert_registry_has_image(registry, &repo, "1", &image);
+}
+
+#[test]
+fn uploads_respect_the_limit_largest_first_and_show_waiting() {
+    let registry = TestRegistry::shared();
+    let proxy = FaultProxy::in_front_of(registry);
+    proxy.add_rule(FaultRule::new("PUT", "/blobs/uploads/", FaultAction::SlowBody { bytes_per_second: 4_000_000 }));
+    let hoistd = start_hoistd_with(json!({"max-concurrent-uploads": 2}));
+    let cli = DockerCli::new(&hoistd.socket());
+    let image = image(102, &[300_000, 900_000, 500_000, 700_000, 400_000, 800_000]);
+    let repo = unique_repo("limit");
+    let name = load_through(&cli, &proxy, &image, &repo, "1");
+    let out = cli.run(&["push", &name]);
+    out.assert_success("push");
+    assert_eq!(proxy.max_uploads_in_flight(), 2, "uploads in flight at once");
+    assert!(out.stdout.lines().any(|l| l.ends_with(": Waiting")), "layers over the limit wait:\n{}", out.stdout);
+    // Those that had to wait were served largest first.
+    let mut puts: Vec<RequestRecord> = proxy
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "PUT" && r.path.contains("/blobs/uploads/"))
+        .collect();
+    puts.sort_by_key(|r| r.started);
+    let waited: Vec<u64> = puts.iter().skip(2).map(|r| r.request_body_bytes).collect();
+    let mut sorted = waited.clone();
+    sorted.sort_by(|a, b| b.cmp(a));
+    assert_eq!(waited, sorted, "waiting uploads start largest first");
+    assert_registry_has_image(registry, &repo, "1", &image);
+}
+
+#[test]
+fn default_limit_runs_five_uploads_in_parallel() {
+    let registry = TestRegistry::shared();
+    let proxy = FaultProxy::in_front_of(registry);
+    proxy.add_rule(FaultRule::new("PUT", "/blobs/uploads/", FaultAction::SlowBody { bytes_per_second: 2_000_000 }));
+    let hoistd = start_hoistd();
+    let cli = DockerCli::new(&hoistd.socket());
+    let image = image(103, &[400_000; 8]);
+    let repo = unique_repo("parallel");
+    let name = load_through(&cli, &proxy, &image, &repo, "1");
+    cli.run(&["push", &name]).assert_success("push");
+    assert_eq!(proxy.max_uploads_in_flight(), 5);
+    assert_registry_has_image(registry, &repo, "1", &image);
+}
+
+#[test]
+fn transient_503_is_retried_with_a_countdown() {
+    let registry = TestRegistry::shared();
+    let proxy = FaultProxy::in_front_of(registry);
+    let hoistd = start_hoistd();
+    let cli = DockerCli::new(&hoistd.socket());
+    let image = image(104, &[200_000]);
+    let layer = image.layers[0].blob.digest.clone();
+    proxy.add_rule(FaultRule::new("PUT", "/blobs/uploads/", FaultAction::status(503)).query(&layer.replace(':', "%3A")).once());
+    let repo = unique_repo("retry503");
+    let name = load_through(&cli, &proxy, &image, &repo, "1");
+    let out = cli.run(&["push", &name]);
+    out.assert_success("push after a 503");
+    let lines = layer_lines(&out.stdout, layer_id(&layer));
+    assert!(lines.iter().any(|l| l.starts_with("Retrying in ")), "{}", out.stdout);
+    assert_eq!(lines.last(), Some(&"Pushed"), "{}", out.stdout);
+    assert_eq!(puts_of(&proxy, &layer), 2);
+    assert_registry_has_image(registry, &repo, "1", &image);
+}
+
+#[test]
+fn too_many_requests_waits_as_long_as_retry_after_says() {
+    let registry = TestRegistry::shared();
+    let proxy = FaultProxy::in_front_of(registry);
+    let hoistd = start_hoistd();
+    let cli = DockerCli::new(&hoistd.socket());
+    let image = image(105, &[150_000]);
+    let layer = image.layers[0].blob.digest.clone();
+    proxy.add_rule(FaultRule::new("PUT", "/blobs/uploads/", FaultAction::too_many_requests(3)).query(&layer.replace(':', "%3A")).once());
+    let repo = unique_repo("retry429");
+    let name = load_through(&cli, &proxy, &image, &repo, "1");
+    let started = Instant::now();
+    let out = cli.run(&["push", &name]);
+    out.assert_success("push after a 429");
+    assert!(started.elapsed() >= Duration::from_secs(3), "waited {:?}", started.elapsed());
+    let lines = layer_lines(&out.stdout, layer_id(&layer));
+    for expected in ["Retrying in 3 seconds", "Retrying in 2 seconds", "Retrying in 1 second"] {
+        assert!(lines.contains(&expected), "missing {expected:?} in:\n{}", out.stdout);
+    }
+    assert_registry_has_image(registry, &repo, "1", &image);
+}
+
+#[test]
+fn a_put_reset_mid_body_is_resumed_in_chunks() {
+    let registry = TestRegistry::shared();
+    let proxy = FaultProxy::in_front_of(registry);
+    let hoistd = start_hoistd_with(json!({"upload-fallback-chunk-size": 1_048_576}));
+    let cli = DockerCli::new(&hoistd.socket());
+    let image = image(106, &[3_500_000]);
+    let layer = image.layers[0].blob.digest.clone();
+    proxy.add_rule(FaultRule::new("PUT", "/blobs/uploads/", FaultAction::ResetAfterBodyBytes(256 * 1024)).query(&layer.replace(':', "%3A")).once());
+    let repo = unique_repo("reset");
+    let name = load_through(&cli, &proxy, &image, &repo, "1");
+    let out = cli.run(&["push", &name]);
+    out.assert_success("push after a reset");
+    let patches: Vec<RequestRecord> = proxy.requests().into_iter().filter(|r| r.method == "PATCH").collect();
+    assert!(patches.len() >= 4, "the retry went in 1 MiB chunks: {patches:#?}");
+    assert!(patches.iter().all(|p| p.request_body_bytes <= 1_048_576));
+    assert_registry_has_image(registry, &repo, "1", &image);
+}
+
+#[test]
+fn configured_chunked_uploads_respect_oci_chunk_min_length() {
+    let registry = TestRegistry::shared();
+    let proxy = FaultProxy::in_front_of(registry);
+    proxy.add_rule(FaultRule::new("POST", "/blobs/uploads/", FaultAction::add_response_header("OCI-Chunk-Min-Length", "1048576")));
+    let hoistd = start_hoistd_with(json!({"upload-chunk-size": {proxy.host(): 262_144}}));
+    let cli = DockerCli::new(&hoistd.socket());
+    let image = image(107, &[3_300_000]);
+    let repo = unique_repo("chunked");
+    let name = load_through(&cli, &proxy, &image, &repo, "1");
+    cli.run(&["push", &name]).assert_success("chunked push");
+    // Chunks of one session share its URL path (the query changes with every chunk).
+    let mut sessions: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
+    for r in proxy.requests().into_iter().filter(|r| r.method == "PATCH") {
+        let path = r.path.split('?').next().unwrap_or_default().to_owned();
+        sessions.entry(path).or_default().push(r.request_body_bytes);
+    }
+    let layer = &image.layers[0].blob;
+    let chunks = sessions
+        .values()
+        .find(|c| c.iter().sum::<u64>() == layer.size)
+        .unwrap_or_else(|| panic!("no session carried the layer: {sessions:?}"));
+    assert!(chunks.len() >= 3, "{chunks:?}");
+    let (last, rest) = chunks.split_last().expect("chunks");
+    assert!(rest.iter().all(|&n| n == 1_048_576), "chunks must be raised to the registry's minimum: {chunks:?}");
+    assert!(*last > 0 && *last <= 1_048_576, "{chunks:?}");
+    assert_registry_has_image(registry, &repo, "1", &image);
+}
+
+#[test]
+fn a_relative_upload_location_is_followed() {
+    let registry = TestRegistry::shared();
+    let proxy = FaultProxy::in_front_of(registry);
+    proxy.add_rule(FaultRule::new("POST", "/blobs/uploads/", FaultAction::RelativeLocation));
+    let hoistd = start_hoistd();
+    let cli = DockerCli::new(&hoistd.socket());
+    let image = image(108, &[100_000, 20_000]);
+    let repo = unique_repo("relative");
+    let name = load_through(&cli, &proxy, &image, &repo, "1");
+    cli.run(&["push", &name]).assert_success("push with relative locations");
+    assert_registry_has_image(registry, &repo, "1", &image);
+}
+
+#[test]
+fn blob_upload_unknown_restarts_the_blob_with_a_new_session() {
+    let registry = TestRegistry::shared();
+    let proxy = FaultProxy::in_front_of(registry);
+    let hoistd = start_hoistd();
+    let cli = DockerCli::new(&hoistd.socket());
+    let image = image(109, &[120_000]);
+    let layer = image.layers[0].blob.digest.clone();
+    let unknown = br#"{"errors":[{"code":"BLOB_UPLOAD_UNKNOWN","message":"blob upload unknown to registry"}]}"#;
+    proxy.add_rule(
+        FaultRule::new("PUT", "/blobs/uploads/", FaultAction::respond(404, &[("Content-Type", "application/json")], unknown))
+            .query(&layer.replace(':', "%3A"))
+            .once(),
+    );
+    let repo = unique_repo("unknown");
+    let name = load_through(&cli, &proxy, &image, &repo, "1");
+    cli.run(&["push", &name]).assert_success("push after BLOB_UPLOAD_UNKNOWN");
+    assert_eq!(puts_of(&proxy, &layer), 2);
+    assert_registry_has_image(registry, &repo, "1", &image);
+}
+
+#[test]
+fn a_denied_upload_fails_at_once_with_the_registry_message() {
+    let registry = TestRegistry::shared();
+    let proxy = FaultProxy::in_front_of(registry);
+    let denied = br#"{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}"#;
+    proxy.add_rule(FaultRule::new("PUT", "/blobs/uploads/", FaultAction::respond(403, &[("Content-Type", "application/json")], denied)));
+    let hoistd = start_hoistd();
+    let cli = DockerCli::new(&hoistd.socket());
+    let image = image(110, &[50_000]);
+    let repo = unique_repo("denied");
+    let name = load_through(&cli, &proxy, &image, &repo, "1");
+    let started = Instant::now();
+    let out = cli.run(&["push", &name]);
+    assert!(!out.success());
+    assert!(started.elapsed() < Duration::from_secs(5), "no retries for DENIED");
+    assert_eq!(out.stderr.trim(), "denied: requested access to the resource is denied");
+    for blob in image.blobs() {
+        assert!(puts_of(&proxy, &blob.digest) <= 1, "retried a DENIED upload of {}", blob.digest);
+    }
+    assert!(registry.tags(&repo).is_empty());
+}
+
+#[test]
+fn retries_stop_after_five_attempts() {
+    let registry = TestRegistry::shared();
+    let proxy = FaultProxy::in_front_of(registry);
+    let hoistd = start_hoistd();
+    let cli = DockerCli::new(&hoistd.socket()).with_timeout(Duration::from_secs(90));
+    let image = image(111, &[40_000]);
+    let layer = image.layers[0].blob.digest.clone();
+    proxy.add_rule(FaultRule::new("PUT", "/blobs/uploads/", FaultAction::status(503)).query(&layer.replace(':', "%3A")));
+    let repo = unique_repo("exhausted");
+    let name = load_through(&cli, &proxy, &image, &repo, "1");
+    let out = cli.run(&["push", &name]);
+    assert!(!out.success(), "{}", out.stdout);
+    assert_eq!(puts_of(&proxy, &layer), 5, "5 attempts in all");
+    assert!(out.stderr.contains("503"), "the last error is shown: {}", out.stderr);
+    assert!(registry.tags(&repo).is_empty());
+}
+
+#[test]
+fn a_stalled_upload_is_aborted_and_retried() {
+    let registry = TestRegistry::shared();
+    let proxy = FaultProxy::in_front_of(registry);
+    let hoistd = start_hoistd_with(json!({"upload-stall-timeout": 2}));
+    let cli = DockerCli::new(&hoistd.socket());
+    let image = image(112, &[500_000]);
+    let layer = image.layers[0].blob.digest.clone();
+    proxy.add_rule(FaultRule::new("PUT", "/blobs/uploads/", FaultAction::StallBody).query(&layer.replace(':', "%3A")).once());
+    let repo = unique_repo("stall");
+    let name = load_through(&cli, &proxy, &image, &repo, "1");
+    let started = Instant::now();
+    let out = cli.run(&["push", &name]);
+    out.assert_success("push after a stall");
+    assert!(started.elapsed() >= Duration::from_secs(2));
+    assert!(layer_lines(&out.stdout, layer_id(&layer)).iter().any(|l| l.starts_with("Retrying in ")), "{}", out.stdout);
+    assert_registry_has_image(registry, &repo, "1", &image);
+}
+
+/// Waits until an upload body is flowing through the proxy.
+fn wait_for_upload(proxy: &FaultProxy) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while proxy.uploads_in_flight() == 0 || proxy.upload_bytes() < 100_000 {
+        assert!(Instant::now() < deadline, "no upload started: {:#?}", proxy.requests());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_client_that_disconnects_cancels_its_uploads_within_a_second() {
+    let registry = TestRegistry::shared();
+    let proxy = FaultProxy::in_front_of(registry);
+    // Throttled so that the push is still running when the client dies, but not so hard that
+    // the megabytes already queued in socket buffers (which drain after any close, graceful or
+    // not) take seconds to arrive: at 20 MB/s they drain well within the second allowed.
+    proxy.add_rule(FaultRule::new("PUT", "/blobs/uploads/", FaultAction::SlowBody { bytes_per_second: 20_000_000 }));
+    let mut hoistd = start_hoistd();
+    let cli = DockerCli::new(&hoistd.socket());
+    let image = image(113, &[120_000_000, 80_000_000]);
+    let repo = unique_repo("cancel");
+    let name = load_through(&cli, &proxy, &image, &repo, "1");
+    let fds_before = hoistd.open_fds();
+
+    let mut push = cli.spawn(&["push", &name]);
+    wait_for_upload(&proxy);
+    push.kill();
+    let killed = Instant::now();
+    while proxy.uploads_in_flight() > 0 {
+        assert!(
+            killed.elapsed() < Duration::from_secs(1),
+            "uploads still running {:?} after the client died; hoistd log:\n{}",
+            killed.elapsed(),
+            hoistd.log()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let bytes = proxy.upload_bytes();
+    assert!(bytes < 150_000_000, "the push was cut short, not finished ({bytes} bytes sent)");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(proxy.upload_bytes(), bytes, "no upload resumed after the cancel");
+    assert!(registry.tags(&repo).is_empty());
+    assert!(hoistd.log().contains("push cancelled: the client disconnected"));
+
+    // The daemon is healthy and leaked nothing.
+    assert!(hoistd.is_running());
+    cli.run(&["version"]).assert_success("docker version after a cancel");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while hoistd.open_fds() > fds_before + 2 {
+        assert!(Instant::now() < deadline, "file handles leaked: {} before, {} after", fds_before, hoistd.open_fds());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // And a new push of the same image works.
+    proxy.clear_rules();
+    cli.run(&["push", &name]).assert_success("push after a cancelled one");
+    assert_registry_has_image(registry, &repo, "1", &image);
+}
+
+#[test]
+fn a_transfer_shared_with_another_client_goes_on_when_one_leaves() {
+    let registry = TestRegistry::shared();
+    let proxy = FaultProxy::in_front_of(registry);
+    proxy.add_rule(FaultRule::new("PUT", "/blobs/uploads/", FaultAction::SlowBody { bytes_per_second: 2_000_000 }));
+    let hoistd = start_hoistd();
+    let cli = DockerCli::new(&hoistd.socket());
+    let image = image(114, &[4_000_000, 2_000_000]);
+    let repo = unique_repo("shared");
+    let name = load_through(&cli, &proxy, &image, &repo, "1");
+    let mut leaving = cli.spawn(&["push", &name]);
+    let staying = cli.spawn(&["push", &name]);
+    wait_for_upload(&proxy);
+    leaving.kill();
+    staying.wait(Duration::from_secs(60)).assert_success("the remaining client");
+    for blob in image.blobs() {
+        assert_eq!(proxy.completed_uploads(&blob.digest), 1, "{}: {:#?}", blob.digest, proxy.upload_counts());
+    }
+    assert_registry_has_image(registry, &repo, "1", &image);
+}
+
+#[test]
+fn a_tls_attempt_on_an_insecure_loopback_registry_falls_back_to_http_quickly() {
+    let registry = TestRegistry::shared();
+    let proxy = FaultProxy::in_front_of(registry);
+    let hoistd = start_hoistd();
+    let cli = DockerCli::new(&hoistd.socket());
+    let image = image(115, &[10_000]);
+    let repo = unique_repo("fallback");
+    let name = load_through(&cli, &proxy, &image, &repo, "1");
+    let started = Instant::now();
+    cli.run(&["push", &name]).assert_success("push");
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    assert!(proxy.tls_hellos_refused() >= 1, "hoist tries HTTPS first, as dockerd does");
+    assert_registry_has_image(registry, &repo, "1", &image);
+}
