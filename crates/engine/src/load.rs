@@ -89,6 +89,7 @@ impl Engine {
                     if path.is_empty() {
                         continue;
                     }
+                    let declared_size = entry.size();
                     let file = if is_structure_file(&path) {
                         let mut bytes = Vec::new();
                         (&mut entry)
@@ -100,9 +101,10 @@ impl Engine {
                                 "invalid archive: {path} is too large"
                             )));
                         }
+                        check_complete(&path, bytes.len() as u64, declared_size)?;
                         ArchiveFile::Metadata(bytes)
                     } else {
-                        self.ingest_blob(&path, &mut entry, lease)?
+                        self.ingest_blob(&path, &mut entry, declared_size, lease)?
                     };
                     files.insert(path, file);
                 }
@@ -152,11 +154,13 @@ impl Engine {
         &self,
         path: &str,
         entry: &mut impl Read,
+        declared_size: u64,
         lease: &Lease,
     ) -> Result<ArchiveFile, EngineError> {
         let expected = blob_digest_from_path(path)?;
         let mut writer = self.store.blob_writer(lease)?;
-        std::io::copy(entry, &mut writer).map_err(corrupt)?;
+        let copied = std::io::copy(entry, &mut writer).map_err(corrupt)?;
+        check_complete(path, copied, declared_size)?;
         match writer.commit(expected.as_ref()) {
             Ok((digest, size)) => Ok(ArchiveFile::Blob(digest, size)),
             Err(StoreError::DigestMismatch { expected, actual }) => {
@@ -515,8 +519,17 @@ fn is_structure_file(path: &str) -> bool {
         || path.ends_with("/VERSION")
 }
 
-/// `blobs/<alg>/<hex>` names the digest its content must have.
+/// `blobs/<alg>/<hex>` names the digest its content must have, and so does the `<hex>.json`
+/// name docker save gives a docker-archive's config (the sha256 of the config).
 fn blob_digest_from_path(path: &str) -> Result<Option<Digest>, EngineError> {
+    if let Some(hex) = path.strip_suffix(".json")
+        && hex.len() == 64
+        && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        return Digest::parse(&format!("sha256:{hex}"))
+            .map(Some)
+            .map_err(|e| EngineError::Internal(format!("a 64-hex name is a digest: {e}")));
+    }
     let mut parts = path.split('/');
     match (parts.next(), parts.next(), parts.next(), parts.next()) {
         (Some("blobs"), Some(alg), Some(hex), None) => Digest::parse(&format!("{alg}:{hex}"))
@@ -542,7 +555,21 @@ fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> 
 }
 
 fn corrupt(e: std::io::Error) -> EngineError {
+    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        return EngineError::BadArchive(format!("invalid archive: it is truncated ({e})"));
+    }
     EngineError::BadArchive(format!("invalid archive: {e}"))
+}
+
+/// The tar reader hands out a short entry when the input ends inside it; say so, rather than
+/// let the short content fail later as a digest mismatch or bad JSON.
+fn check_complete(path: &str, read: u64, declared: u64) -> Result<(), EngineError> {
+    if read < declared {
+        return Err(EngineError::BadArchive(format!(
+            "invalid archive: it is truncated: {path} ends after {read} of its {declared} bytes"
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -581,5 +608,18 @@ mod tests {
         );
         assert!(blob_digest_from_path("blobs/sha256/zz").is_err());
         assert!(blob_digest_from_path("abc/layer.tar").unwrap().is_none());
+        assert_eq!(
+            blob_digest_from_path(&format!("{hex}.json"))
+                .unwrap()
+                .unwrap()
+                .hex(),
+            hex
+        );
+        assert!(
+            blob_digest_from_path(&format!("{hex}/json"))
+                .unwrap()
+                .is_none()
+        );
+        assert!(blob_digest_from_path("config.json").unwrap().is_none());
     }
 }
