@@ -67,8 +67,10 @@ fn init_logging(settings: &Settings) {
             "{level},hyper=info,reqwest=info,h2=info,rustls=info"
         ))
     });
+    // Colours only for a terminal: a log file or journal full of escape codes is unreadable.
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
 }
@@ -139,7 +141,15 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
 struct PidFile(std::path::PathBuf);
 
 impl PidFile {
+    /// Refuses, as dockerd does, when the file names another live process: a daemon that then
+    /// failed to start would otherwise delete a running daemon's pid file on its way out.
     fn write(path: &std::path::Path) -> anyhow::Result<PidFile> {
+        if let Some(holder) = live_holder(path) {
+            anyhow::bail!(
+                "process with PID {holder} is still running: ensure hoistd is not running or delete {}",
+                path.display()
+            );
+        }
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("cannot create {}", parent.display()))?;
@@ -148,6 +158,19 @@ impl PidFile {
             .with_context(|| format!("cannot write pid file {}", path.display()))?;
         Ok(PidFile(path.to_owned()))
     }
+}
+
+/// The pid in an existing pid file, if that process is alive and is not us.
+fn live_holder(path: &std::path::Path) -> Option<u32> {
+    let pid: u32 = std::fs::read_to_string(path).ok()?.trim().parse().ok()?;
+    if pid == std::process::id() || pid == 0 {
+        return None;
+    }
+    let pid_t = libc::pid_t::try_from(pid).ok()?;
+    // SAFETY: kill with signal 0 only checks that the process exists; it sends nothing.
+    let alive = unsafe { libc::kill(pid_t, 0) } == 0
+        || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    alive.then_some(pid)
 }
 
 impl Drop for PidFile {
