@@ -635,3 +635,45 @@ fn urlencode(text: &str) -> String {
         })
         .collect()
 }
+
+#[test]
+fn loopback_registries_need_tls_when_insecure_loopback_is_off() {
+    let registry = TestRegistry::shared();
+    let image = small_image(Flavor::Docker, 16);
+    let repo = unique_repo("secure-loopback");
+    let name = format!("{}/{repo}:1", registry.host());
+
+    // Verified TLS is required: the plain-HTTP registry fails with a clear error.
+    let hoistd = start_hoistd_with(json!({"insecure-loopback": false}));
+    let cli = DockerCli::new(&hoistd.socket());
+    load_image(&cli, &image, &[&name], ArchiveFormat::DockerLegacy);
+    let out = cli.run(&["push", &name]);
+    assert!(!out.success(), "{}", out.stdout);
+    assert!(
+        out.stderr.contains(&registry.host()) && out.stderr.to_lowercase().contains("tls"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stdout.contains("Retrying"),
+        "a TLS failure is not worth retrying: {}",
+        out.stdout
+    );
+    assert!(registry.tags(&repo).is_empty());
+    let info = cli.run(&[
+        "info",
+        "--format",
+        "{{json .RegistryConfig.InsecureRegistryCIDRs}}",
+    ]);
+    assert_eq!(info.stdout.trim(), "[]");
+
+    // Naming it insecure explicitly brings the HTTP fallback back.
+    let hoistd = start_hoistd_with(
+        json!({"insecure-loopback": false, "insecure-registries": [registry.host()]}),
+    );
+    let cli = DockerCli::new(&hoistd.socket());
+    load_image(&cli, &image, &[&name], ArchiveFormat::DockerLegacy);
+    cli.run(&["push", &name])
+        .assert_success("push to an explicitly insecure registry");
+    assert_registry_has_image(registry, &repo, "1", &image);
+}

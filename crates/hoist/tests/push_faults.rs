@@ -17,22 +17,38 @@ use serde_json::json;
 fn image(seed: u64, sizes: &[u64]) -> Image {
     ImageBuilder::new(Flavor::Docker)
         .seed(seed)
-        .layers(sizes.iter().map(|&s| LayerSpec::single(s).compression(Compression::Gzip { level: 0 })))
+        .layers(
+            sizes
+                .iter()
+                .map(|&s| LayerSpec::single(s).compression(Compression::Gzip { level: 0 })),
+        )
         .build()
 }
 
 /// A blob upload's final PUT (the one carrying `digest=`) for `digest`.
 fn is_put_of(r: &RequestRecord, digest: &str) -> bool {
-    r.method == "PUT" && r.path.contains("/blobs/uploads/") && r.path.contains(&digest.replace(':', "%3A"))
+    r.method == "PUT"
+        && r.path.contains("/blobs/uploads/")
+        && r.path.contains(&digest.replace(':', "%3A"))
         || r.method == "PUT" && r.path.contains("/blobs/uploads/") && r.path.contains(digest)
 }
 
 fn puts_of(proxy: &FaultProxy, digest: &str) -> usize {
-    proxy.requests().iter().filter(|r| is_put_of(r, digest)).count()
+    proxy
+        .requests()
+        .iter()
+        .filter(|r| is_put_of(r, digest))
+        .count()
 }
 
 /// Loads `image` as `<proxy>/<repo>:<tag>` and returns the name.
-fn load_through(cli: &DockerCli, proxy: &FaultProxy, image: &Image, repo: &str, tag: &str) -> String {
+fn load_through(
+    cli: &DockerCli,
+    proxy: &FaultProxy,
+    image: &Image,
+    repo: &str,
+    tag: &str,
+) -> String {
     let name = format!("{}/{repo}:{tag}", proxy.host());
     load_image(cli, image, &[&name], ArchiveFormat::DockerLegacy);
     name
@@ -43,7 +59,13 @@ fn concurrent_pushes_of_one_image_upload_each_blob_once() {
     let registry = TestRegistry::shared();
     let proxy = FaultProxy::in_front_of(registry);
     // Slow uploads so that the two pushes overlap.
-    proxy.add_rule(FaultRule::new("PUT", "/blobs/uploads/", FaultAction::SlowBody { bytes_per_second: 2_000_000 }));
+    proxy.add_rule(FaultRule::new(
+        "PUT",
+        "/blobs/uploads/",
+        FaultAction::SlowBody {
+            bytes_per_second: 2_000_000,
+        },
+    ));
     let hoistd = start_hoistd();
     let cli = DockerCli::new(&hoistd.socket());
     let image = image(101, &[1_000_000, 600_000, 300_000]);
@@ -52,11 +74,20 @@ fn concurrent_pushes_of_one_image_upload_each_blob_once() {
 
     let first = cli.spawn(&["push", &name]);
     let second = cli.spawn(&["push", &name]);
-    let (first, second) = (first.wait(Duration::from_secs(60)), second.wait(Duration::from_secs(60)));
+    let (first, second) = (
+        first.wait(Duration::from_secs(60)),
+        second.wait(Duration::from_secs(60)),
+    );
     first.assert_success("first client");
     second.assert_success("second client");
     for blob in image.blobs() {
-        assert_eq!(proxy.completed_uploads(&blob.digest), 1, "blob {} uploaded once: {:#?}", blob.digest, proxy.upload_counts());
+        assert_eq!(
+            proxy.completed_uploads(&blob.digest),
+            1,
+            "blob {} uploaded once: {:#?}",
+            blob.digest,
+            proxy.upload_counts()
+        );
     }
     assert_registry_has_image(registry, &repo, "1", &image);
 }
@@ -65,7 +96,13 @@ fn concurrent_pushes_of_one_image_upload_each_blob_once() {
 fn uploads_respect_the_limit_largest_first_and_show_waiting() {
     let registry = TestRegistry::shared();
     let proxy = FaultProxy::in_front_of(registry);
-    proxy.add_rule(FaultRule::new("PUT", "/blobs/uploads/", FaultAction::SlowBody { bytes_per_second: 4_000_000 }));
+    proxy.add_rule(FaultRule::new(
+        "PUT",
+        "/blobs/uploads/",
+        FaultAction::SlowBody {
+            bytes_per_second: 4_000_000,
+        },
+    ));
     let hoistd = start_hoistd_with(json!({"max-concurrent-uploads": 2}));
     let cli = DockerCli::new(&hoistd.socket());
     let image = image(102, &[300_000, 900_000, 500_000, 700_000, 400_000, 800_000]);
@@ -73,8 +110,16 @@ fn uploads_respect_the_limit_largest_first_and_show_waiting() {
     let name = load_through(&cli, &proxy, &image, &repo, "1");
     let out = cli.run(&["push", &name]);
     out.assert_success("push");
-    assert_eq!(proxy.max_uploads_in_flight(), 2, "uploads in flight at once");
-    assert!(out.stdout.lines().any(|l| l.ends_with(": Waiting")), "layers over the limit wait:\n{}", out.stdout);
+    assert_eq!(
+        proxy.max_uploads_in_flight(),
+        2,
+        "uploads in flight at once"
+    );
+    assert!(
+        out.stdout.lines().any(|l| l.ends_with(": Waiting")),
+        "layers over the limit wait:\n{}",
+        out.stdout
+    );
     // Those that had to wait were served largest first.
     let mut puts: Vec<RequestRecord> = proxy
         .requests()
@@ -93,7 +138,13 @@ fn uploads_respect_the_limit_largest_first_and_show_waiting() {
 fn default_limit_runs_five_uploads_in_parallel() {
     let registry = TestRegistry::shared();
     let proxy = FaultProxy::in_front_of(registry);
-    proxy.add_rule(FaultRule::new("PUT", "/blobs/uploads/", FaultAction::SlowBody { bytes_per_second: 2_000_000 }));
+    proxy.add_rule(FaultRule::new(
+        "PUT",
+        "/blobs/uploads/",
+        FaultAction::SlowBody {
+            bytes_per_second: 2_000_000,
+        },
+    ));
     let hoistd = start_hoistd();
     let cli = DockerCli::new(&hoistd.socket());
     let image = image(103, &[400_000; 8]);
@@ -112,13 +163,21 @@ fn transient_503_is_retried_with_a_countdown() {
     let cli = DockerCli::new(&hoistd.socket());
     let image = image(104, &[200_000]);
     let layer = image.layers[0].blob.digest.clone();
-    proxy.add_rule(FaultRule::new("PUT", "/blobs/uploads/", FaultAction::status(503)).query(&layer.replace(':', "%3A")).once());
+    proxy.add_rule(
+        FaultRule::new("PUT", "/blobs/uploads/", FaultAction::status(503))
+            .query(&layer.replace(':', "%3A"))
+            .once(),
+    );
     let repo = unique_repo("retry503");
     let name = load_through(&cli, &proxy, &image, &repo, "1");
     let out = cli.run(&["push", &name]);
     out.assert_success("push after a 503");
     let lines = layer_lines(&out.stdout, layer_id(&layer));
-    assert!(lines.iter().any(|l| l.starts_with("Retrying in ")), "{}", out.stdout);
+    assert!(
+        lines.iter().any(|l| l.starts_with("Retrying in ")),
+        "{}",
+        out.stdout
+    );
     assert_eq!(lines.last(), Some(&"Pushed"), "{}", out.stdout);
     assert_eq!(puts_of(&proxy, &layer), 2);
     assert_registry_has_image(registry, &repo, "1", &image);
@@ -132,16 +191,32 @@ fn too_many_requests_waits_as_long_as_retry_after_says() {
     let cli = DockerCli::new(&hoistd.socket());
     let image = image(105, &[150_000]);
     let layer = image.layers[0].blob.digest.clone();
-    proxy.add_rule(FaultRule::new("PUT", "/blobs/uploads/", FaultAction::too_many_requests(3)).query(&layer.replace(':', "%3A")).once());
+    proxy.add_rule(
+        FaultRule::new("PUT", "/blobs/uploads/", FaultAction::too_many_requests(3))
+            .query(&layer.replace(':', "%3A"))
+            .once(),
+    );
     let repo = unique_repo("retry429");
     let name = load_through(&cli, &proxy, &image, &repo, "1");
     let started = Instant::now();
     let out = cli.run(&["push", &name]);
     out.assert_success("push after a 429");
-    assert!(started.elapsed() >= Duration::from_secs(3), "waited {:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "waited {:?}",
+        started.elapsed()
+    );
     let lines = layer_lines(&out.stdout, layer_id(&layer));
-    for expected in ["Retrying in 3 seconds", "Retrying in 2 seconds", "Retrying in 1 second"] {
-        assert!(lines.contains(&expected), "missing {expected:?} in:\n{}", out.stdout);
+    for expected in [
+        "Retrying in 3 seconds",
+        "Retrying in 2 seconds",
+        "Retrying in 1 second",
+    ] {
+        assert!(
+            lines.contains(&expected),
+            "missing {expected:?} in:\n{}",
+            out.stdout
+        );
     }
     assert_registry_has_image(registry, &repo, "1", &image);
 }
@@ -154,13 +229,28 @@ fn a_put_reset_mid_body_is_resumed_in_chunks() {
     let cli = DockerCli::new(&hoistd.socket());
     let image = image(106, &[3_500_000]);
     let layer = image.layers[0].blob.digest.clone();
-    proxy.add_rule(FaultRule::new("PUT", "/blobs/uploads/", FaultAction::ResetAfterBodyBytes(256 * 1024)).query(&layer.replace(':', "%3A")).once());
+    proxy.add_rule(
+        FaultRule::new(
+            "PUT",
+            "/blobs/uploads/",
+            FaultAction::ResetAfterBodyBytes(256 * 1024),
+        )
+        .query(&layer.replace(':', "%3A"))
+        .once(),
+    );
     let repo = unique_repo("reset");
     let name = load_through(&cli, &proxy, &image, &repo, "1");
     let out = cli.run(&["push", &name]);
     out.assert_success("push after a reset");
-    let patches: Vec<RequestRecord> = proxy.requests().into_iter().filter(|r| r.method == "PATCH").collect();
-    assert!(patches.len() >= 4, "the retry went in 1 MiB chunks: {patches:#?}");
+    let patches: Vec<RequestRecord> = proxy
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "PATCH")
+        .collect();
+    assert!(
+        patches.len() >= 4,
+        "the retry went in 1 MiB chunks: {patches:#?}"
+    );
     assert!(patches.iter().all(|p| p.request_body_bytes <= 1_048_576));
     assert_registry_has_image(registry, &repo, "1", &image);
 }
@@ -169,7 +259,11 @@ fn a_put_reset_mid_body_is_resumed_in_chunks() {
 fn configured_chunked_uploads_respect_oci_chunk_min_length() {
     let registry = TestRegistry::shared();
     let proxy = FaultProxy::in_front_of(registry);
-    proxy.add_rule(FaultRule::new("POST", "/blobs/uploads/", FaultAction::add_response_header("OCI-Chunk-Min-Length", "1048576")));
+    proxy.add_rule(FaultRule::new(
+        "POST",
+        "/blobs/uploads/",
+        FaultAction::add_response_header("OCI-Chunk-Min-Length", "1048576"),
+    ));
     let hoistd = start_hoistd_with(json!({"upload-chunk-size": {proxy.host(): 262_144}}));
     let cli = DockerCli::new(&hoistd.socket());
     let image = image(107, &[3_300_000]);
@@ -189,7 +283,10 @@ fn configured_chunked_uploads_respect_oci_chunk_min_length() {
         .unwrap_or_else(|| panic!("no session carried the layer: {sessions:?}"));
     assert!(chunks.len() >= 3, "{chunks:?}");
     let (last, rest) = chunks.split_last().expect("chunks");
-    assert!(rest.iter().all(|&n| n == 1_048_576), "chunks must be raised to the registry's minimum: {chunks:?}");
+    assert!(
+        rest.iter().all(|&n| n == 1_048_576),
+        "chunks must be raised to the registry's minimum: {chunks:?}"
+    );
     assert!(*last > 0 && *last <= 1_048_576, "{chunks:?}");
     assert_registry_has_image(registry, &repo, "1", &image);
 }
@@ -198,13 +295,18 @@ fn configured_chunked_uploads_respect_oci_chunk_min_length() {
 fn a_relative_upload_location_is_followed() {
     let registry = TestRegistry::shared();
     let proxy = FaultProxy::in_front_of(registry);
-    proxy.add_rule(FaultRule::new("POST", "/blobs/uploads/", FaultAction::RelativeLocation));
+    proxy.add_rule(FaultRule::new(
+        "POST",
+        "/blobs/uploads/",
+        FaultAction::RelativeLocation,
+    ));
     let hoistd = start_hoistd();
     let cli = DockerCli::new(&hoistd.socket());
     let image = image(108, &[100_000, 20_000]);
     let repo = unique_repo("relative");
     let name = load_through(&cli, &proxy, &image, &repo, "1");
-    cli.run(&["push", &name]).assert_success("push with relative locations");
+    cli.run(&["push", &name])
+        .assert_success("push with relative locations");
     assert_registry_has_image(registry, &repo, "1", &image);
 }
 
@@ -218,13 +320,18 @@ fn blob_upload_unknown_restarts_the_blob_with_a_new_session() {
     let layer = image.layers[0].blob.digest.clone();
     let unknown = br#"{"errors":[{"code":"BLOB_UPLOAD_UNKNOWN","message":"blob upload unknown to registry"}]}"#;
     proxy.add_rule(
-        FaultRule::new("PUT", "/blobs/uploads/", FaultAction::respond(404, &[("Content-Type", "application/json")], unknown))
-            .query(&layer.replace(':', "%3A"))
-            .once(),
+        FaultRule::new(
+            "PUT",
+            "/blobs/uploads/",
+            FaultAction::respond(404, &[("Content-Type", "application/json")], unknown),
+        )
+        .query(&layer.replace(':', "%3A"))
+        .once(),
     );
     let repo = unique_repo("unknown");
     let name = load_through(&cli, &proxy, &image, &repo, "1");
-    cli.run(&["push", &name]).assert_success("push after BLOB_UPLOAD_UNKNOWN");
+    cli.run(&["push", &name])
+        .assert_success("push after BLOB_UPLOAD_UNKNOWN");
     assert_eq!(puts_of(&proxy, &layer), 2);
     assert_registry_has_image(registry, &repo, "1", &image);
 }
@@ -233,8 +340,13 @@ fn blob_upload_unknown_restarts_the_blob_with_a_new_session() {
 fn a_denied_upload_fails_at_once_with_the_registry_message() {
     let registry = TestRegistry::shared();
     let proxy = FaultProxy::in_front_of(registry);
-    let denied = br#"{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}"#;
-    proxy.add_rule(FaultRule::new("PUT", "/blobs/uploads/", FaultAction::respond(403, &[("Content-Type", "application/json")], denied)));
+    let denied =
+        br#"{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}"#;
+    proxy.add_rule(FaultRule::new(
+        "PUT",
+        "/blobs/uploads/",
+        FaultAction::respond(403, &[("Content-Type", "application/json")], denied),
+    ));
     let hoistd = start_hoistd();
     let cli = DockerCli::new(&hoistd.socket());
     let image = image(110, &[50_000]);
@@ -243,10 +355,20 @@ fn a_denied_upload_fails_at_once_with_the_registry_message() {
     let started = Instant::now();
     let out = cli.run(&["push", &name]);
     assert!(!out.success());
-    assert!(started.elapsed() < Duration::from_secs(5), "no retries for DENIED");
-    assert_eq!(out.stderr.trim(), "denied: requested access to the resource is denied");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "no retries for DENIED"
+    );
+    assert_eq!(
+        out.stderr.trim(),
+        "denied: requested access to the resource is denied"
+    );
     for blob in image.blobs() {
-        assert!(puts_of(&proxy, &blob.digest) <= 1, "retried a DENIED upload of {}", blob.digest);
+        assert!(
+            puts_of(&proxy, &blob.digest) <= 1,
+            "retried a DENIED upload of {}",
+            blob.digest
+        );
     }
     assert!(registry.tags(&repo).is_empty());
 }
@@ -259,13 +381,20 @@ fn retries_stop_after_five_attempts() {
     let cli = DockerCli::new(&hoistd.socket()).with_timeout(Duration::from_secs(90));
     let image = image(111, &[40_000]);
     let layer = image.layers[0].blob.digest.clone();
-    proxy.add_rule(FaultRule::new("PUT", "/blobs/uploads/", FaultAction::status(503)).query(&layer.replace(':', "%3A")));
+    proxy.add_rule(
+        FaultRule::new("PUT", "/blobs/uploads/", FaultAction::status(503))
+            .query(&layer.replace(':', "%3A")),
+    );
     let repo = unique_repo("exhausted");
     let name = load_through(&cli, &proxy, &image, &repo, "1");
     let out = cli.run(&["push", &name]);
     assert!(!out.success(), "{}", out.stdout);
     assert_eq!(puts_of(&proxy, &layer), 5, "5 attempts in all");
-    assert!(out.stderr.contains("503"), "the last error is shown: {}", out.stderr);
+    assert!(
+        out.stderr.contains("503"),
+        "the last error is shown: {}",
+        out.stderr
+    );
     assert!(registry.tags(&repo).is_empty());
 }
 
@@ -277,14 +406,24 @@ fn a_stalled_upload_is_aborted_and_retried() {
     let cli = DockerCli::new(&hoistd.socket());
     let image = image(112, &[500_000]);
     let layer = image.layers[0].blob.digest.clone();
-    proxy.add_rule(FaultRule::new("PUT", "/blobs/uploads/", FaultAction::StallBody).query(&layer.replace(':', "%3A")).once());
+    proxy.add_rule(
+        FaultRule::new("PUT", "/blobs/uploads/", FaultAction::StallBody)
+            .query(&layer.replace(':', "%3A"))
+            .once(),
+    );
     let repo = unique_repo("stall");
     let name = load_through(&cli, &proxy, &image, &repo, "1");
     let started = Instant::now();
     let out = cli.run(&["push", &name]);
     out.assert_success("push after a stall");
     assert!(started.elapsed() >= Duration::from_secs(2));
-    assert!(layer_lines(&out.stdout, layer_id(&layer)).iter().any(|l| l.starts_with("Retrying in ")), "{}", out.stdout);
+    assert!(
+        layer_lines(&out.stdout, layer_id(&layer))
+            .iter()
+            .any(|l| l.starts_with("Retrying in ")),
+        "{}",
+        out.stdout
+    );
     assert_registry_has_image(registry, &repo, "1", &image);
 }
 
@@ -292,7 +431,11 @@ fn a_stalled_upload_is_aborted_and_retried() {
 fn wait_for_upload(proxy: &FaultProxy) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while proxy.uploads_in_flight() == 0 || proxy.upload_bytes() < 100_000 {
-        assert!(Instant::now() < deadline, "no upload started: {:#?}", proxy.requests());
+        assert!(
+            Instant::now() < deadline,
+            "no upload started: {:#?}",
+            proxy.requests()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -304,7 +447,13 @@ fn a_client_that_disconnects_cancels_its_uploads_within_a_second() {
     // Throttled so that the push is still running when the client dies, but not so hard that
     // the megabytes already queued in socket buffers (which drain after any close, graceful or
     // not) take seconds to arrive: at 20 MB/s they drain well within the second allowed.
-    proxy.add_rule(FaultRule::new("PUT", "/blobs/uploads/", FaultAction::SlowBody { bytes_per_second: 20_000_000 }));
+    proxy.add_rule(FaultRule::new(
+        "PUT",
+        "/blobs/uploads/",
+        FaultAction::SlowBody {
+            bytes_per_second: 20_000_000,
+        },
+    ));
     let mut hoistd = start_hoistd();
     let cli = DockerCli::new(&hoistd.socket());
     let image = image(113, &[120_000_000, 80_000_000]);
@@ -326,23 +475,41 @@ fn a_client_that_disconnects_cancels_its_uploads_within_a_second() {
         std::thread::sleep(Duration::from_millis(10));
     }
     let bytes = proxy.upload_bytes();
-    assert!(bytes < 150_000_000, "the push was cut short, not finished ({bytes} bytes sent)");
+    assert!(
+        bytes < 150_000_000,
+        "the push was cut short, not finished ({bytes} bytes sent)"
+    );
     std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(proxy.upload_bytes(), bytes, "no upload resumed after the cancel");
+    assert_eq!(
+        proxy.upload_bytes(),
+        bytes,
+        "no upload resumed after the cancel"
+    );
     assert!(registry.tags(&repo).is_empty());
-    assert!(hoistd.log().contains("push cancelled: the client disconnected"));
+    assert!(
+        hoistd
+            .log()
+            .contains("push cancelled: the client disconnected")
+    );
 
     // The daemon is healthy and leaked nothing.
     assert!(hoistd.is_running());
-    cli.run(&["version"]).assert_success("docker version after a cancel");
+    cli.run(&["version"])
+        .assert_success("docker version after a cancel");
     let deadline = Instant::now() + Duration::from_secs(5);
     while hoistd.open_fds() > fds_before + 2 {
-        assert!(Instant::now() < deadline, "file handles leaked: {} before, {} after", fds_before, hoistd.open_fds());
+        assert!(
+            Instant::now() < deadline,
+            "file handles leaked: {} before, {} after",
+            fds_before,
+            hoistd.open_fds()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     // And a new push of the same image works.
     proxy.clear_rules();
-    cli.run(&["push", &name]).assert_success("push after a cancelled one");
+    cli.run(&["push", &name])
+        .assert_success("push after a cancelled one");
     assert_registry_has_image(registry, &repo, "1", &image);
 }
 
@@ -350,7 +517,13 @@ fn a_client_that_disconnects_cancels_its_uploads_within_a_second() {
 fn a_transfer_shared_with_another_client_goes_on_when_one_leaves() {
     let registry = TestRegistry::shared();
     let proxy = FaultProxy::in_front_of(registry);
-    proxy.add_rule(FaultRule::new("PUT", "/blobs/uploads/", FaultAction::SlowBody { bytes_per_second: 2_000_000 }));
+    proxy.add_rule(FaultRule::new(
+        "PUT",
+        "/blobs/uploads/",
+        FaultAction::SlowBody {
+            bytes_per_second: 2_000_000,
+        },
+    ));
     let hoistd = start_hoistd();
     let cli = DockerCli::new(&hoistd.socket());
     let image = image(114, &[4_000_000, 2_000_000]);
@@ -360,9 +533,17 @@ fn a_transfer_shared_with_another_client_goes_on_when_one_leaves() {
     let staying = cli.spawn(&["push", &name]);
     wait_for_upload(&proxy);
     leaving.kill();
-    staying.wait(Duration::from_secs(60)).assert_success("the remaining client");
+    staying
+        .wait(Duration::from_secs(60))
+        .assert_success("the remaining client");
     for blob in image.blobs() {
-        assert_eq!(proxy.completed_uploads(&blob.digest), 1, "{}: {:#?}", blob.digest, proxy.upload_counts());
+        assert_eq!(
+            proxy.completed_uploads(&blob.digest),
+            1,
+            "{}: {:#?}",
+            blob.digest,
+            proxy.upload_counts()
+        );
     }
     assert_registry_has_image(registry, &repo, "1", &image);
 }
@@ -378,7 +559,179 @@ fn a_tls_attempt_on_an_insecure_loopback_registry_falls_back_to_http_quickly() {
     let name = load_through(&cli, &proxy, &image, &repo, "1");
     let started = Instant::now();
     cli.run(&["push", &name]).assert_success("push");
-    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
-    assert!(proxy.tls_hellos_refused() >= 1, "hoist tries HTTPS first, as dockerd does");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        proxy.tls_hellos_refused() >= 1,
+        "hoist tries HTTPS first, as dockerd does"
+    );
     assert_registry_has_image(registry, &repo, "1", &image);
+}
+
+#[test]
+fn progress_is_coalesced_to_about_ten_updates_a_second_per_layer() {
+    let registry = TestRegistry::shared();
+    let proxy = FaultProxy::in_front_of(registry);
+    proxy.add_rule(FaultRule::new(
+        "PUT",
+        "/blobs/uploads/",
+        FaultAction::SlowBody {
+            bytes_per_second: 10_000_000,
+        },
+    ));
+    let hoistd = start_hoistd();
+    let cli = DockerCli::new(&hoistd.socket());
+    let image = image(116, &[25_000_000, 15_000_000]);
+    let repo = unique_repo("progress");
+    let name = load_through(&cli, &proxy, &image, &repo, "1");
+    let started = Instant::now();
+    let r = hoistd.request(
+        "POST",
+        &format!("/v1.50/images/{}/{repo}/push?tag=1", proxy.host()),
+        &[("X-Registry-Auth", "e30=")],
+        b"",
+    );
+    let seconds = started.elapsed().as_secs_f64();
+    assert_eq!(r.status, 200);
+    let msgs = messages(&r.body);
+    for layer in &image.layers {
+        let id = layer_id(&layer.blob.digest);
+        let pushing: Vec<&serde_json::Value> = msgs
+            .iter()
+            .filter(|m| m["id"] == id && m["status"] == "Pushing")
+            .collect();
+        assert!(
+            pushing.len() >= 5,
+            "progress is reported while {id} uploads: {} updates",
+            pushing.len()
+        );
+        assert!(
+            pushing.len() as f64 <= 10.0 * seconds + 5.0,
+            "{} updates for {id} in {seconds:.1} s: not coalesced",
+            pushing.len()
+        );
+        let last = pushing.last().expect("updates");
+        assert_eq!(last["progressDetail"]["total"], layer.blob.size);
+        let bar = last["progress"].as_str().unwrap_or_default();
+        assert!(
+            bar.starts_with('[') && bar.contains("MB/"),
+            "moby's bar text: {bar:?}"
+        );
+        let mut previous = 0;
+        for m in &pushing {
+            let current = m["progressDetail"]["current"].as_u64().expect("current");
+            assert!(
+                current >= previous,
+                "progress never goes back within an attempt"
+            );
+            previous = current;
+        }
+    }
+}
+
+#[test]
+fn a_client_that_does_not_read_never_slows_the_upload() {
+    use std::io::{Read, Write};
+    let registry = TestRegistry::shared();
+    let proxy = FaultProxy::in_front_of(registry);
+    let hoistd = start_hoistd();
+    let cli = DockerCli::new(&hoistd.socket());
+    let image = image(117, &[30_000_000, 20_000_000, 10_000_000]);
+    let repo = unique_repo("slowclient");
+    load_through(&cli, &proxy, &image, &repo, "1");
+    // A client that sends the request and then reads nothing until the registry holds the image.
+    let mut socket =
+        std::os::unix::net::UnixStream::connect(hoistd.socket()).expect("connect to hoistd");
+    let request = format!(
+        "POST /v1.50/images/{}/{repo}/push?tag=1 HTTP/1.1\r\nHost: hoist\r\nX-Registry-Auth: e30=\r\nContent-Length: 0\r\n\r\n",
+        proxy.host()
+    );
+    socket
+        .write_all(request.as_bytes())
+        .expect("send the request");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !registry.tags(&repo).contains(&"1".to_owned()) {
+        assert!(Instant::now() < deadline, "the push waited for its client");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_registry_has_image(registry, &repo, "1", &image);
+    // The client still gets the whole story, ending with the digest line and the aux.
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut response = Vec::new();
+    let mut buf = [0u8; 65536];
+    while !String::from_utf8_lossy(&response).contains("\"aux\"") {
+        let n = socket.read(&mut buf).expect("read the response");
+        assert!(
+            n > 0,
+            "response ended early: {}",
+            String::from_utf8_lossy(&response)
+        );
+        response.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&response);
+    assert!(
+        text.contains(&format!("1: digest: {}", image.digest())),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_index_goes_blobs_first_then_child_manifests_then_the_index_by_tag() {
+    use hoist_testkit::image::IndexBuilder;
+    let registry = TestRegistry::shared();
+    let proxy = FaultProxy::in_front_of(registry);
+    let hoistd = start_hoistd();
+    let cli = DockerCli::new(&hoistd.socket());
+    let index = IndexBuilder::new(Flavor::Oci)
+        .seed(118)
+        .platform("linux/amd64", &[LayerSpec::single(30_000)])
+        .platform("linux/arm64/v8", &[LayerSpec::single(30_000)])
+        .with_attestations()
+        .build();
+    let repo = unique_repo("order");
+    let name = format!("{}/{repo}:1", proxy.host());
+    load_index(&cli, &index, &[&name], |b| b);
+    cli.run(&["push", &name]).assert_success("push of an index");
+    let requests = proxy.requests();
+    let last_blob = requests
+        .iter()
+        .filter(|r| r.method == "PUT" && r.path.contains("/blobs/uploads/"))
+        .filter_map(|r| r.ended)
+        .max()
+        .expect("blob uploads");
+    let manifest_puts: Vec<&RequestRecord> = requests
+        .iter()
+        .filter(|r| r.method == "PUT" && r.path.contains("/manifests/"))
+        .collect();
+    assert_eq!(
+        manifest_puts.len(),
+        index.all_images().count() + 1,
+        "{manifest_puts:#?}"
+    );
+    let (root, children) = manifest_puts.split_last().expect("manifest PUTs");
+    assert!(
+        root.path.ends_with("/manifests/1"),
+        "the index goes last, by tag: {manifest_puts:#?}"
+    );
+    for child in children {
+        assert!(
+            child.path.contains("/manifests/sha256:"),
+            "children go by digest: {}",
+            child.path
+        );
+        assert!(
+            child.started >= last_blob,
+            "a manifest went before all blobs were in"
+        );
+        assert!(
+            child.ended.expect("answered") <= root.started,
+            "the index went before a child"
+        );
+    }
+    assert_registry_has_index(registry, &repo, "1", &index);
 }

@@ -143,7 +143,9 @@ impl RegistryError {
                     || r.has_code("TOOMANYREQUESTS")
                     || r.has_code("UNAVAILABLE")
             }
-            RegistryError::Transport { .. } => true,
+            // A TLS failure (bad certificate, plain HTTP where TLS was expected) is the same on
+            // every attempt; connection and timeout errors may pass.
+            RegistryError::Transport { source, .. } => !is_tls_failure(source),
             RegistryError::DigestMismatch { .. }
             | RegistryError::InvalidResponse { .. }
             | RegistryError::LocalIo { .. }
@@ -285,6 +287,18 @@ fn root_cause(error: &reqwest::Error) -> String {
         Some(_) => format!("TLS handshake failed: {cause}"),
         None => cause,
     }
+}
+
+/// Whether a TLS handshake or certificate check failed somewhere in the chain.
+fn is_tls_failure(error: &reqwest::Error) -> bool {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(error);
+    while let Some(e) = next {
+        if rustls_error(e).is_some() {
+            return true;
+        }
+        next = e.source();
+    }
+    false
 }
 
 /// The rustls error in a chain link; io::Error hides its inner error from `source()`, and
