@@ -53,10 +53,11 @@ impl AuthConfig {
             return Credentials::IdentityToken(self.identitytoken.clone());
         }
         let (mut username, mut password) = (self.username.clone(), self.password.clone());
-        if username.is_empty() && password.is_empty() && !self.auth.is_empty() {
-            if let Some((u, p)) = decode_basic(&self.auth) {
-                (username, password) = (u, p);
-            }
+        if username.is_empty()
+            && password.is_empty()
+            && let Some((u, p)) = decode_basic(&self.auth)
+        {
+            (username, password) = (u, p);
         }
         if username.is_empty() && password.is_empty() {
             Credentials::Anonymous

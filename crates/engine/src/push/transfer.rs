@@ -110,10 +110,10 @@ impl TransferManager {
         };
         let mut active = self.active.lock().unwrap_or_else(|e| e.into_inner());
         active.retain(|_, w| w.strong_count() > 0);
-        if let Some(existing) = active.get(&key).and_then(Weak::upgrade) {
-            if !matches!(*existing.state.borrow(), TransferState::Failed(_)) {
-                return existing;
-            }
+        if let Some(existing) = active.get(&key).and_then(Weak::upgrade)
+            && !matches!(*existing.state.borrow(), TransferState::Failed(_))
+        {
+            return existing;
         }
         let (tx, rx) = watch::channel(TransferState::Checking);
         let cancel = CancellationToken::new();
