@@ -1,0 +1,442 @@
+#!/usr/bin/env python3
+"""Turns bench/run's measurements into results.md, push-times.png and raw.json.
+
+Usage: report.py --raw RUN/raw.jsonl --na RUN/na.jsonl --digests RUN/digests.jsonl
+                 --meta RUN/meta.json --out DIR
+"""
+
+import argparse
+import json
+import os
+import statistics
+from collections import defaultdict
+
+GIB = 1 << 30
+MIB = 1 << 20
+
+TOOLS = ["raw-par", "raw-seq", "curl", "hoistd", "skopeo", "ctr", "podman", "dockerd"]
+PEERS = ["skopeo", "ctr", "podman", "dockerd"]
+IMAGES = ["big", "small", "multi"]
+LABEL = {
+    "raw-par": "raw, 5 in parallel (the limit)",
+    "raw-seq": "raw, sequential",
+    "curl": "curl, 5 in parallel",
+    "hoistd": "**hoistd** + docker CLI",
+    "skopeo": "skopeo copy",
+    "ctr": "containerd ctr push",
+    "podman": "podman compat API + docker CLI",
+    "dockerd": "dockerd 20.10 + docker CLI",
+}
+DAEMON = {"hoistd": "hoistd", "ctr": "containerd", "podman": "podman", "dockerd": "dockerd"}
+IMAGE_LABEL = {"big": "1 GiB (5 layers)", "small": "50 × 1 MiB", "multi": "3 × 100 MiB index"}
+
+
+def load_jsonl(path):
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+class Data:
+    def __init__(self, records, na, meta, digests):
+        self.records = records
+        self.meta = meta
+        self.na = {(r["tool"], r["image"]): r["reason"] for r in na}
+        self.digests = defaultdict(set)  # (tool, image) → digests the registry held after a first push
+        for r in digests:
+            self.digests[(r["tool"], r["image"])].add(r["digest"])
+        images = meta.get("images", {})
+        for r in digests:
+            # A tool that pushed something else than the index for a multi-platform image did
+            # not do the same work: n/a rather than a faster time.
+            expected = images.get(r["image"], {}).get("media_type", "")
+            got = r.get("media_type", "")
+            if "index" in expected and got and "index" not in got and "list" not in got:
+                self.na[(r["tool"], r["image"])] = (
+                    f"pushed a single-platform manifest ({got}) instead of the index")
+        self.runs = defaultdict(list)  # (tool, image, kind) → ok records
+        self.failed = defaultdict(list)
+        for r in records:
+            if (r["tool"], r["image"]) in self.na:
+                continue
+            key = (r["tool"], r["image"], r["kind"])
+            (self.runs if r["ok"] else self.failed)[key].append(r)
+
+    def median(self, tool, image, kind, value=lambda r: r["seconds"]):
+        values = [value(r) for r in self.runs.get((tool, image, kind), []) if value(r) is not None]
+        return statistics.median(values) if values else None
+
+    def count(self, tool, image, kind):
+        return len(self.runs.get((tool, image, kind), []))
+
+    def blob_bytes(self, image):
+        if image == "conc8":
+            return sum(v["blob_bytes"] for k, v in self.meta.get("images", {}).items()
+                       if k.startswith("conc-"))
+        return self.meta.get("images", {}).get(image, {}).get("blob_bytes")
+
+    def why_missing(self, tool, image, kind):
+        for key in ((tool, image), (tool, "all")):
+            if key in self.na:
+                return "n/a"
+        if self.failed.get((tool, image, kind)):
+            return "failed"
+        return "–"
+
+    def daemon_value(self, tool, image, kind, field, daemon=None):
+        daemon = daemon or DAEMON.get(tool)
+        if daemon is None:
+            return None
+        return self.median(tool, image, kind,
+                           lambda r: r["daemons"].get(daemon, {}).get(field))
+
+    def daemon_max(self, tool, image, kind, field, daemon=None):
+        daemon = daemon or DAEMON.get(tool)
+        values = [r["daemons"].get(daemon, {}).get(field)
+                  for r in self.runs.get((tool, image, kind), [])]
+        values = [v for v in values if v is not None]
+        return max(values) if values else None
+
+
+def fmt(value, digits=2, unit=""):
+    if value is None:
+        return "–"
+    if value >= 100:
+        return f"{value:.0f}{unit}"
+    if value >= 10:
+        return f"{value:.1f}{unit}"
+    if value < 0.1:
+        return f"{value:.3f}{unit}"
+    return f"{value:.{digits}f}{unit}"
+
+
+def ratio(a, b):
+    return None if a is None or b is None or b == 0 else a / b
+
+
+def first_push_table(d):
+    out = ["| tool | " + " | ".join(f"{IMAGE_LABEL[i]}: s (MiB/s) | × limit" for i in IMAGES) + " |",
+           "|---|" + "---:|---:|" * len(IMAGES)]
+    for tool in TOOLS:
+        cells = []
+        for image in IMAGES:
+            m = d.median(tool, image, "first")
+            limit = d.median("raw-par", image, "first")
+            if m is None:
+                cells += [d.why_missing(tool, image, "first"), ""]
+                continue
+            size = d.blob_bytes(image)
+            mibs = f" ({size / m / MIB:.0f})" if size else ""
+            n = d.count(tool, image, "first")
+            cells += [f"{fmt(m)}{mibs} <sub>n={n}</sub>", fmt(ratio(m, limit)) + "×" if limit else "–"]
+        out.append(f"| {LABEL[tool]} | " + " | ".join(cells) + " |")
+    return out
+
+
+def repush_table(d):
+    out = ["| tool | " + " | ".join(IMAGE_LABEL[i] for i in IMAGES) + " |",
+           "|---|" + "---:|" * len(IMAGES)]
+    for tool in TOOLS:
+        if tool == "curl":
+            continue
+        cells = []
+        for image in IMAGES:
+            m = d.median(tool, image, "repush")
+            cells.append(d.why_missing(tool, image, "repush") if m is None
+                         else f"{fmt(m)} <sub>n={d.count(tool, image, 'repush')}</sub>")
+        out.append(f"| {LABEL[tool]} | " + " | ".join(cells) + " |")
+    return out
+
+
+def cost_table(d):
+    out = ["| tool | image | daemon CPU s | client CPU s | CPU s per GiB (daemon / all) | "
+           "daemon peak RSS MiB (median / max) | registry CPU s |",
+           "|---|---|---:|---:|---:|---:|---:|"]
+    for image in IMAGES:
+        size = d.blob_bytes(image)
+        for tool in TOOLS:
+            if d.median(tool, image, "first") is None:
+                continue
+            daemon_cpu = d.daemon_value(tool, image, "first", "cpu_s")
+            client_cpu = d.median(tool, image, "first", lambda r: r["client_cpu_s"])
+            registry_cpu = d.daemon_value(tool, image, "first", "cpu_s", "registry")
+            total = (daemon_cpu or 0) + (client_cpu or 0)
+            per_gib = (f"{fmt(daemon_cpu / (size / GIB)) if daemon_cpu is not None else '–'} / "
+                       f"{fmt(total / (size / GIB))}") if size else "–"
+            rss = d.daemon_value(tool, image, "first", "peak_rss_kib")
+            rss_max = d.daemon_max(tool, image, "first", "peak_rss_kib")
+            rss_text = "–" if rss is None else f"{rss / 1024:.0f} / {rss_max / 1024:.0f}"
+            out.append(f"| {LABEL[tool]} | {image} | {fmt(daemon_cpu)} | {fmt(client_cpu)} | "
+                       f"{per_gib} | {rss_text} | {fmt(registry_cpu)} |")
+    return out
+
+
+def versus_table(d):
+    cols = [(i, "first") for i in IMAGES] + [(i, "repush") for i in IMAGES]
+    out = ["| peer | " + " | ".join(f"{i} {'first' if k == 'first' else 're-push'}"
+                                   for i, k in cols) + " |",
+           "|---|" + "---:|" * len(cols)]
+    for peer in PEERS + ["raw-par", "raw-seq", "curl"]:
+        cells = []
+        for image, kind in cols:
+            r = ratio(d.median(peer, image, kind), d.median("hoistd", image, kind))
+            cells.append("–" if r is None else f"{r:.2f}×")
+        out.append(f"| {LABEL[peer]} | " + " | ".join(cells) + " |")
+    return out
+
+
+def digests_table(d):
+    out = ["| tool | " + " | ".join(IMAGE_LABEL[i] for i in IMAGES) + " |",
+           "|---|" + "---|" * len(IMAGES)]
+    for tool in TOOLS:
+        cells = []
+        for image in IMAGES:
+            seen = d.digests.get((tool, image), set()) - {""}
+            original = d.meta.get("images", {}).get(image, {}).get("digest")
+            if not seen:
+                cells.append("–")
+            elif seen == {original}:
+                cells.append("original")
+            else:
+                cells.append("rewritten: " + ", ".join(f"`{x[:19]}…`" for x in sorted(seen)))
+        out.append(f"| {LABEL[tool]} | " + " | ".join(cells) + " |")
+    return out
+
+
+def targets(d):
+    rows = []
+
+    def row(name, value_text, ok, detail=""):
+        verdict = "–" if ok is None else ("**PASS**" if ok else "**FAIL**")
+        rows.append(f"| {name} | {value_text} | {verdict} | {detail} |")
+
+    h = d.median("hoistd", "big", "first")
+    limit = d.median("raw-par", "big", "first")
+    r = ratio(h, limit)
+    row("1 GiB first push ≤ 1.10× the raw 5-parallel time", "–" if r is None else f"{r:.2f}×",
+        None if r is None else r <= 1.10,
+        f"hoistd {fmt(h)} s vs {fmt(limit)} s, n={d.count('hoistd', 'big', 'first')}/"
+        f"{d.count('raw-par', 'big', 'first')}")
+    peers = {p: d.median(p, "big", "first") for p in PEERS if d.median(p, "big", "first") is not None}
+    if h is not None and peers:
+        fastest = min(peers, key=peers.get)
+        row("1 GiB first push faster than every peer", f"{peers[fastest] / h:.2f}× faster than {fastest}",
+            all(h < v for v in peers.values()),
+            ", ".join(f"{p} {fmt(v)} s" for p, v in peers.items()))
+    else:
+        row("1 GiB first push faster than every peer", "–", None)
+
+    h = d.median("hoistd", "small", "first")
+    limit = d.median("raw-par", "small", "first")
+    r = ratio(h, limit)
+    row("50 × 1 MiB first push ≤ 1.2× the raw 5-parallel time", "–" if r is None else f"{r:.2f}×",
+        None if r is None else r <= 1.2, f"hoistd {fmt(h)} s vs {fmt(limit)} s")
+
+    for image in IMAGES:
+        h = d.median("hoistd", image, "repush")
+        peers = {p: d.median(p, image, "repush") for p in PEERS
+                 if d.median(p, image, "repush") is not None}
+        if h is None or not peers:
+            row(f"re-push {IMAGE_LABEL[image]} ≤ 1.2× the fastest peer", "–", None)
+            continue
+        fastest = min(peers, key=peers.get)
+        r = h / peers[fastest]
+        row(f"re-push {IMAGE_LABEL[image]} ≤ 1.2× the fastest peer", f"{r:.2f}×", r <= 1.2,
+            f"hoistd {fmt(h)} s vs {fastest} {fmt(peers[fastest])} s")
+
+    cpu = d.daemon_value("hoistd", "big", "first", "cpu_s")
+    size = d.blob_bytes("big")
+    per_gib = cpu / (size / GIB) if cpu is not None and size else None
+    row("hoistd CPU per GiB pushed ≤ 0.5 s", f"{fmt(per_gib)} s",
+        None if per_gib is None else per_gib <= 0.5,
+        "hoistd's utime+stime during the 1 GiB first push (median), docker CLI not counted")
+    rss = d.daemon_max("hoistd", "big", "first", "peak_rss_kib")
+    row("hoistd peak RSS during the 1 GiB push ≤ 64 MiB",
+        "–" if rss is None else f"{rss / 1024:.1f} MiB",
+        None if rss is None else rss <= 64 * 1024, "VmHWM, reset before each push; the maximum over rounds")
+
+    h = d.median("hoistd", "conc8", "concurrent")
+    raw = d.median("raw-par", "conc8", "concurrent")
+    r = ratio(raw, h)
+    row("8 concurrent pushes: aggregate ≥ 90% of the raw 5-parallel throughput",
+        "–" if r is None else f"{r * 100:.0f}%", None if r is None else r >= 0.9,
+        f"the same 8 × 128 MiB of blobs: hoistd {fmt(h)} s, raw 5-parallel {fmt(raw)} s")
+
+    h = d.median("hoistd", "big", "load")
+    base = d.median("baseline", "big", "load")
+    r = ratio(h, base)
+    row("docker load of the 1 GiB archive ≤ 1.5× the baseline", "–" if r is None else f"{r:.2f}×",
+        None if r is None else r <= 1.5, f"hoistd {fmt(h)} s vs baseline {fmt(base)} s")
+    return ["| target (issue 6) | measured | verdict | detail |", "|---|---|---|---|"] + rows
+
+
+def load_and_concurrency(d):
+    out = ["| measurement | median s | MiB/s | detail |", "|---|---:|---:|---|"]
+    archive = d.meta.get("images", {}).get("big", {}).get("archive_bytes")
+    for tool, label in (("hoistd", "`docker load` of big.tar into a fresh hoistd"),
+                        ("baseline", "baseline: read, sha256 and write (fsync) every blob")):
+        m = d.median(tool, "big", "load")
+        detail = f"n={d.count(tool, 'big', 'load')}"
+        if tool == "hoistd":
+            cpu = d.daemon_value("hoistd", "big", "load", "cpu_s", "hoistd-load")
+            rss = d.daemon_max("hoistd", "big", "load", "peak_rss_kib", "hoistd-load")
+            detail += f", hoistd CPU {fmt(cpu)} s, peak RSS {fmt(rss / 1024 if rss else None)} MiB"
+        else:
+            detail += f", CPU {fmt(d.median(tool, 'big', 'load', lambda r: r['client_cpu_s']))} s"
+        out.append(f"| {label} | {fmt(m)} | {fmt(archive / m / MIB if m and archive else None)} | {detail} |")
+    size = d.blob_bytes("conc8")
+    for tool, label in (("hoistd", "8 concurrent `docker push` through hoistd (8 × 128 MiB)"),
+                        ("raw-par", "raw client, the same blobs 5 at a time")):
+        m = d.median(tool, "conc8", "concurrent")
+        detail = f"n={d.count(tool, 'conc8', 'concurrent')}"
+        if tool == "hoistd":
+            cpu = d.daemon_value("hoistd", "conc8", "concurrent", "cpu_s")
+            rss = d.daemon_max("hoistd", "conc8", "concurrent", "peak_rss_kib")
+            detail += f", hoistd CPU {fmt(cpu)} s, peak RSS {fmt(rss / 1024 if rss else None)} MiB"
+        out.append(f"| {label} | {fmt(m)} | {fmt(size / m / MIB if m and size else None)} | {detail} |")
+    big_limit = d.median("raw-par", "big", "first")
+    if big_limit and d.blob_bytes("big"):
+        out.append(f"| for reference: the raw 5-parallel 1 GiB first push | {fmt(big_limit)} | "
+                   f"{d.blob_bytes('big') / big_limit / MIB:.0f} | |")
+    return out
+
+
+def chart(d, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, axes = plt.subplots(2, 3, figsize=(15, 8.5))
+    colors = {"hoistd": "#d62728", "raw-par": "#7f7f7f", "raw-seq": "#b0b0b0", "curl": "#c7c7c7",
+              "skopeo": "#1f77b4", "ctr": "#2ca02c", "podman": "#9467bd", "dockerd": "#8c564b"}
+    for row, kind in enumerate(("first", "repush")):
+        for col, image in enumerate(IMAGES):
+            ax = axes[row][col]
+            tools = [t for t in TOOLS if d.median(t, image, kind) is not None]
+            values = [d.median(t, image, kind) for t in tools]
+            bars = ax.bar(range(len(tools)), values, color=[colors[t] for t in tools])
+            for bar, value in zip(bars, values):
+                ax.annotate(fmt(value), (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                            ha="center", va="bottom", fontsize=8)
+            ax.set_xticks(range(len(tools)), tools, rotation=30, fontsize=8)
+            limit = d.median("raw-par", image, "first")
+            if kind == "first" and limit:
+                ax.axhline(limit, color="#555", linestyle="--", linewidth=0.8)
+            ax.set_title(f"{'first push' if kind == 'first' else 're-push'}: {IMAGE_LABEL[image]}",
+                         fontsize=10)
+            ax.set_ylabel("seconds (median)")
+            missing = [t for t in TOOLS if t not in tools and not (kind == "repush" and t == "curl")]
+            if missing:
+                ax.text(0.99, 0.97, "n/a: " + ", ".join(missing), transform=ax.transAxes,
+                        ha="right", va="top", fontsize=7, color="#555")
+    fig.suptitle("docker push and peers to a local registry on tmpfs (lower is better; "
+                 "dashed: raw 5-parallel limit)", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return True
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--raw", required=True)
+    parser.add_argument("--na", required=True)
+    parser.add_argument("--digests", required=True)
+    parser.add_argument("--meta", required=True)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    records = load_jsonl(args.raw)
+    na = load_jsonl(args.na)
+    with open(args.meta) as f:
+        meta = json.load(f)
+    d = Data(records, na, meta, load_jsonl(args.digests))
+    os.makedirs(args.out, exist_ok=True)
+
+    with open(os.path.join(args.out, "raw.json"), "w") as f:
+        json.dump({"meta": meta, "not_applicable": na, "measurements": records,
+                   "pushed_digests": load_jsonl(args.digests)}, f, indent=1)
+    has_chart = chart(d, os.path.join(args.out, "push-times.png"))
+
+    loads = meta.get("loadavg", {})
+    start_load = float(loads.get("start", ["0"])[0])
+    busiest = max((float(v[0]) for v in loads.values()), default=0.0)
+    run_loads = [r["loadavg"] for r in records if isinstance(r.get("loadavg"), (int, float))]
+    cpus = meta.get("cpus", 2)
+    shared = start_load > 0.5 or busiest > 0.5 * cpus + 1
+    images = meta.get("images", {})
+    lines = [
+        "# hoist push benchmark",
+        "",
+        f"Run {meta.get('date', '?')} by `bench/run` on {cpus} cores ({meta.get('cpu_model', '?')}), "
+        f"{meta.get('mem_gib', '?')} GiB, Linux {meta.get('kernel', '?')}; hoist {meta.get('hoist_commit', '?')}"
+        f"{' with uncommitted changes in crates/' if meta.get('hoist_dirty') else ''}. "
+        f"Registry: CNCF distribution on 127.0.0.1, storage on tmpfs, emptied and restarted before "
+        f"every first push. Medians of {meta.get('rounds_big_first')} interleaved rounds for the 1 GiB "
+        f"first push and `docker load`, {meta.get('rounds')} for everything else; tools in a rotating order.",
+        "",
+    ]
+    if shared:
+        lines += [
+            f"**The machine was shared during this run** (load average {start_load:.2f} at the start, "
+            f"up to {busiest:.2f} at phase boundaries, {min(run_loads, default=0):.2f}–"
+            f"{max(run_loads, default=0):.2f} at the start of measurements): other engineers were "
+            "building and testing on the same cores, so absolute times are noisy; ratios within a "
+            "round are steadier.",
+            "",
+        ]
+    else:
+        lines += [f"Load average at the start: {start_load:.2f} (machine otherwise idle).", ""]
+    lines += ["## Targets", ""] + targets(d) + [""]
+    lines += ["## First push", "",
+              "Median seconds (MiB/s of blob bytes) and the ratio to the raw 5-parallel limit.", ""]
+    lines += first_push_table(d) + [""]
+    if has_chart:
+        lines += ["![push times](push-times.png)", ""]
+    lines += ["## Re-push (everything already in the registry)", "", "Median seconds.", ""]
+    lines += repush_table(d) + [""]
+    lines += ["## hoistd against each tool", "",
+              "The tool's median divided by hoistd's: above 1× hoistd is faster.", ""]
+    lines += versus_table(d) + [""]
+    lines += ["## CPU and memory of the first push", "",
+              "Medians per push. Daemon: hoistd, containerd (for ctr), podman's service or dockerd; "
+              "client: docker CLI, skopeo, ctr, the raw client or curl (with children). Peak RSS is "
+              "the daemon's VmHWM, reset before each push. CPU per GiB uses the image's blob bytes.", ""]
+    lines += cost_table(d) + [""]
+    lines += ["## What the registry received", "",
+              "The digest of the pushed tag after each first push, against the generated image's.", ""]
+    lines += digests_table(d) + [""]
+    lines += ["## docker load and concurrent pushes", ""] + load_and_concurrency(d) + [""]
+    lines += ["## Images", "", "| image | blobs | blob bytes | archive bytes | layers | platforms |",
+              "|---|---:|---:|---:|---:|---|"]
+    for name in ["big", "small", "multi"] + sorted(k for k in images if k.startswith("conc-"))[:1]:
+        if name in images:
+            i = images[name]
+            label = name if not name.startswith("conc-") else "conc-0 … conc-7 (each)"
+            lines.append(f"| {label} | {i['blob_count']} | {i['blob_bytes']:,} | {i['archive_bytes']:,} | "
+                         f"{i['layers']} | {', '.join(i['platforms'])} |")
+    lines += ["", "Random, incompressible content; gzip streams of stored blocks (the sizes peers.md's "
+              "zlib level 1 gave). Archives hold an OCI layout plus docker's manifest.json. podman "
+              "and dockerd recompress layers on push, so they send other blobs of about the same size.",
+              ""]
+    notes = []
+    for (tool, image), reason in sorted(d.na.items()):
+        notes.append(f"- {tool}: n/a for {image}: {reason}")
+    for (tool, image, kind), runs in sorted(d.failed.items()):
+        if kind == "setup-load":
+            continue
+        notes.append(f"- {tool} {kind} {image}: {len(runs)} run(s) failed (exit "
+                     f"{', '.join(str(r['exit']) for r in runs)}); logs in bench/work/run/logs/"
+                     f"{tool}-{image}-{kind}.log")
+    if notes:
+        lines += ["## Not measured, failures", ""] + notes + [""]
+    lines += ["## Versions", ""]
+    lines += [f"- {k}: {v}" for k, v in meta.get("versions", {}).items()]
+    lines += ["", "Raw measurements: [raw.json](raw.json). Reproduce with `bench/run`.", ""]
+    with open(os.path.join(args.out, "results.md"), "w") as f:
+        f.write("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+//! Runs one timed command and appends a JSON line with what it cost.
+//!
+//! Usage: measure --out FILE --log FILE [--tag KEY=VALUE]... [--daemon NAME=PID]... -- CMD ARGS...
+//!
+//! Recorded: wall seconds, the command's exit code, its CPU seconds and max RSS (its own and its
+//! waited-for children's, from getrusage), and for each daemon the CPU seconds it spent meanwhile
+//! (utime+stime from /proc/PID/stat, before/after) and its peak RSS during the command: VmHWM,
+//! reset first by writing 5 to /proc/PID/clear_refs. Exits with the command's status.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Map, Value, json};
+
+fn main() -> Result<()> {
+    let mut out = None;
+    let mut log = None;
+    let mut tags = Map::new();
+    let mut daemons: Vec<(String, u32)> = Vec::new();
+    let mut args = std::env::args().skip(1);
+    let mut command: Vec<String> = Vec::new();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--out" => out = Some(args.next().context("--out needs FILE")?),
+            "--log" => log = Some(args.next().context("--log needs FILE")?),
+            "--tag" => {
+                let tag = args.next().context("--tag needs KEY=VALUE")?;
+                let (k, v) = tag.split_once('=').context("--tag needs KEY=VALUE")?;
+                let value = v.parse::<f64>().map(|n| json!(n)).unwrap_or_else(|_| json!(v));
+                tags.insert(k.to_owned(), value);
+            }
+            "--daemon" => {
+                let d = args.next().context("--daemon needs NAME=PID")?;
+                let (name, pid) = d.split_once('=').context("--daemon needs NAME=PID")?;
+                daemons.push((name.to_owned(), pid.parse().context("daemon PID")?));
+            }
+            "--" => {
+                command = args.by_ref().collect();
+                break;
+            }
+            other => bail!("unknown argument {other}"),
+        }
+    }
+    let (Some(out), Some(log)) = (out, log) else {
+        bail!("usage: measure --out FILE --log FILE [--tag K=V]... [--daemon NAME=PID]... -- CMD...");
+    };
+    let Some((program, rest)) = command.split_first() else {
+        bail!("no command given after --");
+    };
+
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let before: Vec<Option<u64>> = daemons.iter().map(|(_, pid)| cpu_ticks(*pid)).collect();
+    for (_, pid) in &daemons {
+        // Resets VmHWM to the current RSS (Linux ≥ 4.0). Best effort: the daemon may be gone.
+        let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+    }
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .with_context(|| format!("open {log}"))?;
+    let started = Instant::now();
+    let status = Command::new(program)
+        .args(rest)
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone()?)
+        .stderr(log_file)
+        .status()
+        .with_context(|| format!("run {program}"))?;
+    let seconds = started.elapsed().as_secs_f64();
+    let usage = children_usage();
+
+    let mut daemon_json = Map::new();
+    for ((name, pid), before) in daemons.iter().zip(before) {
+        let after = cpu_ticks(*pid);
+        let cpu = match (before, after) {
+            (Some(b), Some(a)) => json!((a - b) as f64 / ticks),
+            _ => Value::Null,
+        };
+        daemon_json.insert(
+            name.clone(),
+            json!({"pid": pid, "cpu_s": cpu, "peak_rss_kib": vm_hwm_kib(*pid), "alive": after.is_some()}),
+        );
+    }
+    let mut record = tags;
+    record.insert("ok".into(), json!(status.success()));
+    record.insert("exit".into(), json!(status.code()));
+    record.insert("seconds".into(), json!(seconds));
+    record.insert("client_cpu_s".into(), json!(usage.0));
+    record.insert("client_max_rss_kib".into(), json!(usage.1));
+    record.insert("daemons".into(), Value::Object(daemon_json));
+    record.insert("command".into(), json!(command));
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&out)
+        .with_context(|| format!("open {out}"))?;
+    writeln!(file, "{}", Value::Object(record))?;
+    std::process::exit(status.code().unwrap_or(128));
+}
+
+/// utime + stime of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split(' ').collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after "pid (comm) ".
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+fn vm_hwm_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// (CPU seconds, max RSS KiB) of the waited-for children.
+fn children_usage() -> (f64, i64) {
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    (
+        seconds(usage.ru_utime) + seconds(usage.ru_stime),
+        usage.ru_maxrss,
+    )
+}
