@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use futures_util::future::try_join_all;
 use hoist_reference::{Digest, Reference};
-use hoist_registry::{Access, BlobSource, Credentials, RegistryError, Repository};
+use hoist_registry::{Access, BlobSource, Credentials, Repository};
 use hoist_store::{Descriptor, ImageChange, Lease};
 
 pub(crate) use retry::RetryPolicy;
@@ -26,7 +26,7 @@ use crate::names;
 use crate::platform::Platform;
 use crate::progress::ProgressBoard;
 use crate::{Engine, EngineError, media};
-use plan::{PlanBlob, PushPlan, plan_push};
+use plan::{PlanBlob, plan_push};
 use transfer::{BlobJob, BlobOutcome, Transfer, TransferState};
 
 /// What the client asked for.
@@ -295,7 +295,23 @@ impl PushJob {
             digest: plan.root.digest.clone(),
             size: plan.root.size,
         });
-        self.record(item, &plan, repository)?;
+        // Store writes are fsync'd; keep them off the async threads.
+        let blobs: Vec<Digest> = plan
+            .blobs
+            .iter()
+            .map(|b| b.descriptor.digest.clone())
+            .collect();
+        let repo_digest = (plan.root.digest == item.image.digest).then(|| {
+            (
+                names::digest_record_name(&item.tag, &plan.root.digest),
+                item.image.clone(),
+            )
+        });
+        let (host, path) = (repository.host().to_owned(), repository.path().to_owned());
+        let engine = self.engine.clone();
+        self.engine
+            .blocking(move || engine.record_push(&host, &path, &blobs, repo_digest))
+            .await?;
         Ok(())
     }
 
@@ -333,50 +349,6 @@ impl PushJob {
         };
         let transfer = engine.transfers.upload(job);
         follow(&transfer, blob.is_layer, &id, desc.size, board).await
-    }
-
-    /// Remembers where the blobs now live (for later cross-repository mounts) and, when the image
-    /// itself was pushed, its `repo@digest` name (RepoDigests).
-    fn record(
-        &self,
-        item: &PushItem,
-        plan: &PushPlan,
-        repository: &Repository,
-    ) -> Result<(), EngineError> {
-        let engine = &self.engine;
-        let key = source_label(repository.host());
-        let mut changes = Vec::new();
-        for blob in &plan.blobs {
-            let labels = engine.store.blob_labels(&blob.descriptor.digest);
-            let mut repos: BTreeSet<String> = labels
-                .get(&key)
-                .map(|v| {
-                    v.split(',')
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_owned)
-                        .collect()
-                })
-                .unwrap_or_default();
-            if repos.insert(repository.path().to_owned()) {
-                let value = repos.into_iter().collect::<Vec<_>>().join(",");
-                changes.push((blob.descriptor.digest.clone(), key.clone(), Some(value)));
-            }
-        }
-        engine.store.set_blob_labels(changes)?;
-        if plan.root.digest == item.image.digest {
-            let _guard = engine
-                .names_lock
-                .lock()
-                .map_err(|_| EngineError::Internal("names lock poisoned".into()))?;
-            let name = names::digest_record_name(&item.tag, &plan.root.digest);
-            if engine.store.image(&name).is_none() {
-                engine.store.apply(vec![ImageChange::Put {
-                    name,
-                    target: item.image.clone(),
-                }])?;
-            }
-        }
-        Ok(())
     }
 }
 
@@ -457,13 +429,9 @@ async fn put_manifest(
                 tokio::time::sleep(policy.delay(attempt, e.retry_after())).await;
                 attempt += 1;
             }
-            Err(e) => return Err(manifest_error(e)),
+            Err(e) => return Err(EngineError::Registry(e)),
         }
     }
-}
-
-fn manifest_error(e: RegistryError) -> EngineError {
-    EngineError::Registry(e)
 }
 
 fn descriptor_json(entry: &IndexEntry) -> serde_json::Value {
@@ -476,6 +444,41 @@ pub(crate) fn source_label(host: &str) -> String {
 }
 
 impl Engine {
+    /// Remembers where pushed blobs now live (for later cross-repository mounts) and, when the
+    /// image itself was pushed, its `repo@digest` name (RepoDigests).
+    fn record_push(
+        &self,
+        host: &str,
+        repository: &str,
+        blobs: &[Digest],
+        repo_digest: Option<(String, Descriptor)>,
+    ) -> Result<(), EngineError> {
+        let key = source_label(host);
+        let mut changes = Vec::new();
+        for digest in blobs {
+            let labels = self.store.blob_labels(digest);
+            let mut repos: BTreeSet<&str> = labels
+                .get(&key)
+                .map(|v| v.split(',').filter(|s| !s.is_empty()).collect())
+                .unwrap_or_default();
+            if repos.insert(repository) {
+                let value = repos.into_iter().collect::<Vec<_>>().join(",");
+                changes.push((digest.clone(), key.clone(), Some(value)));
+            }
+        }
+        self.store.set_blob_labels(changes)?;
+        if let Some((name, target)) = repo_digest {
+            let _guard = self
+                .names_lock
+                .lock()
+                .map_err(|_| EngineError::Internal("names lock poisoned".into()))?;
+            if self.store.image(&name).is_none() {
+                self.store.apply(vec![ImageChange::Put { name, target }])?;
+            }
+        }
+        Ok(())
+    }
+
     /// Repositories on the same registry known to hold `digest`, the one sharing the longest
     /// path prefix with the target first (containerd's choice), at most three.
     fn mount_candidates(&self, repository: &Repository, digest: &Digest) -> Vec<String> {
