@@ -122,10 +122,10 @@ impl Engine {
     ) -> Result<Vec<ImageSummary>, EngineError> {
         let mut out = Vec::new();
         for view in names::all_images(&self.store) {
-            if let Some(dangling) = filters.dangling {
-                if view.is_dangling() != dangling {
-                    continue;
-                }
+            if let Some(dangling) = filters.dangling
+                && view.is_dangling() != dangling
+            {
+                continue;
             }
             let mut tags: Vec<&Reference> = view.tags.iter().collect();
             if !filters.reference.is_empty() {
@@ -441,10 +441,10 @@ impl Engine {
             Lookup::Id => None,
         };
         let same = names::same_references(named, &all);
-        if let Lookup::Digest(reference) = &lookup {
-            if same.is_empty() {
-                return Err(EngineError::NoSuchImage(reference.familiar_string()));
-            }
+        if let Lookup::Digest(reference) = &lookup
+            && same.is_empty()
+        {
+            return Err(EngineError::NoSuchImage(reference.familiar_string()));
         }
         let untagged = |name: &str| DeleteResponse::Untagged(names::familiar_record_name(name));
         if named.is_some() && same.len() != all.len() {

@@ -136,11 +136,11 @@ impl Engine {
         for _ in 0..MAX_LINK_DEPTH {
             let mut changed = false;
             for (path, target) in &links {
-                if !files.contains_key(path) {
-                    if let Some(file) = files.get(target).cloned() {
-                        files.insert(path.clone(), file);
-                        changed = true;
-                    }
+                if !files.contains_key(path)
+                    && let Some(file) = files.get(target).cloned()
+                {
+                    files.insert(path.clone(), file);
+                    changed = true;
                 }
             }
             if !changed {

@@ -138,17 +138,18 @@ pub(crate) fn resolve(store: &Store, input: &str) -> Result<(ImageView, Lookup),
     }
     if let Ok(reference) = Reference::parse_normalized(input) {
         let reference = reference.tag_name_only();
-        if let Some(view) = images.iter().find(|v| {
-            v.tags.iter().any(|t| *t == reference) || v.digests.iter().any(|d| *d == reference)
-        }) {
+        if let Some(view) = images
+            .iter()
+            .find(|v| v.tags.contains(&reference) || v.digests.contains(&reference))
+        {
             return Ok((view.clone(), Lookup::Name(reference)));
         }
         // A digest reference names content even when no record carries that exact repository
         // (`docker inspect foo@sha256:<id>`), as in moby.
-        if let Some(digest) = reference.digest() {
-            if let Some(view) = images.iter().find(|v| v.id() == digest) {
-                return Ok((view.clone(), Lookup::Digest(reference)));
-            }
+        if let Some(digest) = reference.digest()
+            && let Some(view) = images.iter().find(|v| v.id() == digest)
+        {
+            return Ok((view.clone(), Lookup::Digest(reference)));
         }
     } else if !looks_like_id {
         return Err(Reference::parse_normalized(input)

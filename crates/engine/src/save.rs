@@ -25,15 +25,16 @@ impl Engine {
         let mut entries: Vec<(Option<Reference>, Descriptor)> = Vec::new();
         for input in inputs {
             // A bare repository name saves every tag of it, as moby does.
-            if let Ok(r) = Reference::parse_normalized(input) {
-                if r.tag().is_none() && r.digest().is_none() {
-                    let tagged = names::tags_in_repository(&self.store, &r);
-                    if !tagged.is_empty() {
-                        for (tag, view) in tagged {
-                            entries.push((Some(tag), view.target));
-                        }
-                        continue;
+            if let Ok(r) = Reference::parse_normalized(input)
+                && r.tag().is_none()
+                && r.digest().is_none()
+            {
+                let tagged = names::tags_in_repository(&self.store, &r);
+                if !tagged.is_empty() {
+                    for (tag, view) in tagged {
+                        entries.push((Some(tag), view.target));
                     }
+                    continue;
                 }
             }
             let (view, lookup) = names::resolve(&self.store, input)?;

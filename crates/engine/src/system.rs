@@ -250,10 +250,10 @@ impl Engine {
     /// A stable identity for this daemon, kept beside the store as dockerd keeps `engine-id`.
     fn daemon_id(&self) -> String {
         let path = self.config.data_root.join("engine-id");
-        if let Ok(id) = std::fs::read_to_string(&path) {
-            if !id.trim().is_empty() {
-                return id.trim().to_owned();
-            }
+        if let Ok(id) = std::fs::read_to_string(&path)
+            && !id.trim().is_empty()
+        {
+            return id.trim().to_owned();
         }
         let id = format!(
             "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",

@@ -101,10 +101,10 @@ async fn inspect(
     let inspect = state.engine.inspect_image(name).await?;
     let mut value =
         serde_json::to_value(inspect).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    if !version.at_least("1.48") {
-        if let Some(obj) = value.as_object_mut() {
-            obj.remove("Descriptor");
-        }
+    if !version.at_least("1.48")
+        && let Some(obj) = value.as_object_mut()
+    {
+        obj.remove("Descriptor");
     }
     Ok(Json(value).into_response())
 }
@@ -116,10 +116,10 @@ pub async fn list(
     params: Params,
 ) -> Result<Response, ApiError> {
     let mut filters = parse_filters(params.get("filters"))?;
-    if let Some(legacy) = params.non_empty("filter") {
-        if !version.at_least("1.41") {
-            filters.reference.push(legacy.to_owned());
-        }
+    if let Some(legacy) = params.non_empty("filter")
+        && !version.at_least("1.41")
+    {
+        filters.reference.push(legacy.to_owned());
     }
     let images = state.engine.list_images(filters).await?;
     let mut out = Vec::with_capacity(images.len());
