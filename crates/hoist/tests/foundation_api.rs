@@ -532,3 +532,139 @@ fn image_list_and_inspect_fields_follow_the_api_version() {
     assert!(inspect_at("1.47").get("Descriptor").is_none());
     assert_eq!(inspect_at("1.47")["Id"], image.digest());
 }
+
+/// Percent-encodes everything but unreserved characters, for query values and path parts.
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[test]
+fn references_are_normalized_as_docker_does() {
+    let daemon = start_daemon();
+    let image = ImageBuilder::new(Flavor::Oci).build();
+    let repo = unique_repo("norm");
+    load_raw(
+        &daemon,
+        "",
+        &archive_bytes(&image, &[&format!("{repo}:src")]),
+    );
+    // (what the client asks for, the full name it means, the familiar form moby shows)
+    let names = [
+        (
+            format!("docker.io/library/{repo}-a"),
+            format!("docker.io/library/{repo}-a:latest"),
+            format!("{repo}-a:latest"),
+        ),
+        (
+            format!("index.docker.io/library/{repo}-b:2"),
+            format!("docker.io/library/{repo}-b:2"),
+            format!("{repo}-b:2"),
+        ),
+        (
+            format!("docker.io/user/{repo}-c"),
+            format!("docker.io/user/{repo}-c:latest"),
+            format!("user/{repo}-c:latest"),
+        ),
+        (
+            format!("user/{repo}-d:3"),
+            format!("docker.io/user/{repo}-d:3"),
+            format!("user/{repo}-d:3"),
+        ),
+        (
+            format!("localhost/{repo}-e"),
+            format!("localhost/{repo}-e:latest"),
+            format!("localhost/{repo}-e:latest"),
+        ),
+        (
+            format!("localhost:5000/a/b/{repo}-f:4"),
+            format!("localhost:5000/a/b/{repo}-f:4"),
+            format!("localhost:5000/a/b/{repo}-f:4"),
+        ),
+        (
+            format!("[::1]:5000/{repo}-g:5"),
+            format!("[::1]:5000/{repo}-g:5"),
+            format!("[::1]:5000/{repo}-g:5"),
+        ),
+        (
+            format!("registry.test:5000/{repo}-h"),
+            format!("registry.test:5000/{repo}-h:latest"),
+            format!("registry.test:5000/{repo}-h:latest"),
+        ),
+        (
+            format!("{repo}-i:Tag_1.x-y"),
+            format!("docker.io/library/{repo}-i:Tag_1.x-y"),
+            format!("{repo}-i:Tag_1.x-y"),
+        ),
+    ];
+    for (asked, _, _) in &names {
+        let response = daemon.request(
+            "POST",
+            &format!("/v1.50/images/{repo}:src/tag?repo={}", encode(asked)),
+            &[],
+            b"",
+        );
+        assert_eq!(response.status, 201, "tag {asked}: {}", response.text());
+    }
+    // RepoTags: familiar forms, in the order of the full names (as containerd lists records).
+    let mut expected: Vec<(String, String)> = names
+        .iter()
+        .map(|(_, full, familiar)| (full.clone(), familiar.clone()))
+        .collect();
+    expected.push((
+        format!("docker.io/library/{repo}:src"),
+        format!("{repo}:src"),
+    ));
+    expected.sort();
+    let inspected = daemon.request("GET", &format!("/images/{repo}:src/json"), &[], b"");
+    assert_eq!(
+        inspected.json()["RepoTags"],
+        serde_json::json!(expected.iter().map(|(_, f)| f).collect::<Vec<_>>())
+    );
+    // Every spelling of a name finds the image.
+    for (asked, full, familiar) in &names {
+        for spelling in [asked, full, familiar] {
+            let response = daemon.request(
+                "GET",
+                &format!("/images/{}/json", encode(spelling)),
+                &[],
+                b"",
+            );
+            assert_eq!(
+                response.status,
+                200,
+                "inspect {spelling}: {}",
+                response.text()
+            );
+            assert_eq!(response.json()["Id"], image.digest());
+        }
+    }
+    // distribution/reference (v0.6, as moby 28 vendors it) bounds the path, not the domain.
+    let at_limit = format!("registry.test/{}", "a".repeat(255));
+    let over = format!("{at_limit}a");
+    let response = daemon.request(
+        "POST",
+        &format!("/images/{repo}:src/tag?repo={}", encode(&at_limit)),
+        &[],
+        b"",
+    );
+    assert_eq!(response.status, 201, "{}", response.text());
+    let response = daemon.request(
+        "POST",
+        &format!("/images/{repo}:src/tag?repo={}", encode(&over)),
+        &[],
+        b"",
+    );
+    assert_json_error(
+        &response,
+        400,
+        "repository name must not be more than 255 characters",
+        "a 256-character path",
+    );
+}
