@@ -392,3 +392,60 @@ fn kill_9_during_a_large_load_leaves_no_partial_blob_and_no_dangling_record() {
         assert_eq!(files[&format!("blobs/sha256/{}", blob.hex())], blob.bytes());
     }
 }
+
+#[test]
+fn concurrent_good_and_broken_loads_sharing_a_layer_leave_the_good_images_whole() {
+    let daemon = start_daemon();
+    let docker = DockerCli::new(&daemon.socket());
+    let scratch = Scratch::new();
+    let shared = ImageBuilder::new(Flavor::Oci)
+        .layer(LayerSpec::single(1 << 20))
+        .build();
+    let images: Vec<Image> = (0..4)
+        .map(|_| {
+            ImageBuilder::new(Flavor::Oci)
+                .layer(LayerSpec::single(256 << 10))
+                .existing_layer(&shared.layers[0])
+                .build()
+        })
+        .collect();
+    // Even-numbered archives are good; odd ones have a corrupt first layer.
+    let paths: Vec<(String, std::path::PathBuf, bool)> = images
+        .iter()
+        .enumerate()
+        .map(|(i, image)| {
+            let tag = format!("{}:{i}", unique_repo("concurrent"));
+            let builder = ArchiveBuilder::new(ArchiveFormat::Oci).image(image, &[&tag]);
+            let good = i % 2 == 0;
+            let path = if good {
+                scratch.archive(&format!("{i}.tar"), &builder)
+            } else {
+                scratch.raw_archive(
+                    &format!("{i}.tar"),
+                    &builder.broken(Breakage::BlobContentMismatch),
+                )
+            };
+            (tag, path, good)
+        })
+        .collect();
+    for _round in 0..3 {
+        let children: Vec<_> = paths
+            .iter()
+            .map(|(_, path, _)| docker.spawn(&["load", "-i", path.to_str().unwrap()]))
+            .collect();
+        for (child, (tag, _, good)) in children.into_iter().zip(&paths) {
+            let out = child.wait(Duration::from_secs(60));
+            assert_eq!(out.success(), *good, "{tag}: {out}");
+        }
+        let mut expected: BTreeSet<String> = BTreeSet::new();
+        for (image, (tag, _, good)) in images.iter().zip(&paths) {
+            if *good {
+                assert_eq!(inspect(&docker, tag)["Id"], image.digest());
+                expected.extend(image.contents().map(|b| b.hex().to_owned()));
+            }
+        }
+        let stored: BTreeSet<String> = stored_blobs(&daemon.data_root()).into_keys().collect();
+        assert_eq!(stored, expected);
+        assert_every_blob_hashes_to_its_name(&daemon.data_root());
+    }
+}

@@ -1129,3 +1129,64 @@ fn save_then_load_round_trips_with_blobs_byte_identical() {
         expected
     );
 }
+
+#[test]
+fn load_over_an_existing_tag_moves_it_and_reloading_changes_nothing() {
+    let daemon = start_daemon();
+    let docker = DockerCli::new(&daemon.socket());
+    let scratch = Scratch::new();
+    let tag = format!("{}:1", unique_repo("reloaded"));
+    let first = ImageBuilder::new(Flavor::Oci).build();
+    let second = ImageBuilder::new(Flavor::Docker).build();
+    let first_archive = scratch.archive(
+        "first.tar",
+        &ArchiveBuilder::new(ArchiveFormat::Oci).image(&first, &[&tag]),
+    );
+    assert_eq!(
+        docker_load(&docker, &first_archive),
+        format!("Loaded image: {tag}\n")
+    );
+    // The same archive again: same answer, one image, no extra content.
+    let blobs = stored_blobs(&daemon.data_root());
+    assert_eq!(
+        docker_load(&docker, &first_archive),
+        format!("Loaded image: {tag}\n")
+    );
+    assert_eq!(stored_blobs(&daemon.data_root()), blobs);
+    assert_eq!(
+        docker_ok(&docker, &["images", "-q", "--no-trunc"]),
+        format!("{}\n", first.digest())
+    );
+    // Another image under the same name takes it; the first stays, dangling.
+    docker_load(
+        &docker,
+        &scratch.archive(
+            "second.tar",
+            &ArchiveBuilder::new(ArchiveFormat::DockerLegacy).image(&second, &[&tag]),
+        ),
+    );
+    assert_eq!(inspect(&docker, &tag)["Id"], second.docker_archive_id());
+    assert_eq!(
+        docker_ok(
+            &docker,
+            &["images", "-f", "dangling=true", "-q", "--no-trunc"]
+        ),
+        format!("{}\n", first.digest())
+    );
+    // Loading the first again names it again: nothing is dangling any more.
+    docker_load(
+        &docker,
+        &scratch.archive(
+            "first-other-name.tar",
+            &ArchiveBuilder::new(ArchiveFormat::Oci).image(&first, &[&format!("{tag}-again")]),
+        ),
+    );
+    assert_eq!(
+        docker_ok(&docker, &["images", "-f", "dangling=true", "-q"]),
+        ""
+    );
+    assert_eq!(
+        docker_ok(&docker, &["rmi", &format!("{tag}-again")]),
+        format!("Untagged: {tag}-again\nDeleted: {}\n", first.digest())
+    );
+}
