@@ -434,6 +434,33 @@ fn load_partial_multi_platform_index_keeps_the_index_id() {
             assert!(!stored.contains_key(layer.blob.hex()));
         }
     }
+    // Saved, it holds what is present (the whole index, every manifest, the present platform's
+    // config and layers); loaded again, it is the same image.
+    let saved = scratch.path("partial-saved.tar");
+    docker_ok(&docker, &["save", "-o", saved.to_str().unwrap(), &tag]);
+    let files = tar_files(&saved);
+    let saved_blobs: BTreeSet<&str> = files
+        .keys()
+        .filter_map(|k| k.strip_prefix("blobs/sha256/"))
+        .collect();
+    let present: BTreeSet<&str> = stored.keys().map(String::as_str).collect();
+    assert_eq!(saved_blobs, present);
+    assert!(saved_blobs.contains(index.index.hex()));
+    for manifest in index.manifests() {
+        assert!(
+            saved_blobs.contains(manifest.hex()),
+            "manifest {} saved",
+            manifest.digest
+        );
+    }
+    docker_ok(&docker, &["rmi", &tag]);
+    assert_eq!(stored_blobs(&daemon.data_root()).len(), 0);
+    assert_eq!(
+        docker_load(&docker, &saved),
+        format!("Loaded image: {tag}\n")
+    );
+    assert_eq!(inspect(&docker, &tag)["Id"], index.digest());
+    assert_eq!(stored_blobs(&daemon.data_root()), stored);
 }
 
 #[test]
