@@ -499,3 +499,52 @@ fn version_flag_prints_the_version_and_exits() {
         assert_eq!(out.stderr, "");
     }
 }
+
+#[test]
+fn sigterm_during_a_load_lets_it_finish_or_leaves_nothing() {
+    use hoist_testkit::archive::{ArchiveBuilder, ArchiveFormat};
+    use hoist_testkit::image::{Compression, Flavor, ImageBuilder, LayerSpec};
+    let mut daemon = start_daemon();
+    let docker = DockerCli::new(&daemon.socket());
+    let scratch = Scratch::new();
+    let image = ImageBuilder::new(Flavor::Oci)
+        .layer(LayerSpec::single(48 << 20).compression(Compression::Gzip { level: 0 }))
+        .build();
+    let archive = scratch.archive(
+        "sigterm.tar",
+        &ArchiveBuilder::new(ArchiveFormat::Oci).image(&image, &["stopped-mid-load:1"]),
+    );
+    let loading = docker.spawn(&["load", "-i", archive.to_str().unwrap()]);
+    // Stop once the layer is on its way in.
+    let ingest = daemon.data_root().join("ingest");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::fs::read_dir(&ingest).map_or(0, |d| d.count()) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the load never started"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    daemon.signal(libc::SIGTERM);
+    let status = daemon
+        .wait_exit(Duration::from_secs(20))
+        .unwrap_or_else(|| panic!("no exit after SIGTERM; log:\n{}", daemon.log()));
+    assert_eq!(status.code(), Some(0), "log:\n{}", daemon.log());
+    let cli = loading.wait(Duration::from_secs(30));
+    daemon.restart();
+    assert_every_blob_hashes_to_its_name(&daemon.data_root());
+    let listed = docker_ok(&docker, &["images", "-q", "--no-trunc"]);
+    let stored: std::collections::BTreeSet<String> =
+        stored_blobs(&daemon.data_root()).into_keys().collect();
+    if cli.success() {
+        // A running request is given time to finish: the image is complete.
+        assert_eq!(cli.stdout, "Loaded image: stopped-mid-load:1\n");
+        assert_eq!(listed, format!("{}\n", image.digest()));
+        let expected: std::collections::BTreeSet<String> =
+            image.contents().map(|b| b.hex().to_owned()).collect();
+        assert_eq!(stored, expected);
+    } else {
+        assert_eq!(listed, "", "a failed load left an image; CLI said:\n{cli}");
+        assert!(stored.is_empty(), "a failed load left blobs: {stored:?}");
+    }
+}
