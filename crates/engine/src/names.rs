@@ -259,3 +259,56 @@ pub(crate) fn tags_in_repository(
     out.sort_by(|a, b| a.0.tag().cmp(&b.0.tag()));
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DIGEST: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+
+    fn names(short: &[&str]) -> Vec<String> {
+        let mut all: Vec<String> = short
+            .iter()
+            .map(|n| match *n {
+                "dangling" => dangling_record_name(&Digest::parse(DIGEST).unwrap()),
+                n if n.ends_with('@') => format!("docker.io/library/{n}{DIGEST}"),
+                n => format!("docker.io/library/{n}"),
+            })
+            .collect();
+        all.sort();
+        all
+    }
+
+    fn same(named: Option<&str>, all: &[String]) -> Vec<String> {
+        let named = named.map(|n| Reference::parse_normalized(n).unwrap());
+        same_references(named.as_ref(), all)
+            .into_iter()
+            .map(|n| {
+                n.trim_start_matches("docker.io/library/")
+                    .replace(DIGEST, "")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn by_id_the_first_name_and_its_digest_records_are_one_reference() {
+        assert_eq!(same(None, &names(&["foo:1", "foo@"])), ["foo:1", "foo@"]);
+        assert_eq!(same(None, &names(&["foo:1", "foo:2"])), ["foo:1"]);
+        assert_eq!(same(None, &names(&["bar:1", "foo:1"])), ["bar:1"]);
+        assert_eq!(same(None, &names(&["foo:1", "foo:2", "foo@"])), ["foo:1"]);
+        assert_eq!(same(None, &names(&["dangling"])), ["moby-dangling@"]);
+    }
+
+    #[test]
+    fn by_tag_only_that_tag_and_by_digest_every_name_of_the_repository() {
+        let all = names(&["bar:1", "foo:1", "foo:2", "foo@"]);
+        assert_eq!(same(Some("foo:2"), &all), ["foo:2"]);
+        assert_eq!(
+            same(Some(&format!("foo@{DIGEST}")), &all),
+            ["foo:1", "foo:2", "foo@"]
+        );
+        let all = names(&["bar:1", "foo:1", "foo@"]);
+        assert_eq!(same(Some("foo:1"), &all), ["foo:1", "foo@"]);
+        assert_eq!(same(Some("bar:1"), &all), ["bar:1"]);
+    }
+}
