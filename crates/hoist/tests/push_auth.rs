@@ -43,7 +43,10 @@ fn manifest_digest(repo: &str, tag: &str) -> Option<String> {
         .send()
         .expect("HEAD manifest");
     (response.status() == 200).then(|| {
-        response.headers()["docker-content-digest"].to_str().expect("digest header").to_owned()
+        response.headers()["docker-content-digest"]
+            .to_str()
+            .expect("digest header")
+            .to_owned()
     })
 }
 
@@ -59,7 +62,10 @@ fn credentials_from_the_cli_config_authenticate_the_push() {
     let out = cli.run(&["push", &name]);
     out.assert_success("authenticated push");
     assert_eq!(manifest_digest(&repo, "1").as_deref(), Some(image.digest()));
-    assert!(!hoistd.log().contains(PASSWORD), "credentials must never reach the log");
+    assert!(
+        !hoistd.log().contains(PASSWORD),
+        "credentials must never reach the log"
+    );
 }
 
 #[test]
@@ -72,20 +78,46 @@ fn wrong_or_missing_credentials_fail_in_the_stream_never_as_401() {
     let anonymous = DockerCli::new(&hoistd.socket());
     load_image(&anonymous, &image, &[&name], ArchiveFormat::DockerLegacy);
 
-    for cli in [DockerCli::new(&hoistd.socket()).with_auth(&registry.host(), USER, "wrong"), anonymous] {
+    for cli in [
+        DockerCli::new(&hoistd.socket()).with_auth(&registry.host(), USER, "wrong"),
+        anonymous,
+    ] {
         let out = cli.run(&["push", &name]);
         assert!(!out.success(), "push must fail: {}", out.stdout);
-        assert!(out.stderr.contains("unauthorized: authentication required"), "stderr: {}", out.stderr);
-        assert!(!out.stderr.contains("Login prior to push"), "a 401 would make the CLI prompt: {}", out.stderr);
+        assert!(
+            out.stderr.contains("unauthorized: authentication required"),
+            "stderr: {}",
+            out.stderr
+        );
+        assert!(
+            !out.stderr.contains("Login prior to push"),
+            "a 401 would make the CLI prompt: {}",
+            out.stderr
+        );
     }
     // On the wire: 200 and an errorDetail message, not a 401.
-    let header = base64url(&json!({"username": USER, "password": "wrong", "serveraddress": registry.host()}));
-    let r = hoistd.request("POST", &format!("/v1.50/images/{}/{repo}/push?tag=1", registry.host()), &[("X-Registry-Auth", &header)], b"");
+    let header = base64url(
+        &json!({"username": USER, "password": "wrong", "serveraddress": registry.host()}),
+    );
+    let r = hoistd.request(
+        "POST",
+        &format!("/v1.50/images/{}/{repo}/push?tag=1", registry.host()),
+        &[("X-Registry-Auth", &header)],
+        b"",
+    );
     assert_eq!(r.status, 200);
     let last = messages(&r.body).pop().expect("a message");
-    assert_eq!(last["errorDetail"]["message"], "unauthorized: authentication required", "{}", r.text());
+    assert_eq!(
+        last["errorDetail"]["message"],
+        "unauthorized: authentication required",
+        "{}",
+        r.text()
+    );
     assert_eq!(manifest_digest(&repo, "1"), None);
-    assert!(!hoistd.log().contains("wrong\""), "credentials must never reach the log");
+    assert!(
+        !hoistd.log().contains("wrong\""),
+        "credentials must never reach the log"
+    );
 }
 
 #[test]
@@ -96,11 +128,15 @@ fn every_x_registry_auth_encoding_and_the_json_body_are_understood() {
     let image = image(3);
     let repo = unique_repo("auth/encodings");
     let base = format!("{}/{repo}", registry.host());
-    let creds = json!({"username": USER, "password": PASSWORD, "serveraddress": registry.host()}).to_string();
+    let creds = json!({"username": USER, "password": PASSWORD, "serveraddress": registry.host()})
+        .to_string();
     let padded = base64::engine::general_purpose::URL_SAFE.encode(&creds);
     let unpadded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&creds);
     let standard = base64::engine::general_purpose::STANDARD.encode(&creds);
-    assert_ne!(padded, standard, "the password must make the alphabets differ");
+    assert_ne!(
+        padded, standard,
+        "the password must make the alphabets differ"
+    );
     let config_auth = json!({
         "auth": base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}")),
         "serveraddress": registry.host(),
@@ -109,19 +145,42 @@ fn every_x_registry_auth_encoding_and_the_json_body_are_understood() {
         ("padded", vec![("X-Registry-Auth", padded)], Vec::new()),
         ("unpadded", vec![("X-Registry-Auth", unpadded)], Vec::new()),
         ("standard", vec![("X-Registry-Auth", standard)], Vec::new()),
-        ("config-auth", vec![("X-Registry-Auth", base64url(&config_auth))], Vec::new()),
+        (
+            "config-auth",
+            vec![("X-Registry-Auth", base64url(&config_auth))],
+            Vec::new(),
+        ),
         // docker-py: no header, credentials (without serveraddress) as the JSON body.
-        ("body", vec![("Content-Type", "application/json".into())], json!({"username": USER, "password": PASSWORD}).to_string().into_bytes()),
+        (
+            "body",
+            vec![("Content-Type", "application/json".into())],
+            json!({"username": USER, "password": PASSWORD})
+                .to_string()
+                .into_bytes(),
+        ),
     ];
     for (tag, headers, body) in cases {
         let name = format!("{base}:{tag}");
         load_image(&cli, &image, &[&name], ArchiveFormat::DockerLegacy);
         let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let r = hoistd.request("POST", &format!("/v1.50/images/{base}/push?tag={tag}"), &headers, &body);
+        let r = hoistd.request(
+            "POST",
+            &format!("/v1.50/images/{base}/push?tag={tag}"),
+            &headers,
+            &body,
+        );
         assert_eq!(r.status, 200, "{tag}");
         let msgs = messages(&r.body);
-        assert!(msgs.iter().all(|m| m.get("errorDetail").is_none()), "{tag}: {}", r.text());
-        assert_eq!(manifest_digest(&repo, tag).as_deref(), Some(image.digest()), "{tag}");
+        assert!(
+            msgs.iter().all(|m| m.get("errorDetail").is_none()),
+            "{tag}: {}",
+            r.text()
+        );
+        assert_eq!(
+            manifest_digest(&repo, tag).as_deref(),
+            Some(image.digest()),
+            "{tag}"
+        );
     }
 }
 
@@ -135,9 +194,21 @@ fn credentials_for_another_registry_are_never_sent() {
     let name = format!("{}/{repo}:1", registry.host());
     load_image(&cli, &image, &[&name], ArchiveFormat::DockerLegacy);
     // Right password, but meant for Docker Hub: the push goes anonymously and is refused.
-    let header = base64url(&json!({"username": USER, "password": PASSWORD, "serveraddress": "https://index.docker.io/v1/"}));
-    let r = hoistd.request("POST", &format!("/v1.50/images/{}/{repo}/push?tag=1", registry.host()), &[("X-Registry-Auth", &header)], b"");
+    let header = base64url(
+        &json!({"username": USER, "password": PASSWORD, "serveraddress": "https://index.docker.io/v1/"}),
+    );
+    let r = hoistd.request(
+        "POST",
+        &format!("/v1.50/images/{}/{repo}/push?tag=1", registry.host()),
+        &[("X-Registry-Auth", &header)],
+        b"",
+    );
     let last = messages(&r.body).pop().expect("a message");
-    assert_eq!(last["errorDetail"]["message"], "unauthorized: authentication required", "{}", r.text());
+    assert_eq!(
+        last["errorDetail"]["message"],
+        "unauthorized: authentication required",
+        "{}",
+        r.text()
+    );
     assert_eq!(manifest_digest(&repo, "1"), None);
 }

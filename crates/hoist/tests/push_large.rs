@@ -27,14 +27,21 @@ fn a_one_gib_push_uses_bounded_memory_sends_stored_bytes_and_runs_in_parallel() 
     // keeps generation fast; the bytes are incompressible either way.
     let image = ImageBuilder::new(Flavor::Docker)
         .seed(1024)
-        .layers([400, 300, 200, 100, 24].map(|m| LayerSpec::single(m * MIB).compression(Compression::Gzip { level: 0 })))
+        .layers(
+            [400, 300, 200, 100, 24]
+                .map(|m| LayerSpec::single(m * MIB).compression(Compression::Gzip { level: 0 })),
+        )
         .build();
     assert!(image.blobs_size() > 1024 * MIB);
     let repo = unique_repo("large");
     let name = format!("{}/{repo}:1", proxy.host());
     let started = Instant::now();
     load_image(&cli, &image, &[&name], ArchiveFormat::DockerLegacy);
-    eprintln!("load took {:?}, peak RSS {} KiB", started.elapsed(), hoistd.peak_rss_kib());
+    eprintln!(
+        "load took {:?}, peak RSS {} KiB",
+        started.elapsed(),
+        hoistd.peak_rss_kib()
+    );
     assert!(
         hoistd.peak_rss_kib() < PEAK_RSS_LIMIT_KIB,
         "loading 1 GiB took {} KiB of memory",
@@ -48,13 +55,20 @@ fn a_one_gib_push_uses_bounded_memory_sends_stored_bytes_and_runs_in_parallel() 
     out.assert_success("push of 1 GiB");
     let peak = hoistd.peak_rss_kib();
     eprintln!("push took {:?}, peak RSS {peak} KiB", started.elapsed());
-    assert!(peak < PEAK_RSS_LIMIT_KIB, "pushing 1 GiB took {peak} KiB of memory (limit {PEAK_RSS_LIMIT_KIB} KiB)");
+    assert!(
+        peak < PEAK_RSS_LIMIT_KIB,
+        "pushing 1 GiB took {peak} KiB of memory (limit {PEAK_RSS_LIMIT_KIB} KiB)"
+    );
 
     // Every blob went once, all layers at the same time (5 layers + config; limit 5).
     for blob in image.blobs() {
         assert_eq!(proxy.completed_uploads(&blob.digest), 1, "{}", blob.digest);
     }
-    assert_eq!(proxy.max_uploads_in_flight(), 5, "uploads run in parallel up to the default limit");
+    assert_eq!(
+        proxy.max_uploads_in_flight(),
+        5,
+        "uploads run in parallel up to the default limit"
+    );
     // Byte-identical: the registry's blobs hash to the generator's digests, so nothing was
     // recompressed or rewritten on the way.
     assert_registry_has_image(registry, &repo, "1", &image);
