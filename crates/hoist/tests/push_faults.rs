@@ -54,64 +54,95 @@ fn load_through(
     name
 }
 
+/// One push scenario: a proxy in front of the shared registry, a fresh hoistd (with `config`),
+/// and a generated image loaded as `<proxy>/<repo>:1`.
+struct Scenario {
+    registry: &'static TestRegistry,
+    proxy: FaultProxy,
+    hoistd: hoist_testkit::hoistd::Hoistd,
+    cli: DockerCli,
+    image: Image,
+    repo: String,
+    name: String,
+}
+
+impl Scenario {
+    fn new(prefix: &str, seed: u64, sizes: &[u64], config: serde_json::Value) -> Scenario {
+        let registry = TestRegistry::shared();
+        let proxy = FaultProxy::in_front_of(registry);
+        let hoistd = start_hoistd_with(config);
+        let cli = DockerCli::new(&hoistd.socket());
+        let image = image(seed, sizes);
+        let repo = unique_repo(prefix);
+        let name = load_through(&cli, &proxy, &image, &repo, "1");
+        Scenario {
+            registry,
+            proxy,
+            hoistd,
+            cli,
+            image,
+            repo,
+            name,
+        }
+    }
+
+    fn push(&self) -> hoist_testkit::process::CliOutput {
+        self.cli.run(&["push", &self.name])
+    }
+
+    /// The registry holds the image, byte for byte.
+    fn assert_pushed(&self) {
+        assert_registry_has_image(self.registry, &self.repo, "1", &self.image);
+    }
+
+    fn slow_uploads(&self, bytes_per_second: u64) {
+        self.proxy.add_rule(FaultRule::new(
+            "PUT",
+            "/blobs/uploads/",
+            FaultAction::SlowBody { bytes_per_second },
+        ));
+    }
+
+    /// A rule on the final PUT of the upload of `digest` only.
+    fn on_put_of(&self, digest: &str, action: FaultAction) -> FaultRule {
+        FaultRule::new("PUT", "/blobs/uploads/", action).query(&digest.replace(':', "%3A"))
+    }
+}
+
 #[test]
 fn concurrent_pushes_of_one_image_upload_each_blob_once() {
-    let registry = TestRegistry::shared();
-    let proxy = FaultProxy::in_front_of(registry);
+    let s = Scenario::new("dedupe", 101, &[1_000_000, 600_000, 300_000], json!({}));
     // Slow uploads so that the two pushes overlap.
-    proxy.add_rule(FaultRule::new(
-        "PUT",
-        "/blobs/uploads/",
-        FaultAction::SlowBody {
-            bytes_per_second: 2_000_000,
-        },
-    ));
-    let hoistd = start_hoistd();
-    let cli = DockerCli::new(&hoistd.socket());
-    let image = image(101, &[1_000_000, 600_000, 300_000]);
-    let repo = unique_repo("dedupe");
-    let name = load_through(&cli, &proxy, &image, &repo, "1");
-
-    let first = cli.spawn(&["push", &name]);
-    let second = cli.spawn(&["push", &name]);
-    let (first, second) = (
-        first.wait(Duration::from_secs(60)),
-        second.wait(Duration::from_secs(60)),
-    );
-    first.assert_success("first client");
-    second.assert_success("second client");
-    for blob in image.blobs() {
+    s.slow_uploads(2_000_000);
+    let first = s.cli.spawn(&["push", &s.name]);
+    let second = s.cli.spawn(&["push", &s.name]);
+    first
+        .wait(Duration::from_secs(60))
+        .assert_success("first client");
+    second
+        .wait(Duration::from_secs(60))
+        .assert_success("second client");
+    for blob in s.image.blobs() {
         assert_eq!(
-            proxy.completed_uploads(&blob.digest),
+            s.proxy.completed_uploads(&blob.digest),
             1,
             "blob {} uploaded once: {:#?}",
             blob.digest,
-            proxy.upload_counts()
+            s.proxy.upload_counts()
         );
     }
-    assert_registry_has_image(registry, &repo, "1", &image);
+    s.assert_pushed();
 }
 
 #[test]
 fn uploads_respect_the_limit_largest_first_and_show_waiting() {
-    let registry = TestRegistry::shared();
-    let proxy = FaultProxy::in_front_of(registry);
-    proxy.add_rule(FaultRule::new(
-        "PUT",
-        "/blobs/uploads/",
-        FaultAction::SlowBody {
-            bytes_per_second: 4_000_000,
-        },
-    ));
-    let hoistd = start_hoistd_with(json!({"max-concurrent-uploads": 2}));
-    let cli = DockerCli::new(&hoistd.socket());
-    let image = image(102, &[300_000, 900_000, 500_000, 700_000, 400_000, 800_000]);
-    let repo = unique_repo("limit");
-    let name = load_through(&cli, &proxy, &image, &repo, "1");
-    let out = cli.run(&["push", &name]);
+    let sizes = [300_000, 900_000, 500_000, 700_000, 400_000, 800_000];
+    let s = Scenario::new("limit", 102, &sizes, json!({"max-concurrent-uploads": 2}));
+    s.slow_uploads(4_000_000);
+    let out = s.push();
     out.assert_success("push");
     assert_eq!(
-        proxy.max_uploads_in_flight(),
+        s.proxy.max_uploads_in_flight(),
         2,
         "uploads in flight at once"
     );
@@ -121,7 +152,8 @@ fn uploads_respect_the_limit_largest_first_and_show_waiting() {
         out.stdout
     );
     // Those that had to wait were served largest first.
-    let mut puts: Vec<RequestRecord> = proxy
+    let mut puts: Vec<RequestRecord> = s
+        .proxy
         .requests()
         .into_iter()
         .filter(|r| r.method == "PUT" && r.path.contains("/blobs/uploads/"))
@@ -131,46 +163,25 @@ fn uploads_respect_the_limit_largest_first_and_show_waiting() {
     let mut sorted = waited.clone();
     sorted.sort_by(|a, b| b.cmp(a));
     assert_eq!(waited, sorted, "waiting uploads start largest first");
-    assert_registry_has_image(registry, &repo, "1", &image);
+    s.assert_pushed();
 }
 
 #[test]
 fn default_limit_runs_five_uploads_in_parallel() {
-    let registry = TestRegistry::shared();
-    let proxy = FaultProxy::in_front_of(registry);
-    proxy.add_rule(FaultRule::new(
-        "PUT",
-        "/blobs/uploads/",
-        FaultAction::SlowBody {
-            bytes_per_second: 2_000_000,
-        },
-    ));
-    let hoistd = start_hoistd();
-    let cli = DockerCli::new(&hoistd.socket());
-    let image = image(103, &[400_000; 8]);
-    let repo = unique_repo("parallel");
-    let name = load_through(&cli, &proxy, &image, &repo, "1");
-    cli.run(&["push", &name]).assert_success("push");
-    assert_eq!(proxy.max_uploads_in_flight(), 5);
-    assert_registry_has_image(registry, &repo, "1", &image);
+    let s = Scenario::new("parallel", 103, &[400_000; 8], json!({}));
+    s.slow_uploads(2_000_000);
+    s.push().assert_success("push");
+    assert_eq!(s.proxy.max_uploads_in_flight(), 5);
+    s.assert_pushed();
 }
 
 #[test]
 fn transient_503_is_retried_with_a_countdown() {
-    let registry = TestRegistry::shared();
-    let proxy = FaultProxy::in_front_of(registry);
-    let hoistd = start_hoistd();
-    let cli = DockerCli::new(&hoistd.socket());
-    let image = image(104, &[200_000]);
-    let layer = image.layers[0].blob.digest.clone();
-    proxy.add_rule(
-        FaultRule::new("PUT", "/blobs/uploads/", FaultAction::status(503))
-            .query(&layer.replace(':', "%3A"))
-            .once(),
-    );
-    let repo = unique_repo("retry503");
-    let name = load_through(&cli, &proxy, &image, &repo, "1");
-    let out = cli.run(&["push", &name]);
+    let s = Scenario::new("retry503", 104, &[200_000], json!({}));
+    let layer = s.image.layers[0].blob.digest.clone();
+    s.proxy
+        .add_rule(s.on_put_of(&layer, FaultAction::status(503)).once());
+    let out = s.push();
     out.assert_success("push after a 503");
     let lines = layer_lines(&out.stdout, layer_id(&layer));
     assert!(
@@ -179,27 +190,20 @@ fn transient_503_is_retried_with_a_countdown() {
         out.stdout
     );
     assert_eq!(lines.last(), Some(&"Pushed"), "{}", out.stdout);
-    assert_eq!(puts_of(&proxy, &layer), 2);
-    assert_registry_has_image(registry, &repo, "1", &image);
+    assert_eq!(puts_of(&s.proxy, &layer), 2);
+    s.assert_pushed();
 }
 
 #[test]
 fn too_many_requests_waits_as_long_as_retry_after_says() {
-    let registry = TestRegistry::shared();
-    let proxy = FaultProxy::in_front_of(registry);
-    let hoistd = start_hoistd();
-    let cli = DockerCli::new(&hoistd.socket());
-    let image = image(105, &[150_000]);
-    let layer = image.layers[0].blob.digest.clone();
-    proxy.add_rule(
-        FaultRule::new("PUT", "/blobs/uploads/", FaultAction::too_many_requests(3))
-            .query(&layer.replace(':', "%3A"))
+    let s = Scenario::new("retry429", 105, &[150_000], json!({}));
+    let layer = s.image.layers[0].blob.digest.clone();
+    s.proxy.add_rule(
+        s.on_put_of(&layer, FaultAction::too_many_requests(3))
             .once(),
     );
-    let repo = unique_repo("retry429");
-    let name = load_through(&cli, &proxy, &image, &repo, "1");
     let started = Instant::now();
-    let out = cli.run(&["push", &name]);
+    let out = s.push();
     out.assert_success("push after a 429");
     assert!(
         started.elapsed() >= Duration::from_secs(3),
@@ -218,31 +222,21 @@ fn too_many_requests_waits_as_long_as_retry_after_says() {
             out.stdout
         );
     }
-    assert_registry_has_image(registry, &repo, "1", &image);
+    s.assert_pushed();
 }
 
 #[test]
 fn a_put_reset_mid_body_is_resumed_in_chunks() {
-    let registry = TestRegistry::shared();
-    let proxy = FaultProxy::in_front_of(registry);
-    let hoistd = start_hoistd_with(json!({"upload-fallback-chunk-size": 1_048_576}));
-    let cli = DockerCli::new(&hoistd.socket());
-    let image = image(106, &[3_500_000]);
-    let layer = image.layers[0].blob.digest.clone();
-    proxy.add_rule(
-        FaultRule::new(
-            "PUT",
-            "/blobs/uploads/",
-            FaultAction::ResetAfterBodyBytes(256 * 1024),
-        )
-        .query(&layer.replace(':', "%3A"))
-        .once(),
+    let config = json!({"upload-fallback-chunk-size": 1_048_576});
+    let s = Scenario::new("reset", 106, &[3_500_000], config);
+    let layer = s.image.layers[0].blob.digest.clone();
+    s.proxy.add_rule(
+        s.on_put_of(&layer, FaultAction::ResetAfterBodyBytes(256 * 1024))
+            .once(),
     );
-    let repo = unique_repo("reset");
-    let name = load_through(&cli, &proxy, &image, &repo, "1");
-    let out = cli.run(&["push", &name]);
-    out.assert_success("push after a reset");
-    let patches: Vec<RequestRecord> = proxy
+    s.push().assert_success("push after a reset");
+    let patches: Vec<RequestRecord> = s
+        .proxy
         .requests()
         .into_iter()
         .filter(|r| r.method == "PATCH")
@@ -252,23 +246,24 @@ fn a_put_reset_mid_body_is_resumed_in_chunks() {
         "the retry went in 1 MiB chunks: {patches:#?}"
     );
     assert!(patches.iter().all(|p| p.request_body_bytes <= 1_048_576));
-    assert_registry_has_image(registry, &repo, "1", &image);
+    s.assert_pushed();
 }
 
 #[test]
 fn configured_chunked_uploads_respect_oci_chunk_min_length() {
+    // The chunk size is configured for the proxy's address, which exists only once it runs.
     let registry = TestRegistry::shared();
     let proxy = FaultProxy::in_front_of(registry);
-    proxy.add_rule(FaultRule::new(
-        "POST",
-        "/blobs/uploads/",
-        FaultAction::add_response_header("OCI-Chunk-Min-Length", "1048576"),
-    ));
     let hoistd = start_hoistd_with(json!({"upload-chunk-size": {proxy.host(): 262_144}}));
     let cli = DockerCli::new(&hoistd.socket());
     let image = image(107, &[3_300_000]);
     let repo = unique_repo("chunked");
     let name = load_through(&cli, &proxy, &image, &repo, "1");
+    proxy.add_rule(FaultRule::new(
+        "POST",
+        "/blobs/uploads/",
+        FaultAction::add_response_header("OCI-Chunk-Min-Length", "1048576"),
+    ));
     cli.run(&["push", &name]).assert_success("chunked push");
     // Chunks of one session share its URL path (the query changes with every chunk).
     let mut sessions: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
@@ -293,67 +288,38 @@ fn configured_chunked_uploads_respect_oci_chunk_min_length() {
 
 #[test]
 fn a_relative_upload_location_is_followed() {
-    let registry = TestRegistry::shared();
-    let proxy = FaultProxy::in_front_of(registry);
-    proxy.add_rule(FaultRule::new(
+    let s = Scenario::new("relative", 108, &[100_000, 20_000], json!({}));
+    s.proxy.add_rule(FaultRule::new(
         "POST",
         "/blobs/uploads/",
         FaultAction::RelativeLocation,
     ));
-    let hoistd = start_hoistd();
-    let cli = DockerCli::new(&hoistd.socket());
-    let image = image(108, &[100_000, 20_000]);
-    let repo = unique_repo("relative");
-    let name = load_through(&cli, &proxy, &image, &repo, "1");
-    cli.run(&["push", &name])
-        .assert_success("push with relative locations");
-    assert_registry_has_image(registry, &repo, "1", &image);
+    s.push().assert_success("push with relative locations");
+    s.assert_pushed();
 }
 
 #[test]
 fn blob_upload_unknown_restarts_the_blob_with_a_new_session() {
-    let registry = TestRegistry::shared();
-    let proxy = FaultProxy::in_front_of(registry);
-    let hoistd = start_hoistd();
-    let cli = DockerCli::new(&hoistd.socket());
-    let image = image(109, &[120_000]);
-    let layer = image.layers[0].blob.digest.clone();
+    let s = Scenario::new("unknown", 109, &[120_000], json!({}));
+    let layer = s.image.layers[0].blob.digest.clone();
     let unknown = br#"{"errors":[{"code":"BLOB_UPLOAD_UNKNOWN","message":"blob upload unknown to registry"}]}"#;
-    proxy.add_rule(
-        FaultRule::new(
-            "PUT",
-            "/blobs/uploads/",
-            FaultAction::respond(404, &[("Content-Type", "application/json")], unknown),
-        )
-        .query(&layer.replace(':', "%3A"))
-        .once(),
-    );
-    let repo = unique_repo("unknown");
-    let name = load_through(&cli, &proxy, &image, &repo, "1");
-    cli.run(&["push", &name])
-        .assert_success("push after BLOB_UPLOAD_UNKNOWN");
-    assert_eq!(puts_of(&proxy, &layer), 2);
-    assert_registry_has_image(registry, &repo, "1", &image);
+    let reply = FaultAction::respond(404, &[("Content-Type", "application/json")], unknown);
+    s.proxy.add_rule(s.on_put_of(&layer, reply).once());
+    s.push().assert_success("push after BLOB_UPLOAD_UNKNOWN");
+    assert_eq!(puts_of(&s.proxy, &layer), 2);
+    s.assert_pushed();
 }
 
 #[test]
 fn a_denied_upload_fails_at_once_with_the_registry_message() {
-    let registry = TestRegistry::shared();
-    let proxy = FaultProxy::in_front_of(registry);
+    let s = Scenario::new("denied", 110, &[50_000], json!({}));
     let denied =
         br#"{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}"#;
-    proxy.add_rule(FaultRule::new(
-        "PUT",
-        "/blobs/uploads/",
-        FaultAction::respond(403, &[("Content-Type", "application/json")], denied),
-    ));
-    let hoistd = start_hoistd();
-    let cli = DockerCli::new(&hoistd.socket());
-    let image = image(110, &[50_000]);
-    let repo = unique_repo("denied");
-    let name = load_through(&cli, &proxy, &image, &repo, "1");
+    let reply = FaultAction::respond(403, &[("Content-Type", "application/json")], denied);
+    s.proxy
+        .add_rule(FaultRule::new("PUT", "/blobs/uploads/", reply));
     let started = Instant::now();
-    let out = cli.run(&["push", &name]);
+    let out = s.push();
     assert!(!out.success());
     assert!(
         started.elapsed() < Duration::from_secs(5),
@@ -363,68 +329,50 @@ fn a_denied_upload_fails_at_once_with_the_registry_message() {
         out.stderr.trim(),
         "denied: requested access to the resource is denied"
     );
-    for blob in image.blobs() {
+    for blob in s.image.blobs() {
         assert!(
-            puts_of(&proxy, &blob.digest) <= 1,
+            puts_of(&s.proxy, &blob.digest) <= 1,
             "retried a DENIED upload of {}",
             blob.digest
         );
     }
-    assert!(registry.tags(&repo).is_empty());
+    assert!(s.registry.tags(&s.repo).is_empty());
 }
 
 #[test]
 fn retries_stop_after_five_attempts() {
-    let registry = TestRegistry::shared();
-    let proxy = FaultProxy::in_front_of(registry);
-    let hoistd = start_hoistd();
-    let cli = DockerCli::new(&hoistd.socket()).with_timeout(Duration::from_secs(90));
-    let image = image(111, &[40_000]);
-    let layer = image.layers[0].blob.digest.clone();
-    proxy.add_rule(
-        FaultRule::new("PUT", "/blobs/uploads/", FaultAction::status(503))
-            .query(&layer.replace(':', "%3A")),
-    );
-    let repo = unique_repo("exhausted");
-    let name = load_through(&cli, &proxy, &image, &repo, "1");
-    let out = cli.run(&["push", &name]);
+    let s = Scenario::new("exhausted", 111, &[40_000], json!({}));
+    let layer = s.image.layers[0].blob.digest.clone();
+    s.proxy
+        .add_rule(s.on_put_of(&layer, FaultAction::status(503)));
+    let out = s.push();
     assert!(!out.success(), "{}", out.stdout);
-    assert_eq!(puts_of(&proxy, &layer), 5, "5 attempts in all");
+    assert_eq!(puts_of(&s.proxy, &layer), 5, "5 attempts in all");
     assert!(
         out.stderr.contains("503"),
         "the last error is shown: {}",
         out.stderr
     );
-    assert!(registry.tags(&repo).is_empty());
+    assert!(s.registry.tags(&s.repo).is_empty());
 }
 
 #[test]
 fn a_stalled_upload_is_aborted_and_retried() {
-    let registry = TestRegistry::shared();
-    let proxy = FaultProxy::in_front_of(registry);
-    let hoistd = start_hoistd_with(json!({"upload-stall-timeout": 2}));
-    let cli = DockerCli::new(&hoistd.socket());
-    let image = image(112, &[500_000]);
-    let layer = image.layers[0].blob.digest.clone();
-    proxy.add_rule(
-        FaultRule::new("PUT", "/blobs/uploads/", FaultAction::StallBody)
-            .query(&layer.replace(':', "%3A"))
-            .once(),
-    );
-    let repo = unique_repo("stall");
-    let name = load_through(&cli, &proxy, &image, &repo, "1");
+    let s = Scenario::new("stall", 112, &[500_000], json!({"upload-stall-timeout": 2}));
+    let layer = s.image.layers[0].blob.digest.clone();
+    s.proxy
+        .add_rule(s.on_put_of(&layer, FaultAction::StallBody).once());
     let started = Instant::now();
-    let out = cli.run(&["push", &name]);
+    let out = s.push();
     out.assert_success("push after a stall");
     assert!(started.elapsed() >= Duration::from_secs(2));
+    let lines = layer_lines(&out.stdout, layer_id(&layer));
     assert!(
-        layer_lines(&out.stdout, layer_id(&layer))
-            .iter()
-            .any(|l| l.starts_with("Retrying in ")),
+        lines.iter().any(|l| l.starts_with("Retrying in ")),
         "{}",
         out.stdout
     );
-    assert_registry_has_image(registry, &repo, "1", &image);
+    s.assert_pushed();
 }
 
 /// Waits until an upload body is flowing through the proxy.
@@ -442,162 +390,118 @@ fn wait_for_upload(proxy: &FaultProxy) {
 
 #[test]
 fn a_client_that_disconnects_cancels_its_uploads_within_a_second() {
-    let registry = TestRegistry::shared();
-    let proxy = FaultProxy::in_front_of(registry);
+    let mut s = Scenario::new("cancel", 113, &[120_000_000, 80_000_000], json!({}));
     // Throttled so that the push is still running when the client dies, but not so hard that
     // the megabytes already queued in socket buffers (which drain after any close, graceful or
     // not) take seconds to arrive: at 20 MB/s they drain well within the second allowed.
-    proxy.add_rule(FaultRule::new(
-        "PUT",
-        "/blobs/uploads/",
-        FaultAction::SlowBody {
-            bytes_per_second: 20_000_000,
-        },
-    ));
-    let mut hoistd = start_hoistd();
-    let cli = DockerCli::new(&hoistd.socket());
-    let image = image(113, &[120_000_000, 80_000_000]);
-    let repo = unique_repo("cancel");
-    let name = load_through(&cli, &proxy, &image, &repo, "1");
-    let fds_before = hoistd.open_fds();
+    s.slow_uploads(20_000_000);
+    let fds_before = s.hoistd.open_fds();
 
-    let mut push = cli.spawn(&["push", &name]);
-    wait_for_upload(&proxy);
+    let mut push = s.cli.spawn(&["push", &s.name]);
+    wait_for_upload(&s.proxy);
     push.kill();
     let killed = Instant::now();
-    while proxy.uploads_in_flight() > 0 {
+    while s.proxy.uploads_in_flight() > 0 {
         assert!(
             killed.elapsed() < Duration::from_secs(1),
             "uploads still running {:?} after the client died; hoistd log:\n{}",
             killed.elapsed(),
-            hoistd.log()
+            s.hoistd.log()
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-    let bytes = proxy.upload_bytes();
+    let bytes = s.proxy.upload_bytes();
     assert!(
         bytes < 150_000_000,
         "the push was cut short, not finished ({bytes} bytes sent)"
     );
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(
-        proxy.upload_bytes(),
+        s.proxy.upload_bytes(),
         bytes,
         "no upload resumed after the cancel"
     );
-    assert!(registry.tags(&repo).is_empty());
+    assert!(s.registry.tags(&s.repo).is_empty());
     assert!(
-        hoistd
+        s.hoistd
             .log()
             .contains("push cancelled: the client disconnected")
     );
 
     // The daemon is healthy and leaked nothing.
-    assert!(hoistd.is_running());
-    cli.run(&["version"])
+    assert!(s.hoistd.is_running());
+    s.cli
+        .run(&["version"])
         .assert_success("docker version after a cancel");
     let deadline = Instant::now() + Duration::from_secs(5);
-    while hoistd.open_fds() > fds_before + 2 {
+    while s.hoistd.open_fds() > fds_before + 2 {
         assert!(
             Instant::now() < deadline,
             "file handles leaked: {} before, {} after",
             fds_before,
-            hoistd.open_fds()
+            s.hoistd.open_fds()
         );
         std::thread::sleep(Duration::from_millis(50));
     }
     // And a new push of the same image works.
-    proxy.clear_rules();
-    cli.run(&["push", &name])
-        .assert_success("push after a cancelled one");
-    assert_registry_has_image(registry, &repo, "1", &image);
+    s.proxy.clear_rules();
+    s.push().assert_success("push after a cancelled one");
+    s.assert_pushed();
 }
 
 #[test]
 fn a_transfer_shared_with_another_client_goes_on_when_one_leaves() {
-    let registry = TestRegistry::shared();
-    let proxy = FaultProxy::in_front_of(registry);
-    proxy.add_rule(FaultRule::new(
-        "PUT",
-        "/blobs/uploads/",
-        FaultAction::SlowBody {
-            bytes_per_second: 2_000_000,
-        },
-    ));
-    let hoistd = start_hoistd();
-    let cli = DockerCli::new(&hoistd.socket());
-    let image = image(114, &[4_000_000, 2_000_000]);
-    let repo = unique_repo("shared");
-    let name = load_through(&cli, &proxy, &image, &repo, "1");
-    let mut leaving = cli.spawn(&["push", &name]);
-    let staying = cli.spawn(&["push", &name]);
-    wait_for_upload(&proxy);
+    let s = Scenario::new("shared", 114, &[4_000_000, 2_000_000], json!({}));
+    s.slow_uploads(2_000_000);
+    let mut leaving = s.cli.spawn(&["push", &s.name]);
+    let staying = s.cli.spawn(&["push", &s.name]);
+    wait_for_upload(&s.proxy);
     leaving.kill();
     staying
         .wait(Duration::from_secs(60))
         .assert_success("the remaining client");
-    for blob in image.blobs() {
+    for blob in s.image.blobs() {
         assert_eq!(
-            proxy.completed_uploads(&blob.digest),
+            s.proxy.completed_uploads(&blob.digest),
             1,
             "{}: {:#?}",
             blob.digest,
-            proxy.upload_counts()
+            s.proxy.upload_counts()
         );
     }
-    assert_registry_has_image(registry, &repo, "1", &image);
+    s.assert_pushed();
 }
 
 #[test]
 fn a_tls_attempt_on_an_insecure_loopback_registry_falls_back_to_http_quickly() {
-    let registry = TestRegistry::shared();
-    let proxy = FaultProxy::in_front_of(registry);
-    let hoistd = start_hoistd();
-    let cli = DockerCli::new(&hoistd.socket());
-    let image = image(115, &[10_000]);
-    let repo = unique_repo("fallback");
-    let name = load_through(&cli, &proxy, &image, &repo, "1");
+    let s = Scenario::new("fallback", 115, &[10_000], json!({}));
     let started = Instant::now();
-    cli.run(&["push", &name]).assert_success("push");
+    s.push().assert_success("push");
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "took {:?}",
         started.elapsed()
     );
     assert!(
-        proxy.tls_hellos_refused() >= 1,
+        s.proxy.tls_hellos_refused() >= 1,
         "hoist tries HTTPS first, as dockerd does"
     );
-    assert_registry_has_image(registry, &repo, "1", &image);
+    s.assert_pushed();
 }
 
 #[test]
 fn progress_is_coalesced_to_about_ten_updates_a_second_per_layer() {
-    let registry = TestRegistry::shared();
-    let proxy = FaultProxy::in_front_of(registry);
-    proxy.add_rule(FaultRule::new(
-        "PUT",
-        "/blobs/uploads/",
-        FaultAction::SlowBody {
-            bytes_per_second: 10_000_000,
-        },
-    ));
-    let hoistd = start_hoistd();
-    let cli = DockerCli::new(&hoistd.socket());
-    let image = image(116, &[25_000_000, 15_000_000]);
-    let repo = unique_repo("progress");
-    let name = load_through(&cli, &proxy, &image, &repo, "1");
+    let s = Scenario::new("progress", 116, &[25_000_000, 15_000_000], json!({}));
+    s.slow_uploads(10_000_000);
     let started = Instant::now();
-    let r = hoistd.request(
-        "POST",
-        &format!("/v1.50/images/{}/{repo}/push?tag=1", proxy.host()),
-        &[("X-Registry-Auth", "e30=")],
-        b"",
-    );
+    let path = format!("/v1.50/images/{}/{}/push?tag=1", s.proxy.host(), s.repo);
+    let r = s
+        .hoistd
+        .request("POST", &path, &[("X-Registry-Auth", "e30=")], b"");
     let seconds = started.elapsed().as_secs_f64();
     assert_eq!(r.status, 200);
     let msgs = messages(&r.body);
-    for layer in &image.layers {
+    for layer in &s.image.layers {
         let id = layer_id(&layer.blob.digest);
         let pushing: Vec<&serde_json::Value> = msgs
             .iter()
@@ -635,29 +539,29 @@ fn progress_is_coalesced_to_about_ten_updates_a_second_per_layer() {
 #[test]
 fn a_client_that_does_not_read_never_slows_the_upload() {
     use std::io::{Read, Write};
-    let registry = TestRegistry::shared();
-    let proxy = FaultProxy::in_front_of(registry);
-    let hoistd = start_hoistd();
-    let cli = DockerCli::new(&hoistd.socket());
-    let image = image(117, &[30_000_000, 20_000_000, 10_000_000]);
-    let repo = unique_repo("slowclient");
-    load_through(&cli, &proxy, &image, &repo, "1");
+    let s = Scenario::new(
+        "slowclient",
+        117,
+        &[30_000_000, 20_000_000, 10_000_000],
+        json!({}),
+    );
     // A client that sends the request and then reads nothing until the registry holds the image.
     let mut socket =
-        std::os::unix::net::UnixStream::connect(hoistd.socket()).expect("connect to hoistd");
+        std::os::unix::net::UnixStream::connect(s.hoistd.socket()).expect("connect to hoistd");
     let request = format!(
-        "POST /v1.50/images/{}/{repo}/push?tag=1 HTTP/1.1\r\nHost: hoist\r\nX-Registry-Auth: e30=\r\nContent-Length: 0\r\n\r\n",
-        proxy.host()
+        "POST /v1.50/images/{}/{}/push?tag=1 HTTP/1.1\r\nHost: hoist\r\nX-Registry-Auth: e30=\r\nContent-Length: 0\r\n\r\n",
+        s.proxy.host(),
+        s.repo
     );
     socket
         .write_all(request.as_bytes())
         .expect("send the request");
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !registry.tags(&repo).contains(&"1".to_owned()) {
+    while !s.registry.tags(&s.repo).contains(&"1".to_owned()) {
         assert!(Instant::now() < deadline, "the push waited for its client");
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_registry_has_image(registry, &repo, "1", &image);
+    s.assert_pushed();
     // The client still gets the whole story, ending with the digest line and the aux.
     socket
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -675,7 +579,7 @@ fn a_client_that_does_not_read_never_slows_the_upload() {
     }
     let text = String::from_utf8_lossy(&response);
     assert!(
-        text.contains(&format!("1: digest: {}", image.digest())),
+        text.contains(&format!("1: digest: {}", s.image.digest())),
         "{text}"
     );
 }
