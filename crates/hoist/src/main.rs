@@ -104,7 +104,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         server: hoist_api::ServerInfo {
             version: VERSION.to_owned(),
             git_commit: option_env!("HOIST_GIT_COMMIT").unwrap_or("").to_owned(),
-            debug: settings.debug || settings.log_level == "debug",
+            debug: settings.debug,
         },
     });
     let shutdown = CancellationToken::new();
