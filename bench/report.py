@@ -328,9 +328,15 @@ def chart(d, path):
             ax.set_title(f"{'first push' if kind == 'first' else 're-push'}: {IMAGE_LABEL[image]}",
                          fontsize=10)
             ax.set_ylabel("seconds (median)")
-            missing = [t for t in TOOLS if t not in tools and not (kind == "repush" and t == "curl")]
+            if not tools:
+                ax.text(0.5, 0.5, "not measured in this run", transform=ax.transAxes,
+                        ha="center", va="center", color="#555")
+                ax.set_yticks([])
+                continue
+            missing = [f"{t} ({d.why_missing(t, image, kind)})" for t in TOOLS
+                       if t not in tools and not (kind == "repush" and t == "curl")]
             if missing:
-                ax.text(0.99, 0.97, "n/a: " + ", ".join(missing), transform=ax.transAxes,
+                ax.text(0.99, 0.97, "not shown: " + ", ".join(missing), transform=ax.transAxes,
                         ha="right", va="top", fontsize=7, color="#555")
     fig.suptitle("docker push and peers to a local registry on tmpfs (lower is better; "
                  "dashed: raw 5-parallel limit)", fontsize=11)
