@@ -7,6 +7,8 @@
 //! - [`archive`]: `docker load` archives (legacy, blobs, OCI, both; partial; deliberately broken).
 //! - [`registry`]: the real registry on loopback, plus direct HTTP helpers to seed and read it.
 //! - [`skopeo`]: an independent client to put generated images into a registry.
+//! - [`token_server`]: a registry token server (JWTs, scopes, refresh tokens) for token auth.
+//! - [`tls`]: test CAs, server and client certificates, self-signed CA-as-leaf certificates.
 //! - [`proxy`]: a fault-injecting, observing HTTP proxy in front of a registry.
 //! - [`hoistd`]: the daemon under test, with raw HTTP/1.1 requests over its socket ([`http1`]).
 //! - [`docker`]: the real docker CLI and docker-py, isolated from the machine's docker setup.
@@ -21,6 +23,8 @@ pub mod process;
 pub mod proxy;
 pub mod registry;
 pub mod skopeo;
+pub mod tls;
+pub mod token_server;
 
 /// A blocking HTTP client for talking to registries and proxies directly in tests.
 ///

@@ -6,6 +6,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crate::process::{free_port, require_program, spawn_tied};
+use crate::tls::{CertPair, TestCa};
 
 /// How a test registry authenticates clients.
 #[derive(Clone, Debug, Default)]
@@ -23,11 +24,47 @@ pub struct RegistryOptions {
     pub auth: RegistryAuth,
 }
 
+/// HTTPS for a test registry (distribution's `http.tls`).
+#[derive(Clone, Debug)]
+pub struct RegistryTls {
+    /// The server's certificate and key.
+    pub server: CertPair,
+    /// CA certificates (PEM) that client certificates must chain to (`clientcas`): set, the
+    /// registry refuses clients without one.
+    pub client_cas: Vec<String>,
+    /// The identity the harness's own requests present when client certificates are required.
+    harness_identity: Option<CertPair>,
+}
+
+impl RegistryTls {
+    /// HTTPS with `server`'s certificate; any client may connect.
+    pub fn server(server: CertPair) -> RegistryTls {
+        RegistryTls {
+            server,
+            client_cas: Vec::new(),
+            harness_identity: None,
+        }
+    }
+
+    /// HTTPS that also requires a client certificate issued by `client_ca`.
+    pub fn mutual(server: CertPair, client_ca: &TestCa) -> RegistryTls {
+        RegistryTls {
+            server,
+            client_cas: vec![client_ca.cert_pem()],
+            harness_identity: Some(client_ca.issue_client("hoist-testkit-harness")),
+        }
+    }
+}
+
 /// A running `docker-registry` process with its own storage directory.
 pub struct TestRegistry {
     port: u16,
     dir: tempfile::TempDir,
     child: Child,
+    tls: bool,
+    /// The harness's client for seeding and reading (trusts whatever certificate the registry
+    /// has: it checks bytes, not TLS).
+    client: reqwest::blocking::Client,
 }
 
 impl TestRegistry {
@@ -40,6 +77,16 @@ impl TestRegistry {
 
     /// Starts a new registry and waits until it answers `GET /v2/`.
     pub fn start(opts: RegistryOptions) -> TestRegistry {
+        TestRegistry::launch(opts, None)
+    }
+
+    /// Starts a new registry serving HTTPS (and requiring client certificates when
+    /// `tls.client_cas` is set).
+    pub fn start_with_tls(opts: RegistryOptions, tls: RegistryTls) -> TestRegistry {
+        TestRegistry::launch(opts, Some(tls))
+    }
+
+    fn launch(opts: RegistryOptions, tls: Option<RegistryTls>) -> TestRegistry {
         let bin = require_program("docker-registry", "apt-get install -y docker-registry");
         let dir = tempfile::Builder::new()
             .prefix("hoist-registry-")
@@ -65,12 +112,16 @@ impl TestRegistry {
         };
         let storage = dir.path().join("storage");
         std::fs::create_dir_all(&storage).expect("registry storage dir");
+        let tls_yaml = tls
+            .as_ref()
+            .map(|tls| tls_config(dir.path(), tls))
+            .unwrap_or_default();
         let config = format!(
             "version: 0.1\n\
              log:\n  level: warn\n  accesslog:\n    disabled: true\n\
              storage:\n  filesystem:\n    rootdirectory: {storage}\n  delete:\n    enabled: true\n  \
              maintenance:\n    uploadpurging:\n      enabled: false\n\
-             http:\n  addr: 127.0.0.1:{port}\n  secret: hoist-test-secret\n\
+             http:\n  addr: 127.0.0.1:{port}\n  secret: hoist-test-secret\n{tls_yaml}\
              {auth}",
             storage = storage.display(),
         );
@@ -84,7 +135,14 @@ impl TestRegistry {
             .stdout(log.try_clone().expect("dup log"))
             .stderr(log);
         let child = spawn_tied(cmd).expect("start docker-registry");
-        let mut reg = TestRegistry { port, dir, child };
+        let client = harness_client(tls.as_ref());
+        let mut reg = TestRegistry {
+            port,
+            dir,
+            child,
+            tls: tls.is_some(),
+            client,
+        };
         reg.wait_ready();
         reg
     }
@@ -106,9 +164,10 @@ impl TestRegistry {
                     self.port
                 );
                 let mut buf = [0u8; 12];
+                // A TLS registry answers this plain request with `HTTP/1.0 400`: it is up.
                 if s.write_all(req.as_bytes()).is_ok()
                     && s.read_exact(&mut buf).is_ok()
-                    && buf.starts_with(b"HTTP/1.1")
+                    && buf.starts_with(b"HTTP/1.")
                 {
                     return;
                 }
@@ -132,9 +191,16 @@ impl TestRegistry {
         format!("127.0.0.1:{}", self.port)
     }
 
-    /// `http://127.0.0.1:<port>`.
+    /// `http://127.0.0.1:<port>`, or `https://…` for a registry started with TLS.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// The harness's HTTP client for this registry (accepts its certificate, presents the
+    /// harness's client certificate when one is required).
+    pub fn client(&self) -> &reqwest::blocking::Client {
+        &self.client
     }
 
     /// The directory holding the registry's storage, config and log.
@@ -153,7 +219,8 @@ impl TestRegistry {
     /// `GET /v2/<repo>/manifests/<reference>` accepting every manifest and index type; panics
     /// unless 200.
     pub fn get_manifest(&self, repo: &str, reference: &str) -> FetchedManifest {
-        let response = crate::http_client()
+        let response = self
+            .client
             .get(format!("{}/v2/{repo}/manifests/{reference}", self.url()))
             .header("Accept", ALL_MANIFEST_TYPES)
             .send()
@@ -188,7 +255,8 @@ impl TestRegistry {
     pub fn blob_digest_and_size(&self, repo: &str, digest: &str) -> (String, u64) {
         use sha2::Digest;
         use std::io::Read;
-        let mut response = crate::http_client()
+        let mut response = self
+            .client
             .get(format!("{}/v2/{repo}/blobs/{digest}", self.url()))
             .send()
             .unwrap_or_else(|e| panic!("GET blob {repo}@{digest}: {e}"));
@@ -209,7 +277,8 @@ impl TestRegistry {
 
     /// Whether `HEAD /v2/<repo>/blobs/<digest>` answers 200.
     pub fn has_blob(&self, repo: &str, digest: &str) -> bool {
-        let response = crate::http_client()
+        let response = self
+            .client
             .head(format!("{}/v2/{repo}/blobs/{digest}", self.url()))
             .send()
             .unwrap_or_else(|e| panic!("HEAD blob {repo}@{digest}: {e}"));
@@ -218,7 +287,7 @@ impl TestRegistry {
 
     /// Uploads `blob` into `repo` (POST, then one PUT streaming the file); panics unless 201.
     pub fn put_blob(&self, repo: &str, blob: &crate::image::Blob) {
-        let client = crate::http_client();
+        let client = &self.client;
         let started = client
             .post(format!("{}/v2/{repo}/blobs/uploads/", self.url()))
             .send()
@@ -243,7 +312,8 @@ impl TestRegistry {
     /// `PUT /v2/<repo>/manifests/<reference>` with `manifest`'s bytes and media type; panics
     /// unless 201.
     pub fn put_manifest(&self, repo: &str, reference: &str, manifest: &crate::image::Blob) {
-        let response = crate::http_client()
+        let response = self
+            .client
             .put(format!("{}/v2/{repo}/manifests/{reference}", self.url()))
             .header("Content-Type", &manifest.media_type)
             .body(manifest.bytes())
@@ -275,7 +345,8 @@ impl TestRegistry {
 
     /// The tags of `repo` (empty when the repository is unknown).
     pub fn tags(&self, repo: &str) -> Vec<String> {
-        let response = crate::http_client()
+        let response = self
+            .client
             .get(format!("{}/v2/{repo}/tags/list", self.url()))
             .send()
             .unwrap_or_else(|e| panic!("GET tags of {repo}: {e}"));
@@ -313,6 +384,41 @@ impl FetchedManifest {
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.bytes).expect("manifest is JSON")
     }
+}
+
+/// `http.tls` of the registry's config; the PEM files go into `dir`.
+fn tls_config(dir: &Path, tls: &RegistryTls) -> String {
+    let (cert, key) = tls.server.write(&dir.join("tls"), "server", "crt");
+    let mut yaml = format!(
+        "  tls:\n    certificate: {}\n    key: {}\n",
+        cert.display(),
+        key.display()
+    );
+    if !tls.client_cas.is_empty() {
+        yaml.push_str("    clientcas:\n");
+        for (i, pem) in tls.client_cas.iter().enumerate() {
+            let path = dir.join("tls").join(format!("client-ca-{i}.pem"));
+            std::fs::write(&path, pem).expect("write client CA");
+            yaml.push_str(&format!("      - {}\n", path.display()));
+        }
+    }
+    yaml
+}
+
+fn harness_client(tls: Option<&RegistryTls>) -> reqwest::blocking::Client {
+    let Some(tls) = tls else {
+        return crate::http_client();
+    };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut builder = reqwest::blocking::Client::builder()
+        .no_proxy()
+        .tls_danger_accept_invalid_certs(true);
+    if let Some(identity) = &tls.harness_identity {
+        builder = builder.identity(
+            reqwest::Identity::from_pem(&identity.identity_pem()).expect("harness identity"),
+        );
+    }
+    builder.build().expect("build the harness's TLS client")
 }
 
 impl Drop for TestRegistry {
