@@ -13,7 +13,7 @@ use url::Url;
 use crate::RegistryError;
 use crate::credentials::Credentials;
 use crate::registries::Shared;
-use crate::token::{self, TokenCache, TokenKey};
+use crate::token::{self, TokenAsk, TokenCache, TokenKey};
 
 /// How a registry host asked to be authenticated.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,9 +81,7 @@ pub(crate) async fn authorize(
     scopes: &[String],
 ) -> Result<Presented, RegistryError> {
     if let Credentials::RegistryToken(token) = credentials {
-        return Ok(Presented::StaticToken(sensitive(&format!(
-            "Bearer {token}"
-        ))?));
+        return Ok(Presented::StaticToken(bearer_header(token)?));
     }
     match shared.auth.challenge(host) {
         None => Ok(Presented::None),
@@ -98,11 +96,18 @@ pub(crate) async fn authorize(
             let value = shared
                 .auth
                 .tokens
-                .get_or_fetch(&key, || {
-                    token::fetch(shared, &realm, service.as_deref(), scopes, credentials)
+                .get_or_fetch(&key, || async {
+                    let ask = TokenAsk {
+                        registry_host: host,
+                        realm: &realm,
+                        service: service.as_deref(),
+                        scopes,
+                        offline: false,
+                    };
+                    token::fetch(shared, &ask, credentials).await
                 })
                 .await?;
-            let header = sensitive(&format!("Bearer {value}"))?;
+            let header = bearer_header(&value)?;
             Ok(Presented::Token { key, value, header })
         }
     }
@@ -179,6 +184,10 @@ pub(crate) fn basic_header(username: &str, password: &str) -> Result<HeaderValue
     let encoded =
         base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
     sensitive(&format!("Basic {encoded}"))
+}
+
+pub(crate) fn bearer_header(token: &str) -> Result<HeaderValue, RegistryError> {
+    sensitive(&format!("Bearer {token}"))
 }
 
 /// Marks the value sensitive so that hyper's and http's Debug output never show it.

@@ -280,6 +280,15 @@ fn root_cause(error: &reqwest::Error) -> String {
             "TLS handshake failed: {cause} (the registry seems to speak plain HTTP; \
              list it in insecure-registries to allow that)"
         ),
+        // Our verifier's own explanation says it all; the chain around it only repeats it.
+        Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other)))
+            if other
+                .0
+                .downcast_ref::<crate::tls::CertificateRejected>()
+                .is_some() =>
+        {
+            format!("TLS handshake failed: {}", other.0)
+        }
         Some(rustls::Error::InvalidCertificate(_)) => format!(
             "TLS handshake failed: {cause} (add its CA as a .crt file in the certs.d \
              directory for this host, or list it in insecure-registries)"

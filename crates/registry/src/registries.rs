@@ -14,6 +14,7 @@ use crate::credentials::Credentials;
 use crate::insecure::{InsecureRules, is_docker_hub};
 use crate::proxy::ProxyRules;
 use crate::repository::Repository;
+use crate::tls::CertsDir;
 use crate::transport::Transport;
 use crate::{RegistryError, tls};
 
@@ -28,7 +29,7 @@ const POOL_MAX_IDLE_PER_HOST: usize = 8;
 
 #[derive(Clone)]
 pub struct Registries {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
 }
 
 pub(crate) struct Shared {
@@ -111,11 +112,7 @@ impl Registries {
         access: Access,
         credentials: Credentials,
     ) -> Repository {
-        let endpoint_host = if is_docker_hub(&host.to_ascii_lowercase()) {
-            DOCKER_HUB_REGISTRY.to_owned()
-        } else {
-            host.to_owned()
-        };
+        let endpoint_host = api_host(host);
         let scopes = vec![match access {
             Access::Pull => format!("repository:{path}:pull"),
             Access::PullPush => format!("repository:{path}:pull,push"),
@@ -131,25 +128,23 @@ impl Registries {
     }
 }
 
+/// The host a reference domain's registry API lives on (`docker.io` → Docker Hub's).
+pub(crate) fn api_host(domain: &str) -> String {
+    if is_docker_hub(&domain.to_ascii_lowercase()) {
+        DOCKER_HUB_REGISTRY.to_owned()
+    } else {
+        domain.to_owned()
+    }
+}
+
 impl Shared {
     /// The endpoint for `host`, built once and shared.
     pub(crate) async fn endpoint(&self, host: &str) -> Result<Arc<Endpoint>, RegistryError> {
-        let cell = {
-            let mut endpoints = self
-                .endpoints
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            endpoints.entry(host.to_owned()).or_default().clone()
-        };
+        let cell = self.endpoint_cell(host);
         cell.get_or_try_init(|| async {
             let insecure = self.insecure.is_insecure(host).await;
-            let client = self.build_client(host, insecure)?;
-            let endpoint = Endpoint {
-                host: host.to_owned(),
-                insecure,
-                client,
-                scheme: AtomicU8::new(0),
-            };
+            let tls = CertsDir::load(&self.config.certs_dir, host)?;
+            let endpoint = self.build_endpoint(host, insecure, tls)?;
             if !insecure {
                 endpoint.remember(Scheme::Https);
             }
@@ -160,9 +155,54 @@ impl Shared {
         .cloned()
     }
 
-    fn build_client(&self, host: &str, insecure: bool) -> Result<reqwest::Client, RegistryError> {
+    /// The endpoint for the token server `realm_host` of registry `registry_host`. The
+    /// registry's settings carry over, as in dockerd (which fetches tokens through the
+    /// registry's own transport): an insecure registry's token server is not verified either,
+    /// and the registry's certs.d CAs (and client certificate, when the token server's own
+    /// directory has none) apply besides the token server's own.
+    pub(crate) async fn realm_endpoint(
+        &self,
+        registry_host: &str,
+        realm_host: &str,
+    ) -> Result<Arc<Endpoint>, RegistryError> {
+        if realm_host.eq_ignore_ascii_case(registry_host) {
+            return self.endpoint(registry_host).await;
+        }
+        let registry = self.endpoint(registry_host).await?;
+        let cell = self.endpoint_cell(&format!("{realm_host} for {registry_host}"));
+        cell.get_or_try_init(|| async {
+            let insecure = registry.insecure || self.insecure.is_insecure(realm_host).await;
+            let tls = CertsDir::load(&self.config.certs_dir, realm_host)?
+                .merge(CertsDir::load(&self.config.certs_dir, registry_host)?);
+            let endpoint = self.build_endpoint(realm_host, insecure, tls)?;
+            tracing::debug!(
+                realm_host,
+                registry_host,
+                insecure,
+                "token server endpoint ready"
+            );
+            Ok(Arc::new(endpoint))
+        })
+        .await
+        .cloned()
+    }
+
+    fn endpoint_cell(&self, key: &str) -> Arc<OnceCell<Arc<Endpoint>>> {
+        let mut endpoints = self
+            .endpoints
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        endpoints.entry(key.to_owned()).or_default().clone()
+    }
+
+    fn build_endpoint(
+        &self,
+        host: &str,
+        insecure: bool,
+        tls: CertsDir,
+    ) -> Result<Endpoint, RegistryError> {
         let proxy = self.proxy.clone();
-        let builder = reqwest::Client::builder()
+        let client = reqwest::Client::builder()
             .user_agent(&self.config.user_agent)
             // HTTP/2 flow control throttles large uploads (buildkit and ggcr measured it).
             .http1_only()
@@ -170,13 +210,15 @@ impl Shared {
             .tcp_keepalive(TCP_KEEPALIVE)
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
-            .proxy(reqwest::Proxy::custom(move |url| proxy.proxy_for(url)));
-        let mut builder = tls::apply_certs_dir(builder, &self.config.certs_dir, host)?;
-        if insecure {
-            builder = builder.tls_danger_accept_invalid_certs(true);
-        }
-        builder
+            .proxy(reqwest::Proxy::custom(move |url| proxy.proxy_for(url)))
+            .tls_backend_preconfigured(tls.client_config(insecure)?)
             .build()
-            .map_err(|e| RegistryError::Config(format!("building HTTP client for {host}: {e}")))
+            .map_err(|e| RegistryError::Config(format!("building HTTP client for {host}: {e}")))?;
+        Ok(Endpoint {
+            host: host.to_owned(),
+            insecure,
+            client,
+            scheme: AtomicU8::new(0),
+        })
     }
 }

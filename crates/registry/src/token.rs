@@ -16,12 +16,15 @@ use crate::error::from_response;
 use crate::registries::Shared;
 use crate::transport::url_host;
 
-/// distribution's client never trusts a lifetime under a minute, nor do we.
-const MIN_LIFETIME: Duration = Duration::from_secs(60);
+/// What the token spec says a token lasts when the server does not say.
+const DEFAULT_LIFETIME: Duration = Duration::from_secs(60);
 /// Refresh this long before expiry at most: the request using the token must still arrive
 /// while it is valid.
 const MAX_REFRESH_MARGIN: Duration = Duration::from_secs(30);
-const CLIENT_ID: &str = "hoist";
+/// dockerd's client id. Token servers may bind refresh tokens to the client they were issued
+/// to, and identity tokens come from `docker login` through dockerd (or through us, with the
+/// same id), so the refresh grant must name the same client.
+pub(crate) const CLIENT_ID: &str = "docker";
 
 /// Tokens are cached per realm, service, scope set and credentials.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -113,8 +116,10 @@ impl TokenCache {
 }
 
 pub(crate) struct FetchedToken {
-    value: String,
+    pub(crate) value: String,
     refresh_at: Instant,
+    /// A refresh token (identity token), when one was asked for and given.
+    pub(crate) refresh_token: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -127,18 +132,40 @@ struct TokenResponse {
     expires_in: Option<u64>,
     #[serde(default)]
     issued_at: Option<String>,
+    #[serde(default)]
+    refresh_token: Option<String>,
 }
 
-/// Gets a token for `scopes` from `realm`.
+/// What to ask a token server for.
+pub(crate) struct TokenAsk<'a> {
+    /// The registry host the token is for; its TLS settings apply to the token server too.
+    pub(crate) registry_host: &'a str,
+    pub(crate) realm: &'a Url,
+    pub(crate) service: Option<&'a str>,
+    pub(crate) scopes: &'a [String],
+    /// Ask for a refresh token as well (`docker login`): `offline_token=true&client_id=docker`.
+    pub(crate) offline: bool,
+}
+
+/// Gets a token for `ask.scopes` from `ask.realm`.
 pub(crate) async fn fetch(
     shared: &Shared,
-    realm: &Url,
-    service: Option<&str>,
-    scopes: &[String],
+    ask: &TokenAsk<'_>,
     credentials: &Credentials,
 ) -> Result<FetchedToken, RegistryError> {
+    let TokenAsk {
+        registry_host,
+        realm,
+        service,
+        scopes,
+        ..
+    } = *ask;
     let realm_host = url_host(realm);
-    let client = shared.endpoint(&realm_host).await?.client.clone();
+    let client = shared
+        .realm_endpoint(registry_host, &realm_host)
+        .await?
+        .client
+        .clone();
     tracing::debug!(realm = %crate::error::without_query(realm), ?scopes, "fetching registry token");
     let (method, response) = match credentials {
         Credentials::IdentityToken(refresh_token) => {
@@ -151,7 +178,7 @@ pub(crate) async fn fetch(
                 );
                 (
                     "GET",
-                    get_token(&client, realm, service, scopes, Some(("", refresh_token))).await?,
+                    get_token(&client, ask, Some(("", refresh_token))).await?,
                 )
             } else {
                 ("POST", response)
@@ -159,12 +186,11 @@ pub(crate) async fn fetch(
         }
         Credentials::Basic { username, password } => (
             "GET",
-            get_token(&client, realm, service, scopes, Some((username, password))).await?,
+            get_token(&client, ask, Some((username, password))).await?,
         ),
-        Credentials::Anonymous | Credentials::RegistryToken(_) => (
-            "GET",
-            get_token(&client, realm, service, scopes, None).await?,
-        ),
+        Credentials::Anonymous | Credentials::RegistryToken(_) => {
+            ("GET", get_token(&client, ask, None).await?)
+        }
     };
     if response.status() != StatusCode::OK {
         return Err(from_response(response, method, false).await);
@@ -192,24 +218,28 @@ pub(crate) async fn fetch(
     Ok(FetchedToken {
         value,
         refresh_at: received + lifetime - refresh_margin(lifetime),
+        refresh_token: body.refresh_token.filter(|t| !t.is_empty()),
     })
 }
 
 async fn get_token(
     client: &reqwest::Client,
-    realm: &Url,
-    service: Option<&str>,
-    scopes: &[String],
+    ask: &TokenAsk<'_>,
     basic: Option<(&str, &str)>,
 ) -> Result<reqwest::Response, RegistryError> {
+    let realm = ask.realm;
     let mut url = realm.clone();
     {
         let mut query = url.query_pairs_mut();
-        if let Some(service) = service {
+        if let Some(service) = ask.service {
             query.append_pair("service", service);
         }
-        for scope in scopes {
+        for scope in ask.scopes {
             query.append_pair("scope", scope);
+        }
+        if ask.offline {
+            query.append_pair("offline_token", "true");
+            query.append_pair("client_id", CLIENT_ID);
         }
     }
     let mut request = client.get(url);
@@ -249,9 +279,13 @@ async fn oauth_post(
 
 /// How long the token stays valid from now. Counted from local receipt, so a skewed clock on
 /// the token server cannot make us keep an expired token; `issued_at` only shortens it when
-/// the token server hands out an already aged token.
+/// the token server hands out an already aged token. A short `expires_in` is believed
+/// (distribution's client raises it to 60 s and then uses expired tokens until refused).
 fn remaining_lifetime(expires_in: Option<u64>, issued_at: Option<&str>) -> Duration {
-    let lifetime = Duration::from_secs(expires_in.unwrap_or(0)).max(MIN_LIFETIME);
+    let lifetime = match expires_in {
+        Some(seconds) if seconds > 0 => Duration::from_secs(seconds),
+        _ => DEFAULT_LIFETIME,
+    };
     let age = issued_at
         .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
         .and_then(|t| {
@@ -278,7 +312,9 @@ mod tests {
     #[test]
     fn lifetime_defaults_and_floors() {
         assert_eq!(remaining_lifetime(None, None), Duration::from_secs(60));
-        assert_eq!(remaining_lifetime(Some(10), None), Duration::from_secs(60));
+        assert_eq!(remaining_lifetime(Some(0), None), Duration::from_secs(60));
+        // Short lives are believed: the token must be renewed before the registry refuses it.
+        assert_eq!(remaining_lifetime(Some(3), None), Duration::from_secs(3));
         assert_eq!(
             remaining_lifetime(Some(300), None),
             Duration::from_secs(300)
@@ -365,6 +401,7 @@ mod tests {
                         Ok(FetchedToken {
                             value: "t1".into(),
                             refresh_at: Instant::now() + Duration::from_secs(60),
+                            refresh_token: None,
                         })
                     })
                     .await
@@ -387,6 +424,7 @@ mod tests {
                 Ok(FetchedToken {
                     value: "t2".into(),
                     refresh_at: Instant::now() + Duration::from_secs(60),
+                    refresh_token: None,
                 })
             })
             .await

@@ -137,6 +137,31 @@ impl Transport {
         }
     }
 
+    /// Sends `call` to the registry as it is: its own headers, no credentials added, no retry
+    /// after a 401. For login, which answers the challenge itself.
+    pub(crate) async fn send_unauthenticated(
+        &self,
+        call: Call<'_>,
+    ) -> Result<Response, RegistryError> {
+        let endpoint = self.endpoint().await?;
+        let Target::Registry(path) = &call.target else {
+            return Err(RegistryError::Config(
+                "an unauthenticated request must go to the registry itself".to_owned(),
+            ));
+        };
+        self.send_to_registry(&endpoint, path, &call, &Presented::None)
+            .await
+    }
+
+    /// `scheme://host<path>` as the registry is (or would first be) reached, for messages.
+    pub(crate) async fn url_text(&self, path: &str) -> String {
+        let scheme = match self.endpoint().await {
+            Ok(endpoint) => endpoint.scheme().unwrap_or(Scheme::Https),
+            Err(_) => Scheme::Https,
+        };
+        format!("{}://{}{path}", scheme.as_str(), self.host)
+    }
+
     /// Sends a request whose body is a one-shot stream (a blob upload). There is no retry here:
     /// after a 401 the auth state is refreshed so that the caller's next attempt succeeds.
     pub(crate) async fn send_stream(

@@ -736,7 +736,7 @@ async fn identity_token_uses_the_oauth2_refresh_grant() {
         .collect();
     form.sort();
     let expected: Vec<(String, String)> = [
-        ("client_id", "hoist"),
+        ("client_id", "docker"),
         ("grant_type", "refresh_token"),
         ("refresh_token", "refresh-secret"),
         ("scope", "repository:team/app:pull,push"),

@@ -163,16 +163,79 @@ async fn certs_d_ca_makes_a_private_registry_trusted() {
     let text = error.to_string();
     assert!(text.contains(&addr.to_string()), "{text}");
     assert!(text.contains("TLS handshake failed"), "{text}");
-    assert!(text.contains("certs.d"), "{text}");
+    assert!(
+        text.contains("certificate signed by unknown authority"),
+        "{text}"
+    );
+    // Says where the CA would go.
+    let host_dir = certs.path().join(addr.to_string());
+    assert!(
+        text.contains(&format!("{}/ca.crt", host_dir.display())),
+        "{text}"
+    );
     assert_eq!(served.load(Ordering::SeqCst), 0);
 
-    let host_dir = certs.path().join(addr.to_string());
     std::fs::create_dir_all(&host_dir).unwrap();
     std::fs::write(host_dir.join("ca.crt"), ca.pem()).unwrap();
     ping(&registries_with(certs.path(), false), addr)
         .await
         .unwrap();
     assert_eq!(served.load(Ordering::SeqCst), 1);
+}
+
+/// What `openssl req -x509` makes: self-signed, CA:TRUE, used as the server's own certificate.
+fn self_signed_ca_as_leaf(names: &[&str]) -> Pem {
+    let mut params =
+        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let key = KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    Pem {
+        cert: cert.pem(),
+        key: key.serialize_pem(),
+        der: cert.der().clone(),
+        key_der: key.serialize_der(),
+    }
+}
+
+#[tokio::test]
+async fn a_self_signed_ca_certificate_as_the_servers_own_is_trusted_from_certs_d() {
+    let server = self_signed_ca_as_leaf(&["127.0.0.1"]);
+    let (addr, served) = tls_server(server_config(&server, None)).await;
+    let certs = tempfile::tempdir().unwrap();
+
+    let error = ping(&registries_with(certs.path(), false), addr)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("self-signed CA certificate that is not trusted"),
+        "{error}"
+    );
+
+    let host_dir = certs.path().join(addr.to_string());
+    std::fs::create_dir_all(&host_dir).unwrap();
+    std::fs::write(host_dir.join("ca.crt"), &server.cert).unwrap();
+    ping(&registries_with(certs.path(), false), addr)
+        .await
+        .unwrap();
+    assert_eq!(served.load(Ordering::SeqCst), 1);
+
+    // Trusted, but for another name: still refused, saying so.
+    let other = self_signed_ca_as_leaf(&["registry.example"]);
+    let (other_addr, other_served) = tls_server(server_config(&other, None)).await;
+    let other_dir = certs.path().join(other_addr.to_string());
+    std::fs::create_dir_all(&other_dir).unwrap();
+    std::fs::write(other_dir.join("ca.crt"), &other.cert).unwrap();
+    let error = ping(&registries_with(certs.path(), false), other_addr)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("certificate is valid for") && error.contains("registry.example"),
+        "{error}"
+    );
+    assert_eq!(other_served.load(Ordering::SeqCst), 0);
 }
 
 #[tokio::test]

@@ -61,10 +61,11 @@ pub struct TestRegistry {
     port: u16,
     dir: tempfile::TempDir,
     child: Child,
-    tls: bool,
+    tls: Option<RegistryTls>,
     /// The harness's client for seeding and reading (trusts whatever certificate the registry
-    /// has: it checks bytes, not TLS).
-    client: reqwest::blocking::Client,
+    /// has: it checks bytes, not TLS). Made on first use: a blocking client cannot be made (or
+    /// dropped) on an async runtime's thread, where registries are often started.
+    client: OnceLock<reqwest::blocking::Client>,
 }
 
 impl TestRegistry {
@@ -135,13 +136,12 @@ impl TestRegistry {
             .stdout(log.try_clone().expect("dup log"))
             .stderr(log);
         let child = spawn_tied(cmd).expect("start docker-registry");
-        let client = harness_client(tls.as_ref());
         let mut reg = TestRegistry {
             port,
             dir,
             child,
-            tls: tls.is_some(),
-            client,
+            tls,
+            client: OnceLock::new(),
         };
         reg.wait_ready();
         reg
@@ -193,14 +193,15 @@ impl TestRegistry {
 
     /// `http://127.0.0.1:<port>`, or `https://…` for a registry started with TLS.
     pub fn url(&self) -> String {
-        let scheme = if self.tls { "https" } else { "http" };
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
         format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// The harness's HTTP client for this registry (accepts its certificate, presents the
     /// harness's client certificate when one is required).
     pub fn client(&self) -> &reqwest::blocking::Client {
-        &self.client
+        self.client
+            .get_or_init(|| harness_client(self.tls.as_ref()))
     }
 
     /// The directory holding the registry's storage, config and log.
@@ -220,7 +221,7 @@ impl TestRegistry {
     /// unless 200.
     pub fn get_manifest(&self, repo: &str, reference: &str) -> FetchedManifest {
         let response = self
-            .client
+            .client()
             .get(format!("{}/v2/{repo}/manifests/{reference}", self.url()))
             .header("Accept", ALL_MANIFEST_TYPES)
             .send()
@@ -256,7 +257,7 @@ impl TestRegistry {
         use sha2::Digest;
         use std::io::Read;
         let mut response = self
-            .client
+            .client()
             .get(format!("{}/v2/{repo}/blobs/{digest}", self.url()))
             .send()
             .unwrap_or_else(|e| panic!("GET blob {repo}@{digest}: {e}"));
@@ -278,7 +279,7 @@ impl TestRegistry {
     /// Whether `HEAD /v2/<repo>/blobs/<digest>` answers 200.
     pub fn has_blob(&self, repo: &str, digest: &str) -> bool {
         let response = self
-            .client
+            .client()
             .head(format!("{}/v2/{repo}/blobs/{digest}", self.url()))
             .send()
             .unwrap_or_else(|e| panic!("HEAD blob {repo}@{digest}: {e}"));
@@ -287,7 +288,7 @@ impl TestRegistry {
 
     /// Uploads `blob` into `repo` (POST, then one PUT streaming the file); panics unless 201.
     pub fn put_blob(&self, repo: &str, blob: &crate::image::Blob) {
-        let client = &self.client;
+        let client = self.client();
         let started = client
             .post(format!("{}/v2/{repo}/blobs/uploads/", self.url()))
             .send()
@@ -313,7 +314,7 @@ impl TestRegistry {
     /// unless 201.
     pub fn put_manifest(&self, repo: &str, reference: &str, manifest: &crate::image::Blob) {
         let response = self
-            .client
+            .client()
             .put(format!("{}/v2/{repo}/manifests/{reference}", self.url()))
             .header("Content-Type", &manifest.media_type)
             .body(manifest.bytes())
@@ -346,7 +347,7 @@ impl TestRegistry {
     /// The tags of `repo` (empty when the repository is unknown).
     pub fn tags(&self, repo: &str) -> Vec<String> {
         let response = self
-            .client
+            .client()
             .get(format!("{}/v2/{repo}/tags/list", self.url()))
             .send()
             .unwrap_or_else(|e| panic!("GET tags of {repo}: {e}"));
