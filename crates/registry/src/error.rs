@@ -345,12 +345,21 @@ pub(crate) fn decode_error(
     url: String,
     upload_url: bool,
 ) -> ResponseError {
-    let mut errors = challenge_error(headers).into_iter().collect::<Vec<_>>();
+    let challenge = challenge_error(headers);
     let mut body_excerpt = None;
+    let mut errors = Vec::new();
     match parse_error_body(body) {
+        // distribution pairs the challenge's precise error with a generic "authentication
+        // required" body; the challenge says more.
+        Some(parsed) if challenge.is_some() => errors.extend(
+            parsed
+                .into_iter()
+                .filter(|e| !e.code.eq_ignore_ascii_case("UNAUTHORIZED")),
+        ),
         Some(parsed) => errors.extend(parsed),
         None => body_excerpt = excerpt(body),
     }
+    errors.splice(0..0, challenge);
     if errors.is_empty() {
         // distribution's client gives these statuses their code when the body has none
         // (HEAD responses never have one).
@@ -403,9 +412,15 @@ fn challenge_error(headers: &HeaderMap) -> Option<ErrorCode> {
                 Some("insufficient_scope") => "DENIED",
                 _ => continue,
             };
-            let message = param("error_description")
-                .filter(|d| !d.is_empty())
-                .unwrap_or_else(|| default_message(code).to_owned());
+            let message = match (param("error_description"), param("scope")) {
+                (Some(description), _) if !description.is_empty() => description,
+                // Name what the token lacked: the token server granted less than was asked.
+                (_, Some(scope)) if code == "DENIED" && !scope.is_empty() => format!(
+                    "{} (insufficient_scope: the token does not grant all of {scope})",
+                    default_message(code)
+                ),
+                _ => default_message(code).to_owned(),
+            };
             return Some(ErrorCode {
                 code: code.to_owned(),
                 message,
@@ -660,10 +675,11 @@ mod tests {
                 .parse()
                 .unwrap(),
         );
-        let e = decode_error(401, &headers, b"", "POST", "u".into(), false);
+        let body = br#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required","detail":[{"Type":"repository","Name":"x","Action":"push"}]}]}"#;
+        let e = decode_error(401, &headers, body, "POST", "u".into(), false);
         assert_eq!(
             e.to_string(),
-            "denied: requested access to the resource is denied"
+            "denied: requested access to the resource is denied (insufficient_scope: the token does not grant all of repository:x:push)"
         );
     }
 

@@ -10,10 +10,12 @@
 //!
 //! Behaviour the engine can rely on:
 //! - Nothing here retries on its own except two protocol-level recoveries: one re-authentication
-//!   after a 401 (body-less requests and manifests), and in-session resume of a chunked upload
-//!   after a failed PATCH (at most 5 times, from the offset both sides agree on).
-//! - A 401 on a streamed upload body refreshes the token but returns the error; the caller's
-//!   next attempt authenticates correctly.
+//!   after a 401 on a request that carried a token (every request, blob bodies included: they
+//!   are re-read from the file), and in-session resume of a chunked upload after a failed PATCH
+//!   (at most 5 times, from the offset both sides agree on).
+//! - Tokens are renewed before they expire (a fifth of their life early, at most 30 s), so a
+//!   push longer than a token's life does not meet a 401 at all.
+//! - Token servers are reached with their registry's TLS settings (insecure, certs.d).
 //! - `Authorization` is only attached to requests for the registry's own scheme, host and port.
 //! - Errors display as distribution formats them, and classify themselves
 //!   ([`RegistryError::is_retryable`], [`RegistryError::body_interrupted`], …).

@@ -48,6 +48,14 @@ impl<'a> Call<'a> {
     }
 }
 
+/// The answer to a streamed upload.
+pub(crate) struct StreamResponse {
+    pub(crate) response: Response,
+    /// The registry refused the token it was shown and a fresh one has been asked for: sending
+    /// the body again (once) may succeed.
+    pub(crate) retry_with_fresh_token: bool,
+}
+
 pub(crate) struct Transport {
     shared: Arc<Shared>,
     /// The host actually contacted (`registry-1.docker.io` for `docker.io`).
@@ -162,8 +170,9 @@ impl Transport {
         format!("{}://{}{path}", scheme.as_str(), self.host)
     }
 
-    /// Sends a request whose body is a one-shot stream (a blob upload). There is no retry here:
-    /// after a 401 the auth state is refreshed so that the caller's next attempt succeeds.
+    /// Sends a request whose body is a one-shot stream (a blob upload). It cannot be re-sent
+    /// from here: after a 401 that a fresh token may answer, the auth state is renewed and the
+    /// answer says so, and the caller sends a new body once.
     pub(crate) async fn send_stream(
         &self,
         operation: &'static str,
@@ -171,7 +180,7 @@ impl Transport {
         url: Url,
         headers: HeaderMap,
         body: reqwest::Body,
-    ) -> Result<Response, RegistryError> {
+    ) -> Result<StreamResponse, RegistryError> {
         let endpoint = self.endpoint().await?;
         let for_registry = same_origin(&endpoint, &url);
         let presented = if for_registry {
@@ -197,8 +206,9 @@ impl Transport {
             status = response.status().as_u16(),
             "registry response"
         );
+        let mut retry_with_fresh_token = false;
         if response.status() == StatusCode::UNAUTHORIZED && for_registry {
-            auth::after_unauthorized(
+            let retry = auth::after_unauthorized(
                 &self.shared,
                 &self.host,
                 response.headers(),
@@ -206,8 +216,14 @@ impl Transport {
                 &self.credentials,
             )
             .await;
+            // Only a token can be renewed; refused Basic credentials stay refused.
+            retry_with_fresh_token =
+                retry.is_some() && matches!(presented, Presented::Token { .. });
         }
-        Ok(response)
+        Ok(StreamResponse {
+            response,
+            retry_with_fresh_token,
+        })
     }
 
     /// Picks the scheme: the remembered one, or for an insecure host HTTPS first and plain HTTP

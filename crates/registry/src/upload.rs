@@ -205,16 +205,24 @@ impl Repository {
         progress: &Progress,
     ) -> Result<(), RegistryError> {
         const OPERATION: &str = "upload blob to";
-        progress.set(0);
         let url = with_digest(&session.url, &blob.digest);
-        let read_failure = ReadFailure::default();
-        let body = file_body(&blob.path, 0, blob.size, progress, &read_failure).await?;
-        let headers = body_headers(blob.size, None);
-        let response = self
-            .transport()
-            .send_stream(OPERATION, Method::PUT, url.clone(), headers, body)
-            .await
-            .map_err(|e| read_failure.take(&blob.path).unwrap_or(e))?;
+        let mut retried = false;
+        let response = loop {
+            progress.set(0);
+            let read_failure = ReadFailure::default();
+            let body = file_body(&blob.path, 0, blob.size, progress, &read_failure).await?;
+            let headers = body_headers(blob.size, None);
+            let sent = self
+                .transport()
+                .send_stream(OPERATION, Method::PUT, url.clone(), headers, body)
+                .await
+                .map_err(|e| read_failure.take(&blob.path).unwrap_or(e))?;
+            if sent.retry_with_fresh_token && !retried {
+                retried = true;
+                continue;
+            }
+            break sent.response;
+        };
         match response.status() {
             StatusCode::CREATED
             | StatusCode::OK
@@ -288,20 +296,30 @@ impl Repository {
         len: u64,
         progress: &Progress,
     ) -> Result<Url, RegistryError> {
-        let read_failure = ReadFailure::default();
-        let body = file_body(&blob.path, offset, len, progress, &read_failure).await?;
-        let headers = body_headers(len, Some((offset, offset + len - 1)));
-        let response = self
-            .transport()
-            .send_stream(
-                "upload blob chunk to",
-                Method::PATCH,
-                url.clone(),
-                headers,
-                body,
-            )
-            .await
-            .map_err(|e| read_failure.take(&blob.path).unwrap_or(e))?;
+        let mut retried = false;
+        let response = loop {
+            progress.set(offset);
+            let read_failure = ReadFailure::default();
+            let body = file_body(&blob.path, offset, len, progress, &read_failure).await?;
+            let headers = body_headers(len, Some((offset, offset + len - 1)));
+            let sent = self
+                .transport()
+                .send_stream(
+                    "upload blob chunk to",
+                    Method::PATCH,
+                    url.clone(),
+                    headers,
+                    body,
+                )
+                .await
+                .map_err(|e| read_failure.take(&blob.path).unwrap_or(e))?;
+            // The registry refused the token before taking any of the chunk: send it again.
+            if sent.retry_with_fresh_token && !retried {
+                retried = true;
+                continue;
+            }
+            break sent.response;
+        };
         match response.status() {
             // ECR answers 201 to intermediate chunks.
             StatusCode::ACCEPTED | StatusCode::CREATED | StatusCode::NO_CONTENT => {
