@@ -38,6 +38,7 @@ pub fn app(state: AppState) -> Router {
             get(routes::system::ping).head(routes::system::ping_head),
         )
         .route("/version", get(routes::system::version))
+        .route("/auth", post(routes::auth::login))
         .route("/info", get(routes::system::info))
         .route("/images/json", get(routes::images::list))
         .route("/images/load", post(routes::images::load))

@@ -9,6 +9,7 @@ mod error;
 mod image_content;
 mod images;
 mod load;
+mod login;
 mod media;
 mod names;
 mod platform;

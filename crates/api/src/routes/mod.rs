@@ -1,5 +1,6 @@
 //! Route handlers, one file per area.
 
+pub mod auth;
 pub mod images;
 pub mod push;
 pub mod system;
