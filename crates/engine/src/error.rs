@@ -28,6 +28,9 @@ pub enum EngineError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// Refused whatever the credentials (moby's 403 for pulling the reserved name `scratch`).
+    #[error("{0}")]
+    Forbidden(String),
     /// A credential check failed (only `/auth` reports this as 401; push and pull report it
     /// in-stream, because a 401 makes the docker CLI prompt for a Docker Hub login).
     #[error("{0}")]
@@ -60,6 +63,7 @@ impl EngineError {
             | EngineError::InvalidArgument(_)
             | EngineError::BadArchive(_) => ErrorKind::InvalidArgument,
             EngineError::Conflict(_) => ErrorKind::Conflict,
+            EngineError::Forbidden(_) => ErrorKind::Forbidden,
             EngineError::Unauthorized(_) => ErrorKind::Unauthorized,
             EngineError::Registry(_)
             | EngineError::Store(_)

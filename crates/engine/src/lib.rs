@@ -8,12 +8,14 @@ mod auth;
 mod error;
 mod image_content;
 mod images;
+mod import;
 mod load;
 mod login;
 mod media;
 mod names;
 mod platform;
 mod progress;
+mod pull;
 mod push;
 mod save;
 mod system;
@@ -28,10 +30,12 @@ use hoist_store::Store;
 pub use auth::{AuthConfig, normalize_server};
 pub use error::{EngineError, ErrorKind};
 pub use images::{DeleteResponse, HistoryEntry, ImageInspect, ImageSummary, ListFilters};
+pub use import::{ImportJob, ImportRequest};
 pub use load::LoadedImage;
 pub use names::ImageView;
 pub use platform::Platform;
 pub use progress::ProgressBoard;
+pub use pull::{PullEvent, PullJob, PullLayerState, PullRequest};
 pub use push::{LayerState, PushEvent, PushJob, PushRequest};
 pub use save::SavePlan;
 pub use system::SystemInfo;
@@ -50,6 +54,9 @@ pub struct EngineConfig {
     /// Chunk size used after a single PUT of a blob failed mid-body.
     pub fallback_chunk_size: u64,
     pub registry_mirrors: Vec<String>,
+    /// `host[:port]` that pulls of Docker Hub images go to after the mirrors, instead of Docker
+    /// Hub itself: a stand-in origin for air-gapped sites and tests.
+    pub docker_hub_pull_origin: Option<String>,
 }
 
 impl EngineConfig {
@@ -62,6 +69,7 @@ impl EngineConfig {
             upload_stall_timeout: Duration::from_secs(60),
             fallback_chunk_size: 16 * 1024 * 1024,
             registry_mirrors: Vec::new(),
+            docker_hub_pull_origin: None,
         }
     }
 }
@@ -73,6 +81,7 @@ pub struct Engine {
     store: Store,
     registries: Registries,
     transfers: Arc<push::TransferManager>,
+    downloads: Arc<pull::DownloadManager>,
     retry: push::RetryPolicy,
     host_platform: Platform,
     /// Serialises read-modify-write changes of image names (tag moves, dangling records), which
@@ -94,11 +103,17 @@ impl Engine {
                 fallback_chunk_size: config.fallback_chunk_size,
             },
         ));
+        let downloads = Arc::new(pull::DownloadManager::new(
+            store.clone(),
+            config.max_concurrent_downloads,
+            retry.clone(),
+        ));
         Ok(Engine {
             config: Arc::new(config),
             store,
             registries,
             transfers,
+            downloads,
             retry,
             host_platform: Platform::host(),
             names_lock: Arc::new(Mutex::new(())),

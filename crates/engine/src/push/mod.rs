@@ -17,7 +17,7 @@ use hoist_reference::{Digest, Reference};
 use hoist_registry::{Access, BlobSource, Credentials, Repository};
 use hoist_store::{Descriptor, ImageChange, Lease};
 
-pub(crate) use retry::RetryPolicy;
+pub(crate) use retry::{RetryPolicy, countdown};
 pub(crate) use transfer::{TransferManager, TransferSettings};
 
 use crate::auth::AuthConfig;

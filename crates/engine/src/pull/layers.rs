@@ -1,0 +1,213 @@
+//! Fetching an image's config and layers, and reporting them as docker shows a pull: per layer
+//! `Pulling fs layer` or `Already exists`, then `Waiting`, `Downloading`, `Verifying Checksum`,
+//! `Download complete`, and `Pull complete` once the layer and every layer below it are in.
+
+use std::sync::{Arc, Mutex};
+
+use futures_util::future::try_join_all;
+use hoist_store::{Descriptor, Lease};
+
+use super::download::{BlobRequest, Download, DownloadState};
+use super::source::Source;
+use super::{PullEvent, PullLayerState};
+use crate::progress::ProgressBoard;
+use crate::{Engine, EngineError};
+
+/// Makes the config and layers of one manifest present in the store, protected by `lease`.
+/// When all of it is already there nothing is shown, as moby shows no layer lines for an image
+/// it has.
+pub(crate) async fn fetch_content(
+    engine: &Engine,
+    sources: &[Source],
+    lease: &Lease,
+    config: &Descriptor,
+    layers: &[Descriptor],
+    board: &ProgressBoard<PullEvent>,
+) -> Result<(), EngineError> {
+    // A layer listed twice is one blob, shown once.
+    let mut shown: Vec<Descriptor> = Vec::new();
+    for layer in layers {
+        if !shown.iter().any(|l| l.digest == layer.digest) {
+            shown.push(layer.clone());
+        }
+    }
+    let present = {
+        let (store, lease) = (engine.store.clone(), lease.clone());
+        let digests: Vec<_> = std::iter::once(config)
+            .chain(&shown)
+            .map(|d| d.digest.clone())
+            .collect();
+        engine
+            .blocking(move || {
+                // Protect first, then look: no collection can slip in between.
+                Ok(digests
+                    .iter()
+                    .map(|d| {
+                        lease.protect(d);
+                        store.has_blob(d)
+                    })
+                    .collect::<Vec<bool>>())
+            })
+            .await?
+    };
+    if present.iter().all(|p| *p) {
+        return Ok(());
+    }
+    let (config_present, layers_present) = (present[0], &present[1..]);
+    let ids: Vec<String> = shown
+        .iter()
+        .map(|l| l.digest.short_id().to_owned())
+        .collect();
+    for (id, present) in ids.iter().zip(layers_present) {
+        let state = if *present {
+            PullLayerState::AlreadyExists
+        } else {
+            PullLayerState::PullingFsLayer
+        };
+        board.post(PullEvent::Layer {
+            id: id.clone(),
+            state,
+        });
+    }
+    let completion = Mutex::new(Completion {
+        ids: ids.clone(),
+        present: layers_present.to_vec(),
+        done: layers_present.to_vec(),
+        announced: 0,
+    });
+    let request = |desc: &Descriptor| BlobRequest {
+        digest: desc.digest.clone(),
+        size: desc.size,
+        sources: sources.to_vec(),
+    };
+    let mut follows = Vec::new();
+    if !config_present {
+        // The config transfers like a layer but is not shown, as in docker.
+        follows.push(follow(
+            engine.downloads.fetch(request(config)),
+            None,
+            config.size,
+            board,
+            &completion,
+        ));
+    }
+    for (index, layer) in shown.iter().enumerate() {
+        if !layers_present[index] {
+            follows.push(follow(
+                engine.downloads.fetch(request(layer)),
+                Some(index),
+                layer.size,
+                board,
+                &completion,
+            ));
+        }
+    }
+    // The first failure ends the pull; dropping the other handles cancels the downloads that
+    // no other pull watches.
+    try_join_all(follows).await?;
+    Ok(())
+}
+
+/// Which layers are in, and how many from the bottom have been announced `Pull complete`.
+struct Completion {
+    ids: Vec<String>,
+    /// In the store before the pull: these count as complete but are not announced.
+    present: Vec<bool>,
+    done: Vec<bool>,
+    announced: usize,
+}
+
+impl Completion {
+    fn finish(&mut self, index: usize, board: &ProgressBoard<PullEvent>) {
+        self.done[index] = true;
+        while self.announced < self.done.len() && self.done[self.announced] {
+            if !self.present[self.announced] {
+                board.post(PullEvent::Layer {
+                    id: self.ids[self.announced].clone(),
+                    state: PullLayerState::PullComplete,
+                });
+            }
+            self.announced += 1;
+        }
+    }
+}
+
+/// Follows one download to its end, translating its states into layer lines when `layer` (an
+/// index into the shown layers) is set.
+async fn follow(
+    download: Arc<Download>,
+    layer: Option<usize>,
+    size: u64,
+    board: &ProgressBoard<PullEvent>,
+    completion: &Mutex<Completion>,
+) -> Result<(), EngineError> {
+    let id = layer.map(|i| completion.lock().unwrap_or_else(|e| e.into_inner()).ids[i].clone());
+    let show = |state: PullLayerState| {
+        id.as_ref().map(|id| PullEvent::Layer {
+            id: id.clone(),
+            state,
+        })
+    };
+    let mut rx = download.state.clone();
+    let mut waiting_shown = false;
+    let mut verifying_shown = false;
+    let mut bar_attempt = None;
+    loop {
+        let state = rx.borrow_and_update().clone();
+        match state {
+            DownloadState::Starting => {}
+            DownloadState::Waiting => {
+                if let Some(event) = show(PullLayerState::Waiting).filter(|_| !waiting_shown) {
+                    board.post(event);
+                    waiting_shown = true;
+                }
+            }
+            DownloadState::Downloading { attempt } => {
+                if let Some(id) = &id
+                    && bar_attempt != Some(attempt)
+                {
+                    board.start_bar(id, download.progress.clone(), size);
+                    bar_attempt = Some(attempt);
+                }
+            }
+            DownloadState::Retrying { seconds } => {
+                if let (Some(id), Some(event)) = (&id, show(PullLayerState::Retrying { seconds })) {
+                    board.finish_bar(id, event);
+                    bar_attempt = None;
+                }
+            }
+            DownloadState::Verifying => {
+                if let (Some(id), Some(event)) = (&id, show(PullLayerState::VerifyingChecksum)) {
+                    board.finish_bar(id, event);
+                    verifying_shown = true;
+                }
+            }
+            DownloadState::Done => {
+                if let Some(id) = &id {
+                    if !verifying_shown && let Some(event) = show(PullLayerState::VerifyingChecksum)
+                    {
+                        board.finish_bar(id, event);
+                    }
+                    if let Some(event) = show(PullLayerState::DownloadComplete) {
+                        board.finish_bar(id, event);
+                    }
+                }
+                if let Some(index) = layer {
+                    completion
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .finish(index, board);
+                }
+                return Ok(());
+            }
+            DownloadState::Failed(error) => return Err(EngineError::Shared(error)),
+        }
+        if rx.changed().await.is_err() {
+            // The task ended; its last word is in the channel unless it was cancelled.
+            match &*rx.borrow() {
+                DownloadState::Done | DownloadState::Failed(_) => continue,
+                _ => return Err(EngineError::Internal("blob download was cancelled".into())),
+            }
+        }
+    }
+}

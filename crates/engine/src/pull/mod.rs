@@ -1,0 +1,334 @@
+//! `POST /images/create?fromImage=…`: fetches images from registries into the store, verbatim.
+//!
+//! As push, in two phases. `prepare_pull` parses the reference and resolves its top manifest
+//! (Docker Hub mirrors first), so that a bad name is a 400, `scratch` a 403 and an unknown or
+//! inaccessible image a 404 before any output. `PullJob::run` then fetches what the store lacks,
+//! reporting on a progress board, and fails in-stream.
+//!
+//! A multi-platform index is kept byte for byte (so the image ID and a later push keep its
+//! digest), with the content of one platform only: the one asked for, or the host's. The image
+//! is then partial, which push and save handle.
+
+mod download;
+mod errors;
+mod layers;
+mod resolve;
+mod source;
+
+use hoist_reference::{Digest, Reference};
+use hoist_store::{Descriptor, Lease};
+
+pub(crate) use download::DownloadManager;
+
+use crate::auth::AuthConfig;
+use crate::image_content::{IndexEntry, ManifestDoc};
+use crate::platform::Platform;
+use crate::progress::ProgressBoard;
+use crate::{Engine, EngineError, media, names};
+use resolve::{Resolved, choose_platform, fetch_child, resolve_top};
+use source::Source;
+
+/// What the client asked for.
+#[derive(Debug)]
+pub struct PullRequest {
+    /// `fromImage`, in any form docker accepts (`foo`, `docker.io/library/foo`, `reg:5000/a/b:1`).
+    pub image: String,
+    /// A tag or a digest; replaces what `image` carries.
+    pub tag: Option<String>,
+    /// `os/arch[/variant]` of the manifest to fetch from an index; the host's when None.
+    pub platform: Option<Platform>,
+    pub auth: AuthConfig,
+}
+
+/// What the client sees of a pull. Only the API knows how these look on the wire.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PullEvent {
+    /// "<tag or reference>: Pulling from <repository path>".
+    PullingFrom {
+        id: String,
+        repository: String,
+    },
+    Layer {
+        id: String,
+        state: PullLayerState,
+    },
+    /// Bytes of a layer received so far.
+    Progress {
+        id: String,
+        current: u64,
+        total: u64,
+    },
+    /// A free-form status line (warnings).
+    Note(String),
+    /// "Digest: <digest>" of the image pulled for one tag.
+    Digest(Digest),
+    /// The pull is complete: "Status: Downloaded newer image for <reference>" when a name now
+    /// points at different content than before, else "Status: Image is up to date for …".
+    Done {
+        reference: String,
+        newer: bool,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum PullLayerState {
+    PullingFsLayer,
+    Waiting,
+    Retrying {
+        seconds: u64,
+    },
+    VerifyingChecksum,
+    DownloadComplete,
+    /// The layer and every one below it are in the store.
+    PullComplete,
+    /// The store already had the layer.
+    AlreadyExists,
+}
+
+impl PullEvent {
+    pub fn progress(id: &str, current: u64, total: u64) -> PullEvent {
+        PullEvent::Progress {
+            id: id.to_owned(),
+            current,
+            total,
+        }
+    }
+}
+
+/// A pull resolved and ready to run.
+pub struct PullJob {
+    engine: Engine,
+    reference: Reference,
+    top: Resolved,
+    /// For an index: the platform manifest to fetch.
+    platform_entry: Option<IndexEntry>,
+    /// Set when the platform was asked for (a mismatch of a single-platform image is warned of).
+    platform: Option<Platform>,
+    sources: Vec<Source>,
+}
+
+impl Engine {
+    /// Resolves a pull request against the registry. Errors here come before any output.
+    pub async fn prepare_pull(&self, request: PullRequest) -> Result<PullJob, EngineError> {
+        let reference = requested_reference(&request.image, request.tag.as_deref())?;
+        if reference.tag().is_none() && reference.digest().is_none() {
+            // moby pulls every tag then; listing tags needs the registry client's tag list.
+            return Err(EngineError::InvalidArgument(
+                "pulling every tag of a repository (docker pull --all-tags) is not supported yet"
+                    .into(),
+            ));
+        }
+        let credentials = request.auth.credentials_for(reference.domain());
+        let mut sources = self.pull_sources(&reference.name_only(), credentials);
+        let top = resolve_top(&mut sources, &reference, &self.retry).await?;
+        let platform_entry = if top.is_index() {
+            Some(choose_platform(
+                &top,
+                request.platform.as_ref(),
+                &self.host_platform,
+            )?)
+        } else {
+            None
+        };
+        Ok(PullJob {
+            engine: self.clone(),
+            reference,
+            top,
+            platform_entry,
+            platform: request.platform,
+            sources,
+        })
+    }
+}
+
+/// moby's reading of `fromImage` and `tag`: a trailing `:` is dropped (old `pull -a` clients
+/// send it), a `tag` that parses as a digest is one, and `scratch` is reserved.
+fn requested_reference(image: &str, tag: Option<&str>) -> Result<Reference, EngineError> {
+    let mut reference = Reference::parse_normalized(image.strip_suffix(':').unwrap_or(image))?;
+    if let Some(tag) = tag.filter(|t| !t.is_empty()) {
+        reference = match Digest::parse(tag) {
+            Ok(digest) => reference.name_only().with_digest(digest),
+            Err(_) => reference.with_tag(tag)?,
+        };
+    }
+    if reference.digest().is_some() {
+        // The digest decides what is pulled; a tag beside it would name nothing fetched.
+        reference = reference.without_tag();
+    }
+    if reference.familiar_name() == "scratch" {
+        return Err(EngineError::Forbidden(
+            "'scratch' is a reserved name".into(),
+        ));
+    }
+    Ok(reference)
+}
+
+impl PullJob {
+    /// The reference being pulled, fully qualified.
+    pub fn reference(&self) -> &Reference {
+        &self.reference
+    }
+
+    /// Fetches what the store lacks, records the names, and reports on `board`. Dropping the
+    /// future cancels every download no other pull is watching; what was stored goes with the
+    /// job's lease unless an image now uses it.
+    pub async fn run(self, board: &ProgressBoard<PullEvent>) -> Result<(), EngineError> {
+        let engine = self.engine.clone();
+        let lease = engine.store.lease();
+        let outcome = self.pull(&lease, board).await;
+        // Releasing the lease collects what the pull stored and nothing uses: disk work.
+        let _ = tokio::task::spawn_blocking(move || drop(lease)).await;
+        let newer = outcome?;
+        board.post(PullEvent::Done {
+            reference: self.reference.familiar_string(),
+            newer,
+        });
+        Ok(())
+    }
+
+    async fn pull(
+        &self,
+        lease: &Lease,
+        board: &ProgressBoard<PullEvent>,
+    ) -> Result<bool, EngineError> {
+        let engine = &self.engine;
+        let policy = &engine.retry;
+        let id = match self.reference.tag() {
+            Some(tag) => tag.to_owned(),
+            None => self.reference.to_string(),
+        };
+        board.post(PullEvent::PullingFrom {
+            id,
+            repository: self.reference.path().to_owned(),
+        });
+        self.store_manifest(lease, &self.top).await?;
+        let manifest = match &self.platform_entry {
+            Some(entry) => {
+                let child = fetch_child(&self.sources, entry, policy).await?;
+                self.store_manifest(lease, &child).await?;
+                child
+            }
+            None => self.top.clone(),
+        };
+        let doc: ManifestDoc = serde_json::from_slice(&manifest.bytes).map_err(|e| {
+            EngineError::InvalidArgument(format!(
+                "manifest {} is malformed: {e}",
+                manifest.descriptor.digest
+            ))
+        })?;
+        let config = doc.config.clone().ok_or_else(|| {
+            EngineError::InvalidArgument(format!(
+                "manifest {} has no config",
+                manifest.descriptor.digest
+            ))
+        })?;
+        let layers: Vec<Descriptor> = doc
+            .layers
+            .into_iter()
+            .filter(|l| !media::is_non_distributable(&l.media_type))
+            .collect();
+        layers::fetch_content(engine, &self.sources, lease, &config, &layers, board).await?;
+        if let Some(note) = self.platform_mismatch(&config).await? {
+            board.post(PullEvent::Note(note));
+        }
+        let target = self.top.descriptor.clone();
+        let reference = self.reference.clone();
+        let recorder = engine.clone();
+        let newer = engine
+            .blocking(move || recorder.record_pull(&reference, target))
+            .await?;
+        board.post(PullEvent::Digest(self.top.descriptor.digest.clone()));
+        Ok(newer)
+    }
+
+    /// Stores a manifest's bytes under the lease, checking they are what the registry said.
+    async fn store_manifest(&self, lease: &Lease, manifest: &Resolved) -> Result<(), EngineError> {
+        let (store, lease, bytes) = (
+            self.engine.store.clone(),
+            lease.clone(),
+            manifest.bytes.clone(),
+        );
+        let expected = manifest.descriptor.digest.clone();
+        let stored = self
+            .engine
+            .blocking(move || Ok(store.put_blob(&lease, &bytes)?))
+            .await?;
+        if stored.0 != expected {
+            return Err(errors::verification_failed(&expected));
+        }
+        Ok(())
+    }
+
+    /// moby pulls a single-platform image whatever platform was asked for, and warns when its
+    /// platform is another.
+    async fn platform_mismatch(&self, config: &Descriptor) -> Result<Option<String>, EngineError> {
+        let Some(wanted) = self.platform.clone() else {
+            return Ok(None);
+        };
+        if self.platform_entry.is_some() {
+            return Ok(None);
+        }
+        let (store, digest) = (self.engine.store.clone(), config.digest.clone());
+        let raw = self
+            .engine
+            .blocking(move || Ok(store.read_blob(&digest, media::MAX_CONFIG_BYTES)?))
+            .await?;
+        let actual: Platform = serde_json::from_slice(&raw).unwrap_or_default();
+        if wanted.matches(&actual) {
+            return Ok(None);
+        }
+        Ok(Some(format!(
+            "WARNING: image with reference {} was found but its platform ({}) does not match the specified platform ({})",
+            self.reference,
+            actual.format(),
+            wanted.format()
+        )))
+    }
+}
+
+impl Engine {
+    /// Points the pulled names at `target`: the tag (moving it, and keeping an image it leaves
+    /// without a name as dangling) and `repo@digest` (RepoDigests). True when a name now points
+    /// at other content than before.
+    fn record_pull(&self, reference: &Reference, target: Descriptor) -> Result<bool, EngineError> {
+        let _guard = self
+            .names_lock
+            .lock()
+            .map_err(|_| EngineError::Internal("names lock poisoned".into()))?;
+        let digest_name = names::digest_record_name(reference, &target.digest);
+        let newer = match reference.tag() {
+            Some(_) => {
+                let tag_name = names::tag_record_name(reference);
+                self.store.image(&tag_name).map(|r| r.target.digest) != Some(target.digest.clone())
+            }
+            None => self.store.image(&digest_name).is_none(),
+        };
+        let mut assignments = vec![(digest_name, target.clone())];
+        if reference.tag().is_some() {
+            assignments.push((names::tag_record_name(reference), target));
+        }
+        let changes = self.retarget_changes(&assignments);
+        self.store.apply(changes)?;
+        Ok(newer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_are_read_as_moby_reads_them() {
+        let r = requested_reference("docker.io/library/foo", Some("1.0")).unwrap();
+        assert_eq!(r.to_string(), "docker.io/library/foo:1.0");
+        let digest = format!("sha256:{}", "a".repeat(64));
+        let r = requested_reference("foo:old", Some(&digest)).unwrap();
+        assert_eq!(r.to_string(), format!("docker.io/library/foo@{digest}"));
+        let r = requested_reference("127.0.0.1:5000/a/b:", None).unwrap();
+        assert_eq!(r.to_string(), "127.0.0.1:5000/a/b");
+        let err = requested_reference("scratch", Some("latest")).unwrap_err();
+        assert_eq!(err.to_string(), "'scratch' is a reserved name");
+        assert_eq!(err.kind(), crate::ErrorKind::Forbidden);
+        assert!(requested_reference("Foo", None).is_err());
+    }
+}
