@@ -1,6 +1,7 @@
 //! Route handlers, one file per area.
 
 pub mod auth;
+pub mod create;
 pub mod images;
 pub mod push;
 pub mod system;

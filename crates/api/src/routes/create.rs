@@ -1,0 +1,206 @@
+//! `POST /images/create`: pull (`fromImage`) or import (`fromSrc`), as moby's `postImagesCreate`
+//! decides between them.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Extension, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use hoist_engine::{
+    ImportRequest, Platform, ProgressBoard, PullEvent, PullLayerState, PullRequest,
+};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::io::StreamReader;
+use tokio_util::sync::CancellationToken;
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::jsonmessage::JsonMessage;
+use crate::params::Params;
+use crate::registry_auth::decode_registry_auth;
+use crate::routes::json_stream_response;
+use crate::version::ApiVersion;
+
+pub async fn create(
+    State(state): State<AppState>,
+    Extension(version): Extension<ApiVersion>,
+    params: Params,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    // A plain `os/arch[/variant]` here, unlike push's JSON; ignored before API 1.32, as in moby.
+    let platform = match params.non_empty("platform") {
+        Some(text) if version.at_least("1.32") => Some(Platform::parse_specifier(text)?),
+        _ => None,
+    };
+    match params.non_empty("fromImage") {
+        Some(image) => {
+            let auth = headers
+                .get("X-Registry-Auth")
+                .and_then(|v| v.to_str().ok())
+                .filter(|v| !v.is_empty())
+                .map(decode_registry_auth)
+                .unwrap_or_default();
+            let request = PullRequest {
+                image: image.to_owned(),
+                tag: params.non_empty("tag").map(str::to_owned),
+                platform,
+                auth,
+            };
+            pull(state, request).await
+        }
+        None => {
+            let request = ImportRequest {
+                source: params.get("fromSrc").unwrap_or_default().to_owned(),
+                repo: params.non_empty("repo").map(str::to_owned),
+                tag: params.non_empty("tag").map(str::to_owned),
+                message: params.non_empty("message").map(str::to_owned),
+                changes: params.all("changes"),
+                platform,
+            };
+            import(state, request, body).await
+        }
+    }
+}
+
+async fn pull(state: AppState, request: PullRequest) -> Result<Response, ApiError> {
+    // Resolving happens before the response: its failures keep their status (404 and so on).
+    let job = state.engine.prepare_pull(request).await?;
+
+    let board = Arc::new(ProgressBoard::new(PullEvent::progress));
+    let cancel = CancellationToken::new();
+    // Dropped with the response body when the client goes away, which cancels the pull.
+    let guard = cancel.clone().drop_guard();
+    let (result_tx, result_rx) = tokio::sync::oneshot::channel();
+    let worker_board = Arc::clone(&board);
+    tokio::spawn(async move {
+        let outcome = tokio::select! {
+            r = job.run(&worker_board) => r,
+            _ = cancel.cancelled() => {
+                tracing::info!("pull cancelled: the client disconnected");
+                return;
+            }
+        };
+        let _ = result_tx.send(outcome);
+        worker_board.close();
+    });
+
+    let state = (board, result_rx, guard, VecDeque::new());
+    let stream = futures_util::stream::unfold(Some(state), |state| async move {
+        let (board, result_rx, guard, mut pending) = state?;
+        loop {
+            if let Some(message) = pending.pop_front() {
+                return Some((message, Some((board, result_rx, guard, pending))));
+            }
+            match board.next().await {
+                Some(event) => pending.push_back(render(event)),
+                // The board closes once the pull ends; its result decides how the stream ends.
+                None => {
+                    return match result_rx.await {
+                        Ok(Err(e)) => Some((JsonMessage::error(e.to_string()), None)),
+                        _ => None,
+                    };
+                }
+            }
+        }
+    });
+    Ok(json_stream_response(stream))
+}
+
+/// The message one pull event becomes on the wire (moby's `progress.Message` for lines with no
+/// layer, `progress.Update` for layer states).
+fn render(event: PullEvent) -> JsonMessage {
+    match event {
+        PullEvent::PullingFrom { id, repository } => JsonMessage {
+            id: Some(id),
+            ..JsonMessage::status(format!("Pulling from {repository}"))
+        },
+        PullEvent::Layer { id, state } => {
+            let text = match state {
+                PullLayerState::PullingFsLayer => "Pulling fs layer".to_owned(),
+                PullLayerState::Waiting => "Waiting".to_owned(),
+                PullLayerState::Retrying { seconds } => format!(
+                    "Retrying in {seconds} second{}",
+                    if seconds == 1 { "" } else { "s" }
+                ),
+                PullLayerState::VerifyingChecksum => "Verifying Checksum".to_owned(),
+                PullLayerState::DownloadComplete => "Download complete".to_owned(),
+                PullLayerState::PullComplete => "Pull complete".to_owned(),
+                PullLayerState::AlreadyExists => "Already exists".to_owned(),
+            };
+            JsonMessage::id_status(&id, text)
+        }
+        PullEvent::Progress { id, current, total } => {
+            JsonMessage::progress(&id, "Downloading", current, total)
+        }
+        PullEvent::Note(text) => JsonMessage::status(text),
+        PullEvent::Digest(digest) => JsonMessage::status(format!("Digest: {digest}")),
+        PullEvent::Done { reference, newer } => JsonMessage::status(if newer {
+            format!("Status: Downloaded newer image for {reference}")
+        } else {
+            format!("Status: Image is up to date for {reference}")
+        }),
+    }
+}
+
+/// As in moby, nothing is written before the image is stored, so every failure keeps its
+/// status. The request body is read to its end whatever happens, so a client still uploading
+/// always gets to read the answer.
+async fn import(state: AppState, request: ImportRequest, body: Body) -> Result<Response, ApiError> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
+    tokio::spawn(async move {
+        let mut chunks = body.into_data_stream();
+        let mut forwarding = true;
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk.map_err(std::io::Error::other);
+            let failed = chunk.is_err();
+            if forwarding && tx.send(chunk).await.is_err() {
+                forwarding = false;
+            }
+            if failed {
+                break;
+            }
+        }
+    });
+    let job = state.engine.prepare_import(request)?;
+    let id = job.run(StreamReader::new(ReceiverStream::new(rx))).await?;
+    let line = JsonMessage::status(id.to_string());
+    Ok(json_stream_response(futures_util::stream::once(async {
+        line
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pull_lines_have_moby_shape() {
+        let bytes = |e| render(e).to_bytes();
+        assert_eq!(
+            &bytes(PullEvent::PullingFrom {
+                id: "latest".into(),
+                repository: "library/foo".into()
+            })[..],
+            b"{\"status\":\"Pulling from library/foo\",\"id\":\"latest\"}\r\n"
+        );
+        assert_eq!(
+            &bytes(PullEvent::Layer {
+                id: "3f1e2d4c5b6a".into(),
+                state: PullLayerState::PullingFsLayer
+            })[..],
+            b"{\"status\":\"Pulling fs layer\",\"progressDetail\":{},\"id\":\"3f1e2d4c5b6a\"}\r\n"
+        );
+        assert_eq!(
+            &bytes(PullEvent::Done {
+                reference: "foo:latest".into(),
+                newer: false
+            })[..],
+            b"{\"status\":\"Status: Image is up to date for foo:latest\"}\r\n"
+        );
+    }
+}
