@@ -36,6 +36,7 @@ struct FileConfig {
     upload_stall_timeout: Option<u64>,
     upload_chunk_size: Option<HashMap<String, u64>>,
     upload_fallback_chunk_size: Option<u64>,
+    docker_hub_pull_origin: Option<String>,
 }
 
 const KNOWN_KEYS: &[&str] = &[
@@ -58,6 +59,7 @@ const KNOWN_KEYS: &[&str] = &[
     "upload-stall-timeout",
     "upload-chunk-size",
     "upload-fallback-chunk-size",
+    "docker-hub-pull-origin",
 ];
 
 #[derive(Debug)]
@@ -82,6 +84,8 @@ pub struct Settings {
     pub upload_stall_timeout: Duration,
     pub upload_chunk_size: HashMap<String, u64>,
     pub upload_fallback_chunk_size: u64,
+    /// Where pulls of Docker Hub images go after the mirrors, instead of Docker Hub.
+    pub docker_hub_pull_origin: Option<String>,
     /// Unknown keys of the config file, for a warning once logging is up.
     pub unknown_keys: Vec<String>,
 }
@@ -278,6 +282,7 @@ impl Settings {
             ),
             upload_chunk_size: file.upload_chunk_size.unwrap_or_default(),
             upload_fallback_chunk_size: file.upload_fallback_chunk_size.unwrap_or(16 * 1024 * 1024),
+            docker_hub_pull_origin: file.docker_hub_pull_origin.filter(|o| !o.is_empty()),
             unknown_keys,
         })
     }

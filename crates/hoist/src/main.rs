@@ -89,6 +89,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     engine_config.upload_stall_timeout = settings.upload_stall_timeout;
     engine_config.fallback_chunk_size = settings.upload_fallback_chunk_size;
     engine_config.registry_mirrors = settings.registry_mirrors.clone();
+    engine_config.docker_hub_pull_origin = settings.docker_hub_pull_origin.clone();
     // Opening the engine takes the data root's lock: a second daemon stops here.
     let engine = Engine::open(engine_config).with_context(|| {
         format!(
