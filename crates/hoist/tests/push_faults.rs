@@ -137,13 +137,22 @@ fn concurrent_pushes_of_one_image_upload_each_blob_once() {
 #[test]
 fn uploads_respect_the_limit_largest_first_and_show_waiting() {
     let sizes = [300_000, 900_000, 500_000, 700_000, 400_000, 800_000];
-    let s = Scenario::new("limit", 102, &sizes, json!({"max-concurrent-uploads": 2}));
-    s.slow_uploads(4_000_000);
+    let s = Scenario::new("limit", 102, &sizes, json!({"max-concurrent-uploads": 1}));
+    // Hold the first upload until every other blob has had time to queue for the one slot;
+    // from then on each grant waits for the previous upload, so the proxy sees grant order.
+    s.proxy.add_rule(
+        FaultRule::new(
+            "PUT",
+            "/blobs/uploads/",
+            FaultAction::Delay(Duration::from_secs(2)),
+        )
+        .once(),
+    );
     let out = s.push();
     out.assert_success("push");
     assert_eq!(
         s.proxy.max_uploads_in_flight(),
-        2,
+        1,
         "uploads in flight at once"
     );
     assert!(
@@ -151,7 +160,6 @@ fn uploads_respect_the_limit_largest_first_and_show_waiting() {
         "layers over the limit wait:\n{}",
         out.stdout
     );
-    // Those that had to wait were served largest first.
     let mut puts: Vec<RequestRecord> = s
         .proxy
         .requests()
@@ -159,10 +167,11 @@ fn uploads_respect_the_limit_largest_first_and_show_waiting() {
         .filter(|r| r.method == "PUT" && r.path.contains("/blobs/uploads/"))
         .collect();
     puts.sort_by_key(|r| r.started);
-    let waited: Vec<u64> = puts.iter().skip(2).map(|r| r.request_body_bytes).collect();
+    let waited: Vec<u64> = puts.iter().skip(1).map(|r| r.request_body_bytes).collect();
     let mut sorted = waited.clone();
     sorted.sort_by(|a, b| b.cmp(a));
     assert_eq!(waited, sorted, "waiting uploads start largest first");
+    assert_eq!(waited.len(), s.image.blobs().count() - 1);
     s.assert_pushed();
 }
 
@@ -556,11 +565,17 @@ fn a_client_that_does_not_read_never_slows_the_upload() {
     socket
         .write_all(request.as_bytes())
         .expect("send the request");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !s.registry.tags(&s.repo).contains(&"1".to_owned()) {
-        assert!(Instant::now() < deadline, "the push waited for its client");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    // Done when the registry has answered the tag's manifest PUT (its tag list may show the
+    // tag a moment before the manifest can be read).
+    s.proxy.wait_for(
+        "the manifest PUT to be answered",
+        Duration::from_secs(60),
+        |requests| {
+            requests.iter().any(|r| {
+                r.method == "PUT" && r.path.ends_with("/manifests/1") && r.status == Some(201)
+            })
+        },
+    );
     s.assert_pushed();
     // The client still gets the whole story, ending with the digest line and the aux.
     socket

@@ -62,12 +62,19 @@ fn a_one_gib_push_uses_bounded_memory_sends_stored_bytes_and_runs_in_parallel() 
 
     // Every blob went once, all layers at the same time (5 layers + config; limit 5).
     for blob in image.blobs() {
-        assert_eq!(proxy.completed_uploads(&blob.digest), 1, "{}", blob.digest);
+        assert_eq!(
+            proxy.completed_uploads(&blob.digest),
+            1,
+            "{} uploaded once; hoistd log:\n{}",
+            blob.digest,
+            hoistd.log()
+        );
     }
     assert_eq!(
         proxy.max_uploads_in_flight(),
         5,
-        "uploads run in parallel up to the default limit"
+        "uploads run in parallel up to the default limit; requests: {:#?}",
+        proxy.requests()
     );
     // Byte-identical: the registry's blobs hash to the generator's digests, so nothing was
     // recompressed or rewritten on the way.

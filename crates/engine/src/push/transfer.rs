@@ -160,7 +160,7 @@ struct BlobWorker {
 /// Why an upload attempt ended without success.
 enum AttemptError {
     Registry(RegistryError),
-    Stalled { sent_any: bool },
+    Stalled,
 }
 
 impl BlobWorker {
@@ -181,17 +181,21 @@ impl BlobWorker {
                 Ok(()) => return Ok(BlobOutcome::Pushed),
                 Err(e) => e,
             };
+            // "Failed mid-body": the attempt sent part of the blob, whichever way the failure
+            // surfaced (a write error, a reset seen while reading, a proxy's 5xx).
+            let sent = self.progress.get();
+            let part_sent = sent > 0 && sent < self.job.blob.size;
             let (retryable, retry_after, interrupted, message) = match &err {
                 AttemptError::Registry(e) => (
                     e.is_retryable() || e.is_upload_unknown(),
                     e.retry_after(),
-                    e.body_interrupted(),
+                    e.body_interrupted() || part_sent,
                     e.to_string(),
                 ),
-                AttemptError::Stalled { sent_any } => (
+                AttemptError::Stalled => (
                     true,
                     None,
-                    *sent_any,
+                    part_sent,
                     format!(
                         "upload of {digest} made no progress for {:?}",
                         self.settings.stall_timeout
@@ -201,7 +205,7 @@ impl BlobWorker {
             if !retryable || attempt >= policy.max_attempts {
                 return Err(match err {
                     AttemptError::Registry(e) => EngineError::Registry(e),
-                    AttemptError::Stalled { .. } => EngineError::Internal(message),
+                    AttemptError::Stalled => EngineError::Internal(message),
                 });
             }
             tracing::info!(%digest, attempt, error = %message, "blob upload failed; retrying");
@@ -348,7 +352,7 @@ async fn watch_stalls(
                 }
                 let limit = if now >= size { stall_timeout * 5 } else { stall_timeout };
                 if last_change.elapsed() >= limit {
-                    return Err(AttemptError::Stalled { sent_any: now > 0 });
+                    return Err(AttemptError::Stalled);
                 }
             }
         }
