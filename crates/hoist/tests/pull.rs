@@ -1,0 +1,472 @@
+//! `docker pull` (and docker-py's) against real registries whose content an independent tool put
+//! there (skopeo copying an OCI layout the generator wrote), checked against the generator's
+//! digests and the registries' bytes; and the mirror workflow: pull, tag, push elsewhere.
+
+mod push_support;
+
+use hoist_testkit::docker::DockerCli;
+use hoist_testkit::image::{Flavor, Image, ImageBuilder, ImageIndex, IndexBuilder, LayerSpec};
+use hoist_testkit::proxy::FaultProxy;
+use hoist_testkit::registry::TestRegistry;
+use hoist_testkit::skopeo;
+use push_support::*;
+
+fn small_image(flavor: Flavor, seed: u64) -> Image {
+    ImageBuilder::new(flavor)
+        .seed(seed)
+        .layers([
+            LayerSpec::single(40_000),
+            LayerSpec::files(&[6_000, 2_000]),
+            LayerSpec::single(1_000),
+        ])
+        .build()
+}
+
+/// linux/amd64 and linux/arm64 images under one index.
+fn two_platform_index(flavor: Flavor, seed: u64, attestations: bool) -> ImageIndex {
+    let layers = [LayerSpec::single(30_000), LayerSpec::single(3_000)];
+    let builder = IndexBuilder::new(flavor)
+        .seed(seed)
+        .platform("linux/amd64", &layers)
+        .platform("linux/arm64", &layers);
+    if attestations {
+        builder.with_attestations().build()
+    } else {
+        builder.build()
+    }
+}
+
+fn inspect(cli: &DockerCli, name: &str, format: &str) -> String {
+    let out = cli.run(&["image", "inspect", "--format", format, name]);
+    out.assert_success("docker image inspect");
+    out.stdout.trim().to_owned()
+}
+
+/// GET requests for `digest`'s blob seen by `proxy`.
+fn blob_gets(proxy: &FaultProxy, digest: &str) -> usize {
+    proxy
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.ends_with(&format!("/blobs/{digest}")))
+        .count()
+}
+
+#[test]
+fn pull_by_tag_keeps_the_index_and_fetches_the_host_platform_only() {
+    let registry = TestRegistry::shared();
+    let proxy = FaultProxy::in_front_of(registry);
+    let index = two_platform_index(Flavor::Oci, 11, true);
+    let repo = unique_repo("pull/multi");
+    skopeo::push_index(&index, &registry.host(), &repo, "1");
+    let hoistd = start_hoistd();
+    let cli = DockerCli::new(&hoistd.socket());
+    let name = format!("{}/{repo}:1", proxy.host());
+
+    let out = cli.run(&["pull", &name]);
+    out.assert_success("docker pull");
+    let host = index.image_for("linux/amd64");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(
+        lines[0],
+        format!("1: Pulling from {repo}"),
+        "{}",
+        out.stdout
+    );
+    for layer in &host.layers {
+        let id = layer_id(&layer.blob.digest);
+        assert_eq!(
+            layer_lines(&out.stdout, id),
+            [
+                "Pulling fs layer",
+                "Verifying Checksum",
+                "Download complete",
+                "Pull complete"
+            ],
+            "layer {id}:\n{}",
+            out.stdout
+        );
+    }
+    let tail = &lines[lines.len() - 3..];
+    assert_eq!(
+        tail,
+        [
+            format!("Digest: {}", index.digest()),
+            format!("Status: Downloaded newer image for {name}"),
+            name.clone(),
+        ],
+        "{}",
+        out.stdout
+    );
+    // The image is the index, byte for byte: its ID is the index digest.
+    assert_eq!(inspect(&cli, &name, "{{.Id}}"), index.digest());
+    assert_eq!(
+        inspect(&cli, &name, "{{json .RepoDigests}}"),
+        format!("[\"{}/{repo}@{}\"]", proxy.host(), index.digest())
+    );
+    // Only the host platform's content travelled; attestations and arm64 stayed behind.
+    for blob in host.blobs() {
+        assert_eq!(blob_gets(&proxy, &blob.digest), 1, "{}", blob.digest);
+    }
+    let arm = index.image_for("linux/arm64");
+    for blob in arm
+        .blobs()
+        .chain(index.attestations.iter().flat_map(|a| a.blobs()))
+    {
+        assert_eq!(blob_gets(&proxy, &blob.digest), 0, "{}", blob.digest);
+    }
+
+    // Again: nothing to fetch, no layer lines, up to date.
+    proxy.reset_observations();
+    let again = cli.run(&["pull", &name]);
+    again.assert_success("second docker pull");
+    assert_eq!(
+        again.stdout.lines().collect::<Vec<_>>(),
+        [
+            format!("1: Pulling from {repo}"),
+            format!("Digest: {}", index.digest()),
+            format!("Status: Image is up to date for {name}"),
+            name.clone(),
+        ]
+    );
+    assert!(
+        !proxy.requests().iter().any(|r| r.path.contains("/blobs/")),
+        "{:?}",
+        proxy.requests()
+    );
+}
+
+#[test]
+fn pull_by_digest_names_the_image_by_that_digest_only() {
+    let registry = TestRegistry::shared();
+    let index = two_platform_index(Flavor::Docker, 12, false);
+    let repo = unique_repo("pull/bydigest");
+    // skopeo's OCI layouts cannot carry Docker media types; the harness PUTs them verbatim.
+    registry.push_index(&repo, "1", &index);
+    let hoistd = start_hoistd();
+    let cli = DockerCli::new(&hoistd.socket());
+    let name = format!("{}/{repo}@{}", registry.host(), index.digest());
+
+    let out = cli.run(&["pull", &name]);
+    out.assert_success("docker pull by digest");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    // moby names a digest pull by the whole reference.
+    assert_eq!(lines[0], format!("{name}: Pulling from {repo}"));
+    assert_eq!(
+        &lines[lines.len() - 3..],
+        [
+            format!("Digest: {}", index.digest()),
+            format!("Status: Downloaded newer image for {name}"),
+            name.clone(),
+        ]
+    );
+    assert_eq!(inspect(&cli, &name, "{{.Id}}"), index.digest());
+    assert_eq!(inspect(&cli, &name, "{{json .RepoTags}}"), "[]");
+    assert_eq!(
+        inspect(&cli, &name, "{{json .RepoDigests}}"),
+        format!("[\"{name}\"]")
+    );
+    let again = cli.run(&["pull", &name]);
+    again.assert_success("second pull by digest");
+    assert!(
+        again
+            .stdout
+            .contains(&format!("Status: Image is up to date for {name}")),
+        "{}",
+        again.stdout
+    );
+}
+
+#[test]
+fn pull_with_platform_fetches_that_platform_and_refuses_one_the_index_lacks() {
+    let registry = TestRegistry::shared();
+    let proxy = FaultProxy::in_front_of(registry);
+    let index = two_platform_index(Flavor::Oci, 13, true);
+    let repo = unique_repo("pull/platform");
+    skopeo::push_index(&index, &registry.host(), &repo, "2");
+    let hoistd = start_hoistd();
+    let cli = DockerCli::new(&hoistd.socket());
+    let name = format!("{}/{repo}:2", proxy.host());
+
+    let out = cli.run(&["pull", "--platform", "linux/arm64", &name]);
+    out.assert_success("docker pull --platform linux/arm64");
+    let arm = index.image_for("linux/arm64");
+    for layer in &arm.layers {
+        assert!(
+            layer_lines(&out.stdout, layer_id(&layer.blob.digest)).contains(&"Pull complete"),
+            "{}",
+            out.stdout
+        );
+    }
+    for blob in arm.blobs() {
+        assert_eq!(blob_gets(&proxy, &blob.digest), 1, "{}", blob.digest);
+    }
+    for blob in index.image_for("linux/amd64").blobs() {
+        assert_eq!(blob_gets(&proxy, &blob.digest), 0, "{}", blob.digest);
+    }
+    assert_eq!(inspect(&cli, &name, "{{.Id}}"), index.digest());
+
+    let missing = cli.run(&["pull", "--platform", "linux/s390x", &name]);
+    assert!(!missing.success(), "{missing}");
+    assert!(
+        missing
+            .stderr
+            .contains("no matching manifest for linux/s390x in the manifest list entries"),
+        "{missing}"
+    );
+}
+
+#[test]
+fn mirror_workflow_pull_tag_push_copies_an_image_byte_for_byte() {
+    let source = TestRegistry::shared();
+    let target = TestRegistry::start(Default::default());
+    let image = small_image(Flavor::Docker, 21);
+    let repo = unique_repo("mirror/src");
+    // skopeo's OCI layouts cannot carry Docker media types; the harness PUTs them verbatim.
+    source.push_image(&repo, "1.0", &image);
+    let hoistd = start_hoistd();
+    let cli = DockerCli::new(&hoistd.socket());
+    let from = format!("{}/{repo}:1.0", source.host());
+    let to_repo = unique_repo("mirror/dst");
+    let to = format!("{}/{to_repo}:1.0", target.host());
+
+    let pulled = cli.run(&["pull", &from]);
+    pulled.assert_success("docker pull");
+    cli.run(&["tag", &from, &to]).assert_success("docker tag");
+    let pushed = cli.run(&["push", &to]);
+    pushed.assert_success("docker push");
+
+    let pull_digest = pulled
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Digest: "))
+        .unwrap_or_else(|| panic!("no Digest line:\n{}", pulled.stdout));
+    let push_digest = pushed
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("1.0: digest: "))
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or_else(|| panic!("no digest line:\n{}", pushed.stdout));
+    assert_eq!(pull_digest, image.digest());
+    assert_eq!(push_digest, image.digest());
+    assert_registry_has_image(&target, &to_repo, "1.0", &image);
+    assert_eq!(
+        target.get_manifest(&to_repo, "1.0").bytes,
+        source.get_manifest(&repo, "1.0").bytes
+    );
+}
+
+#[test]
+fn mirror_workflow_copies_a_whole_index_once_each_platform_is_pulled() {
+    let source = TestRegistry::shared();
+    let target = TestRegistry::start(Default::default());
+    let index = two_platform_index(Flavor::Oci, 22, false);
+    let repo = unique_repo("mirror/multi");
+    skopeo::push_index(&index, &source.host(), &repo, "3");
+    let hoistd = start_hoistd();
+    let cli = DockerCli::new(&hoistd.socket());
+    let from = format!("{}/{repo}:3", source.host());
+    let to_repo = unique_repo("mirror/multi-dst");
+    let to = format!("{}/{to_repo}:3", target.host());
+
+    for platform in ["linux/amd64", "linux/arm64"] {
+        cli.run(&["pull", "--platform", platform, &from])
+            .assert_success("docker pull --platform");
+    }
+    cli.run(&["tag", &from, &to]).assert_success("docker tag");
+    let pushed = cli.run(&["push", &to]);
+    pushed.assert_success("docker push");
+    let digest_line = format!("3: digest: {} size: {}", index.digest(), index.size());
+    assert!(
+        pushed.stdout.lines().any(|l| l == digest_line),
+        "expected {digest_line:?}:\n{}",
+        pushed.stdout
+    );
+    assert_registry_has_index(&target, &to_repo, "3", &index);
+}
+
+#[test]
+fn layers_already_in_the_store_are_not_fetched_again() {
+    let registry = TestRegistry::shared();
+    let proxy = FaultProxy::in_front_of(registry);
+    let base = small_image(Flavor::Oci, 31);
+    let derived = ImageBuilder::new(Flavor::Oci)
+        .seed(32)
+        .existing_layer(&base.layers[0])
+        .layer(LayerSpec::single(5_000))
+        .build();
+    let repo = unique_repo("pull/shared");
+    skopeo::push_image(&base, &registry.host(), &repo, "base");
+    skopeo::push_image(&derived, &registry.host(), &repo, "derived");
+    let hoistd = start_hoistd();
+    let cli = DockerCli::new(&hoistd.socket());
+    cli.run(&["pull", &format!("{}/{repo}:base", proxy.host())])
+        .assert_success("pull base");
+
+    proxy.reset_observations();
+    let out = cli.run(&["pull", &format!("{}/{repo}:derived", proxy.host())]);
+    out.assert_success("pull derived");
+    let shared = &base.layers[0].blob.digest;
+    assert_eq!(
+        layer_lines(&out.stdout, layer_id(shared)),
+        ["Already exists"]
+    );
+    assert_eq!(blob_gets(&proxy, shared), 0);
+    let new = &derived.layers[1].blob.digest;
+    assert_eq!(
+        layer_lines(&out.stdout, layer_id(new)),
+        [
+            "Pulling fs layer",
+            "Verifying Checksum",
+            "Download complete",
+            "Pull complete"
+        ]
+    );
+    assert_eq!(blob_gets(&proxy, new), 1);
+}
+
+/// The most requests matching `what` the proxy had in flight at once.
+fn max_in_flight(
+    proxy: &FaultProxy,
+    what: impl Fn(&hoist_testkit::proxy::RequestRecord) -> bool,
+) -> usize {
+    let requests: Vec<_> = proxy.requests().into_iter().filter(|r| what(r)).collect();
+    requests
+        .iter()
+        .map(|r| {
+            requests
+                .iter()
+                .filter(|o| o.started <= r.started && o.ended.is_none_or(|end| end > r.started))
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+#[test]
+fn downloads_are_limited_daemon_wide_and_queued_layers_say_waiting() {
+    let registry = TestRegistry::shared();
+    let proxy = FaultProxy::in_front_of(registry);
+    let image = ImageBuilder::new(Flavor::Oci)
+        .seed(41)
+        .layers((0..6).map(|i| LayerSpec::single(2_000 + i)))
+        .build();
+    let repo = unique_repo("pull/limit");
+    skopeo::push_image(&image, &registry.host(), &repo, "1");
+    proxy.add_rule(hoist_testkit::proxy::FaultRule::new(
+        "GET",
+        "/blobs/sha256:",
+        hoist_testkit::proxy::FaultAction::Delay(std::time::Duration::from_millis(300)),
+    ));
+    let hoistd = start_hoistd_with(serde_json::json!({"max-concurrent-downloads": 2}));
+    let cli = DockerCli::new(&hoistd.socket());
+
+    let out = cli.run(&["pull", &format!("{}/{repo}:1", proxy.host())]);
+    out.assert_success("docker pull");
+    let is_blob_get = |r: &hoist_testkit::proxy::RequestRecord| {
+        r.method == "GET" && r.path.contains("/blobs/sha256:")
+    };
+    assert_eq!(
+        max_in_flight(&proxy, is_blob_get),
+        2,
+        "{:#?}",
+        proxy.requests()
+    );
+    let waiting = image
+        .layers
+        .iter()
+        .filter(|l| layer_lines(&out.stdout, layer_id(&l.blob.digest)).contains(&"Waiting"))
+        .count();
+    assert!(waiting >= 3, "{waiting} layers waited:\n{}", out.stdout);
+}
+
+#[test]
+fn a_transient_blob_failure_is_retried_with_a_countdown() {
+    let registry = TestRegistry::shared();
+    let proxy = FaultProxy::in_front_of(registry);
+    let image = small_image(Flavor::Oci, 51);
+    let repo = unique_repo("pull/retry");
+    skopeo::push_image(&image, &registry.host(), &repo, "1");
+    let flaky = &image.layers[0].blob.digest;
+    proxy.add_rule(
+        hoist_testkit::proxy::FaultRule::new(
+            "GET",
+            &format!("/blobs/{flaky}"),
+            hoist_testkit::proxy::FaultAction::status(503),
+        )
+        .once(),
+    );
+    let hoistd = start_hoistd();
+    let cli = DockerCli::new(&hoistd.socket());
+    let out = cli.run(&["pull", &format!("{}/{repo}:1", proxy.host())]);
+    out.assert_success("docker pull");
+    let lines = layer_lines(&out.stdout, layer_id(flaky));
+    assert!(
+        lines.iter().any(|l| l.starts_with("Retrying in ")),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(lines.last(), Some(&"Pull complete"), "{}", out.stdout);
+    assert_eq!(blob_gets(&proxy, flaky), 2);
+}
+
+/// Blob files of the daemon's store (`blobs/sha256/<hex>`) among `digests`.
+fn stored_blobs(hoistd: &hoist_testkit::hoistd::Hoistd, digests: &[String]) -> Vec<String> {
+    digests
+        .iter()
+        .filter(|d| {
+            let hex = d.trim_start_matches("sha256:");
+            hoistd.data_root().join("blobs/sha256").join(hex).exists()
+        })
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn a_corrupted_blob_fails_the_pull_and_leaves_nothing_behind() {
+    let registry = TestRegistry::shared();
+    let proxy = FaultProxy::in_front_of(registry);
+    let image = small_image(Flavor::Oci, 61);
+    let repo = unique_repo("pull/corrupt");
+    skopeo::push_image(&image, &registry.host(), &repo, "1");
+    let bad = &image.layers[0].blob;
+    // The registry's answer with the right length and the wrong bytes.
+    let mut corrupted = bad.bytes();
+    corrupted[bad.size as usize / 2] ^= 0xff;
+    proxy.add_rule(hoist_testkit::proxy::FaultRule::new(
+        "GET",
+        &format!("/blobs/{}", bad.digest),
+        hoist_testkit::proxy::FaultAction::respond(
+            200,
+            &[("Content-Type", "application/octet-stream")],
+            &corrupted,
+        ),
+    ));
+    let hoistd = start_hoistd();
+    let cli = DockerCli::new(&hoistd.socket());
+    let name = format!("{}/{repo}:1", proxy.host());
+
+    let out = cli.run(&["pull", &name]);
+    assert!(!out.success(), "{out}");
+    assert!(
+        out.stderr.contains(&format!(
+            "filesystem layer verification failed for digest {}",
+            bad.digest
+        )),
+        "{out}"
+    );
+    // Verification failures are not retried: the registry would serve the same bytes.
+    assert_eq!(blob_gets(&proxy, &bad.digest), 1);
+    let images = cli.run(&["images", "-aq"]);
+    images.assert_success("docker images");
+    assert_eq!(images.stdout.trim(), "", "images left: {}", images.stdout);
+    let all: Vec<String> = image.contents().map(|b| b.digest.clone()).collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !stored_blobs(&hoistd, &all).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(stored_blobs(&hoistd, &all), Vec::<String>::new());
+    let ingest: Vec<_> = std::fs::read_dir(hoistd.data_root().join("ingest"))
+        .expect("list ingest/")
+        .collect();
+    assert!(ingest.is_empty(), "temp files left: {ingest:?}");
+}
