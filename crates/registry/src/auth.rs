@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::Instant;
 
 use base64::Engine as _;
 use reqwest::header::{HeaderMap, HeaderValue, WWW_AUTHENTICATE};
@@ -73,12 +74,14 @@ impl AuthState {
     }
 }
 
-/// The Authorization for a request to registry `host` needing `scopes`.
+/// The Authorization for a request to registry `host` needing `scopes`. `refused_at`: the
+/// previous attempt's token was refused then, so only a token fetched later will do.
 pub(crate) async fn authorize(
     shared: &Shared,
     host: &str,
     credentials: &Credentials,
     scopes: &[String],
+    refused_at: Option<Instant>,
 ) -> Result<Presented, RegistryError> {
     if let Credentials::RegistryToken(token) = credentials {
         return Ok(Presented::StaticToken(bearer_header(token)?));
@@ -96,7 +99,7 @@ pub(crate) async fn authorize(
             let value = shared
                 .auth
                 .tokens
-                .get_or_fetch(&key, || async {
+                .get_or_fetch(&key, refused_at, || async {
                     let ask = TokenAsk {
                         registry_host: host,
                         realm: &realm,

@@ -58,6 +58,7 @@ impl TokenKey {
 struct CachedToken {
     value: String,
     refresh_at: Instant,
+    fetched_at: Instant,
 }
 
 type Slot = Arc<tokio::sync::Mutex<Option<CachedToken>>>;
@@ -78,10 +79,14 @@ impl TokenCache {
     }
 
     /// The cached token, or a fresh one from `fetch`. Concurrent callers for one key wait for
-    /// a single fetch instead of each asking the token server.
+    /// a single fetch instead of each asking the token server. With `fetched_after`, a cached
+    /// token only counts if it was fetched after that instant: a request refused then retries
+    /// with a token newer than the refusal, whichever cache entry its scopes select, while
+    /// concurrent retries still share one fetch.
     pub(crate) async fn get_or_fetch<F, Fut>(
         &self,
         key: &TokenKey,
+        fetched_after: Option<Instant>,
         fetch: F,
     ) -> Result<String, RegistryError>
     where
@@ -92,6 +97,7 @@ impl TokenCache {
         let mut cached = slot.lock().await;
         if let Some(token) = cached.as_ref()
             && Instant::now() < token.refresh_at
+            && fetched_after.is_none_or(|after| token.fetched_at > after)
         {
             return Ok(token.value.clone());
         }
@@ -100,6 +106,7 @@ impl TokenCache {
         *cached = Some(CachedToken {
             value: fetched.value,
             refresh_at: fetched.refresh_at,
+            fetched_at: Instant::now(),
         });
         Ok(value)
     }
@@ -395,7 +402,7 @@ mod tests {
             let (cache, fetches, key) = (cache.clone(), fetches.clone(), key.clone());
             tasks.push(tokio::spawn(async move {
                 cache
-                    .get_or_fetch(&key, || async {
+                    .get_or_fetch(&key, None, || async {
                         fetches.fetch_add(1, Ordering::SeqCst);
                         tokio::time::sleep(Duration::from_millis(20)).await;
                         Ok(FetchedToken {
@@ -414,13 +421,15 @@ mod tests {
         assert_eq!(fetches.load(Ordering::SeqCst), 1);
         cache.invalidate(&key, "other").await;
         let kept = cache
-            .get_or_fetch(&key, || async { panic!("cached token must be reused") })
+            .get_or_fetch(&key, None, || async {
+                panic!("cached token must be reused")
+            })
             .await
             .unwrap();
         assert_eq!(kept, "t1");
         cache.invalidate(&key, "t1").await;
         let fresh = cache
-            .get_or_fetch(&key, || async {
+            .get_or_fetch(&key, None, || async {
                 Ok(FetchedToken {
                     value: "t2".into(),
                     refresh_at: Instant::now() + Duration::from_secs(60),
@@ -430,5 +439,27 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(fresh, "t2");
+
+        // A request refused after t2 was fetched wants a newer token, even though t2 is cached.
+        let refused_at = Instant::now();
+        let newer = cache
+            .get_or_fetch(&key, Some(refused_at), || async {
+                Ok(FetchedToken {
+                    value: "t3".into(),
+                    refresh_at: Instant::now() + Duration::from_secs(60),
+                    refresh_token: None,
+                })
+            })
+            .await
+            .unwrap();
+        assert_eq!(newer, "t3");
+        // A concurrent retry refused at the same moment shares t3.
+        let shared = cache
+            .get_or_fetch(&key, Some(refused_at), || async {
+                panic!("t3 is newer than the refusal")
+            })
+            .await
+            .unwrap();
+        assert_eq!(shared, "t3");
     }
 }

@@ -3,6 +3,7 @@
 //! re-authentication after a 401.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use reqwest::header::{AUTHORIZATION, CONTENT_LENGTH, HeaderMap};
@@ -48,12 +49,22 @@ impl<'a> Call<'a> {
     }
 }
 
+/// A streamed upload request, without its body.
+pub(crate) struct StreamUpload {
+    pub(crate) operation: &'static str,
+    pub(crate) method: Method,
+    pub(crate) url: Url,
+    pub(crate) headers: HeaderMap,
+    /// Set on the second attempt: when the first one's token was refused.
+    pub(crate) refused_at: Option<Instant>,
+}
+
 /// The answer to a streamed upload.
 pub(crate) struct StreamResponse {
     pub(crate) response: Response,
-    /// The registry refused the token it was shown and a fresh one has been asked for: sending
-    /// the body again (once) may succeed.
-    pub(crate) retry_with_fresh_token: bool,
+    /// The registry refused the token it was shown (at this instant): sending the body again,
+    /// once, with a token fetched since may succeed.
+    pub(crate) token_refused_at: Option<Instant>,
 }
 
 pub(crate) struct Transport {
@@ -98,13 +109,21 @@ impl Transport {
         let mut scopes = self.scopes.clone();
         push_unique(&mut scopes, call.extra_scopes.iter().cloned());
         let mut reauthenticated = false;
+        let mut refused_at = None;
         loop {
             let for_registry = match &call.target {
                 Target::Registry(_) => true,
                 Target::Url(url) => same_origin(&endpoint, url),
             };
             let presented = if for_registry {
-                auth::authorize(&self.shared, &self.host, &self.credentials, &scopes).await?
+                auth::authorize(
+                    &self.shared,
+                    &self.host,
+                    &self.credentials,
+                    &scopes,
+                    refused_at,
+                )
+                .await?
             } else {
                 Presented::None
             };
@@ -138,6 +157,9 @@ impl Transport {
                 if let Some(extra) = retry {
                     push_unique(&mut scopes, extra);
                     reauthenticated = true;
+                    if matches!(presented, Presented::Token { .. }) {
+                        refused_at = Some(Instant::now());
+                    }
                     continue;
                 }
             }
@@ -175,16 +197,27 @@ impl Transport {
     /// answer says so, and the caller sends a new body once.
     pub(crate) async fn send_stream(
         &self,
-        operation: &'static str,
-        method: Method,
-        url: Url,
-        headers: HeaderMap,
+        upload: StreamUpload,
         body: reqwest::Body,
     ) -> Result<StreamResponse, RegistryError> {
+        let StreamUpload {
+            operation,
+            method,
+            url,
+            headers,
+            refused_at,
+        } = upload;
         let endpoint = self.endpoint().await?;
         let for_registry = same_origin(&endpoint, &url);
         let presented = if for_registry {
-            auth::authorize(&self.shared, &self.host, &self.credentials, &self.scopes).await?
+            auth::authorize(
+                &self.shared,
+                &self.host,
+                &self.credentials,
+                &self.scopes,
+                refused_at,
+            )
+            .await?
         } else {
             Presented::None
         };
@@ -206,7 +239,7 @@ impl Transport {
             status = response.status().as_u16(),
             "registry response"
         );
-        let mut retry_with_fresh_token = false;
+        let mut token_refused_at = None;
         if response.status() == StatusCode::UNAUTHORIZED && for_registry {
             let retry = auth::after_unauthorized(
                 &self.shared,
@@ -217,12 +250,13 @@ impl Transport {
             )
             .await;
             // Only a token can be renewed; refused Basic credentials stay refused.
-            retry_with_fresh_token =
-                retry.is_some() && matches!(presented, Presented::Token { .. });
+            if retry.is_some() && matches!(presented, Presented::Token { .. }) {
+                token_refused_at = Some(Instant::now());
+            }
         }
         Ok(StreamResponse {
             response,
-            retry_with_fresh_token,
+            token_refused_at,
         })
     }
 

@@ -18,7 +18,7 @@ use url::Url;
 use crate::RegistryError;
 use crate::error::{from_response, without_query};
 use crate::repository::Repository;
-use crate::transport::{Call, Target, url_host};
+use crate::transport::{Call, StreamUpload, Target, url_host};
 
 /// Large enough to keep a fast link busy, small enough that memory stays flat per upload.
 const READ_BUFFER: usize = 512 * 1024;
@@ -206,22 +206,28 @@ impl Repository {
     ) -> Result<(), RegistryError> {
         const OPERATION: &str = "upload blob to";
         let url = with_digest(&session.url, &blob.digest);
-        let mut retried = false;
+        let mut refused_at = None;
         let response = loop {
             progress.set(0);
             let read_failure = ReadFailure::default();
             let body = file_body(&blob.path, 0, blob.size, progress, &read_failure).await?;
-            let headers = body_headers(blob.size, None);
+            let upload = StreamUpload {
+                operation: OPERATION,
+                method: Method::PUT,
+                url: url.clone(),
+                headers: body_headers(blob.size, None),
+                refused_at,
+            };
             let sent = self
                 .transport()
-                .send_stream(OPERATION, Method::PUT, url.clone(), headers, body)
+                .send_stream(upload, body)
                 .await
                 .map_err(|e| read_failure.take(&blob.path).unwrap_or(e))?;
-            if sent.retry_with_fresh_token && !retried {
-                retried = true;
-                continue;
+            // The registry refused the token before taking the body: send it again, once.
+            match (sent.token_refused_at, refused_at) {
+                (Some(at), None) => refused_at = Some(at),
+                _ => break sent.response,
             }
-            break sent.response;
         };
         match response.status() {
             StatusCode::CREATED
@@ -296,29 +302,28 @@ impl Repository {
         len: u64,
         progress: &Progress,
     ) -> Result<Url, RegistryError> {
-        let mut retried = false;
+        let mut refused_at = None;
         let response = loop {
             progress.set(offset);
             let read_failure = ReadFailure::default();
             let body = file_body(&blob.path, offset, len, progress, &read_failure).await?;
-            let headers = body_headers(len, Some((offset, offset + len - 1)));
+            let upload = StreamUpload {
+                operation: "upload blob chunk to",
+                method: Method::PATCH,
+                url: url.clone(),
+                headers: body_headers(len, Some((offset, offset + len - 1))),
+                refused_at,
+            };
             let sent = self
                 .transport()
-                .send_stream(
-                    "upload blob chunk to",
-                    Method::PATCH,
-                    url.clone(),
-                    headers,
-                    body,
-                )
+                .send_stream(upload, body)
                 .await
                 .map_err(|e| read_failure.take(&blob.path).unwrap_or(e))?;
-            // The registry refused the token before taking any of the chunk: send it again.
-            if sent.retry_with_fresh_token && !retried {
-                retried = true;
-                continue;
+            // The registry refused the token before taking the chunk: send it again, once.
+            match (sent.token_refused_at, refused_at) {
+                (Some(at), None) => refused_at = Some(at),
+                _ => break sent.response,
             }
-            break sent.response;
         };
         match response.status() {
             // ECR answers 201 to intermediate chunks.
