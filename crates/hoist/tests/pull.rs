@@ -470,3 +470,302 @@ fn a_corrupted_blob_fails_the_pull_and_leaves_nothing_behind() {
         .collect();
     assert!(ingest.is_empty(), "temp files left: {ingest:?}");
 }
+
+const USER: &str = "puller";
+const PASSWORD: &str = "pa55?>word";
+
+/// Copies `image` into a registry that demands Basic credentials, with skopeo.
+fn push_with_credentials(image: &Image, registry: &TestRegistry, repo: &str, tag: &str) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let archive = dir.path().join("image.tar");
+    hoist_testkit::archive::ArchiveBuilder::new(hoist_testkit::archive::ArchiveFormat::Oci)
+        .image(image, &[&format!("{repo}:{tag}")])
+        .write(&archive);
+    let source = format!("oci-archive:{}:{tag}", archive.display());
+    let destination = format!("docker://{}/{repo}:{tag}", registry.host());
+    skopeo::skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        &format!("{USER}:{PASSWORD}"),
+        "--preserve-digests",
+        &source,
+        &destination,
+    ])
+    .assert_success("skopeo copy with credentials");
+}
+
+#[test]
+fn pull_with_basic_auth_uses_the_cli_credentials_and_is_404_without_them() {
+    let registry = TestRegistry::start(hoist_testkit::registry::RegistryOptions {
+        auth: hoist_testkit::registry::RegistryAuth::Htpasswd(vec![(USER.into(), PASSWORD.into())]),
+    });
+    let image = small_image(Flavor::Oci, 71);
+    let repo = unique_repo("pull/auth");
+    push_with_credentials(&image, &registry, &repo, "1");
+    let hoistd = start_hoistd();
+    let name = format!("{}/{repo}:1", registry.host());
+    let denied = format!(
+        "pull access denied for {}/{repo}, repository does not exist or may require 'docker login'",
+        registry.host()
+    );
+
+    // No credentials, then wrong ones: 404 with moby's words, never a 401 (the CLI would
+    // prompt for a Docker Hub login).
+    let anonymous = DockerCli::new(&hoistd.socket());
+    let wrong = DockerCli::new(&hoistd.socket()).with_auth(&registry.host(), USER, "nope");
+    for cli in [&anonymous, &wrong] {
+        let out = cli.run(&["pull", &name]);
+        assert!(!out.success(), "{out}");
+        assert!(
+            out.stderr
+                .starts_with(&format!("Error response from daemon: {denied}")),
+            "{out}"
+        );
+    }
+    let raw = hoistd.request(
+        "POST",
+        &format!(
+            "/v1.50/images/create?fromImage={}%2F{}&tag=1",
+            registry.host(),
+            repo.replace('/', "%2F")
+        ),
+        &[],
+        b"",
+    );
+    assert_eq!(raw.status, 404, "{}", String::from_utf8_lossy(&raw.body));
+    let message: serde_json::Value = serde_json::from_slice(&raw.body).expect("JSON error");
+    assert!(
+        message["message"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with(&denied),
+        "{message}"
+    );
+
+    let cli = DockerCli::new(&hoistd.socket()).with_auth(&registry.host(), USER, PASSWORD);
+    let out = cli.run(&["pull", &name]);
+    out.assert_success("docker pull with credentials");
+    assert!(
+        out.stdout.contains(&format!("Digest: {}", image.digest())),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(inspect(&cli, &name, "{{.Id}}"), image.digest());
+}
+
+#[test]
+fn docker_hub_pulls_go_to_the_mirror_first_and_fall_back_to_the_origin() {
+    let mirror = TestRegistry::start(Default::default());
+    let origin = TestRegistry::start(Default::default());
+    let (mirror_proxy, origin_proxy) = (
+        FaultProxy::in_front_of(&mirror),
+        FaultProxy::in_front_of(&origin),
+    );
+    let hoistd = start_hoistd_with(serde_json::json!({
+        "registry-mirrors": [format!("http://{}/", mirror_proxy.host())],
+        "docker-hub-pull-origin": origin_proxy.host(),
+    }));
+    let cli = DockerCli::new(&hoistd.socket());
+    // Docker Hub names: `name` is docker.io/library/<name>.
+    let (mirrored, origin_only) = (unique_repo("mirrored"), unique_repo("originonly"));
+    let (x, y) = (small_image(Flavor::Oci, 81), small_image(Flavor::Oci, 82));
+    skopeo::push_image(&x, &mirror.host(), &format!("library/{mirrored}"), "1");
+    skopeo::push_image(&y, &origin.host(), &format!("library/{origin_only}"), "1");
+
+    let out = cli.run(&["pull", &format!("{mirrored}:1")]);
+    out.assert_success("pull through the mirror");
+    assert_eq!(
+        out.stdout.lines().next(),
+        Some(format!("1: Pulling from library/{mirrored}").as_str())
+    );
+    assert!(
+        out.stdout
+            .contains(&format!("Status: Downloaded newer image for {mirrored}:1")),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        out.stdout.lines().last(),
+        Some(format!("docker.io/library/{mirrored}:1").as_str())
+    );
+    assert!(
+        origin_proxy.requests().is_empty(),
+        "the origin was asked: {:#?}",
+        origin_proxy.requests()
+    );
+    for blob in x.blobs() {
+        assert_eq!(blob_gets(&mirror_proxy, &blob.digest), 1);
+    }
+    assert_eq!(
+        inspect(&cli, &format!("{mirrored}:1"), "{{json .RepoDigests}}"),
+        format!("[\"{mirrored}@{}\"]", x.digest())
+    );
+
+    // The mirror does not have this one: the origin serves it.
+    let out = cli.run(&["pull", &format!("{origin_only}:1")]);
+    out.assert_success("pull falling back to the origin");
+    assert!(
+        out.stdout.contains(&format!("Digest: {}", y.digest())),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        mirror_proxy.requests().iter().any(|r| r
+            .path
+            .contains(&format!("library/{origin_only}/manifests/1"))),
+        "the mirror was not asked first"
+    );
+    for blob in y.blobs() {
+        assert_eq!(blob_gets(&origin_proxy, &blob.digest), 1);
+    }
+}
+
+#[test]
+fn unknown_images_are_404_and_scratch_403_before_any_output() {
+    let registry = TestRegistry::shared();
+    let image = small_image(Flavor::Oci, 91);
+    let repo = unique_repo("pull/errors");
+    skopeo::push_image(&image, &registry.host(), &repo, "1");
+    let hoistd = start_hoistd();
+    let cli = DockerCli::new(&hoistd.socket());
+    let create = |query: &str| {
+        let raw = hoistd.request("POST", &format!("/v1.50/images/create?{query}"), &[], b"");
+        let message: serde_json::Value = serde_json::from_slice(&raw.body)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&raw.body)));
+        assert_eq!(raw.header("Content-Type"), Some("application/json"));
+        (
+            raw.status,
+            message["message"].as_str().unwrap_or_default().to_owned(),
+        )
+    };
+    let host = registry.host();
+
+    // distribution answers MANIFEST_UNKNOWN for a repository it never saw, and moby words
+    // that as for a missing tag (access refusals are "pull access denied": see the auth test).
+    let unknown_repo = format!("{host}/{}", unique_repo("pull/nothing"));
+    let (status, message) = create(&format!("fromImage={unknown_repo}&tag=1"));
+    assert_eq!(status, 404, "{message}");
+    assert_eq!(
+        message,
+        format!("manifest for {unknown_repo}:1 not found: manifest unknown: manifest unknown")
+    );
+    let (status, message) = create(&format!("fromImage={host}/{repo}&tag=nope"));
+    assert_eq!(status, 404, "{message}");
+    assert!(
+        message.starts_with(&format!("manifest for {host}/{repo}:nope not found")),
+        "{message}"
+    );
+    assert_eq!(
+        create("fromImage=scratch&tag=latest"),
+        (403, "'scratch' is a reserved name".to_owned())
+    );
+    let (status, message) = create(&format!("fromImage={host}/{repo}&tag=1&platform=linux"));
+    assert_eq!(status, 400, "{message}");
+    let (status, _) = create("fromImage=Not%20A%20Name&tag=1");
+    assert_eq!(status, 400);
+
+    let out = cli.run(&["pull", &format!("{host}/{repo}:nope")]);
+    assert!(!out.success(), "{out}");
+    assert!(
+        out.stderr.starts_with(&format!(
+            "Error response from daemon: manifest for {host}/{repo}:nope not found"
+        )),
+        "{out}"
+    );
+    let out = cli.run(&["pull", "scratch"]);
+    assert!(!out.success(), "{out}");
+    assert!(
+        out.stderr
+            .contains("Error response from daemon: 'scratch' is a reserved name"),
+        "{out}"
+    );
+}
+
+#[test]
+fn docker_py_pulls_by_tag_and_platform() {
+    let registry = TestRegistry::shared();
+    let index = two_platform_index(Flavor::Oci, 101, false);
+    let repo = unique_repo("pull/py");
+    skopeo::push_index(&index, &registry.host(), &repo, "1");
+    let hoistd = start_hoistd();
+    let docker = DockerCli::new(&hoistd.socket());
+    let script = format!(
+        r#"
+import docker, json
+client = docker.from_env(version="auto")
+repo = "{host}/{repo}"
+image = client.images.pull(repo, tag="1", platform="linux/arm64")
+stream = list(client.api.pull(repo, tag="1", stream=True, decode=True))
+print(json.dumps({{
+    "id": image.id,
+    "tags": image.tags,
+    "digests": image.attrs["RepoDigests"],
+    "last": [m.get("status") for m in stream][-2:],
+}}))
+"#,
+        host = registry.host()
+    );
+    let out = docker.python(&script, &[]);
+    out.assert_success("docker-py pull");
+    let result: serde_json::Value = serde_json::from_str(out.stdout.lines().last().unwrap_or(""))
+        .unwrap_or_else(|e| panic!("{e}:\n{out}"));
+    let name = format!("{}/{repo}", registry.host());
+    assert_eq!(
+        result,
+        serde_json::json!({
+            "id": index.digest(),
+            "tags": [format!("{name}:1")],
+            "digests": [format!("{name}@{}", index.digest())],
+            "last": [
+                format!("Digest: {}", index.digest()),
+                format!("Status: Image is up to date for {name}:1"),
+            ],
+        })
+    );
+}
+
+#[test]
+fn a_client_that_goes_away_cancels_the_pull() {
+    let registry = TestRegistry::shared();
+    let proxy = FaultProxy::in_front_of(registry);
+    let image = small_image(Flavor::Oci, 111);
+    let repo = unique_repo("pull/cancel");
+    skopeo::push_image(&image, &registry.host(), &repo, "1");
+    let slow = image.layers[0].blob.digest.clone();
+    proxy.add_rule(hoist_testkit::proxy::FaultRule::new(
+        "GET",
+        &format!("/blobs/{slow}"),
+        hoist_testkit::proxy::FaultAction::Delay(std::time::Duration::from_secs(4)),
+    ));
+    let hoistd = start_hoistd();
+    let cli = DockerCli::new(&hoistd.socket());
+    let child = cli.spawn(&["pull", &format!("{}/{repo}:1", proxy.host())]);
+    proxy.wait_for(
+        "the slow blob's GET",
+        std::time::Duration::from_secs(30),
+        |requests| requests.iter().any(|r| r.path.ends_with(&slow)),
+    );
+    child.signal(libc::SIGINT);
+    let out = child.wait(std::time::Duration::from_secs(10));
+    assert!(!out.success(), "{out}");
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !hoistd
+        .log()
+        .contains("pull cancelled: the client disconnected")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no cancellation in the log:\n{}",
+            hoistd.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // Well after the registry would have answered: nothing of the pull was kept.
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    let images = cli.run(&["images", "-aq"]);
+    assert_eq!(images.stdout.trim(), "");
+    let all: Vec<String> = image.contents().map(|b| b.digest.clone()).collect();
+    assert_eq!(stored_blobs(&hoistd, &all), Vec::<String>::new());
+}
