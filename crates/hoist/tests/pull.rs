@@ -769,3 +769,46 @@ fn a_client_that_goes_away_cancels_the_pull() {
     let all: Vec<String> = image.contents().map(|b| b.digest.clone()).collect();
     assert_eq!(stored_blobs(&hoistd, &all), Vec::<String>::new());
 }
+
+#[test]
+fn pull_with_token_auth_asks_for_pull_scope_only_and_is_404_without_access() {
+    use hoist_testkit::token_server::{TokenServer, TokenServerOptions};
+    let tokens = TokenServer::start(TokenServerOptions::default());
+    tokens.add_user(USER, PASSWORD, &[("*", &["pull", "push"])]);
+    tokens.add_user("outsider", "elsewhere", &[("other/*", &["pull"])]);
+    let registry = TestRegistry::start(hoist_testkit::registry::RegistryOptions {
+        auth: tokens.registry_auth(),
+    });
+    let image = small_image(Flavor::Oci, 121);
+    let repo = unique_repo("pull/token");
+    push_with_credentials(&image, &registry, &repo, "1");
+    let hoistd = start_hoistd();
+    let name = format!("{}/{repo}:1", registry.host());
+    let denied = format!(
+        "Error response from daemon: pull access denied for {}/{repo}, repository does not exist or may require 'docker login'",
+        registry.host()
+    );
+    for cli in [
+        DockerCli::new(&hoistd.socket()),
+        DockerCli::new(&hoistd.socket()).with_auth(&registry.host(), "outsider", "elsewhere"),
+    ] {
+        let out = cli.run(&["pull", &name]);
+        assert!(!out.success(), "{out}");
+        assert!(out.stderr.starts_with(&denied), "{out}");
+    }
+
+    tokens.reset_requests();
+    let cli = DockerCli::new(&hoistd.socket()).with_auth(&registry.host(), USER, PASSWORD);
+    let out = cli.run(&["pull", &name]);
+    out.assert_success("docker pull with a token");
+    assert!(
+        out.stdout.contains(&format!("Digest: {}", image.digest())),
+        "{}",
+        out.stdout
+    );
+    let scopes: Vec<Vec<String>> = tokens.requests().into_iter().map(|r| r.scopes).collect();
+    assert!(!scopes.is_empty(), "no token was asked for");
+    for asked in &scopes {
+        assert_eq!(asked, &[format!("repository:{repo}:pull")], "{scopes:?}");
+    }
+}
