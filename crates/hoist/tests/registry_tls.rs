@@ -121,7 +121,7 @@ fn mutual_tls_presents_the_client_certificate_from_certs_d() {
     // Without a client certificate the registry ends the handshake.
     let hoistd = secure_hoistd(certs.path());
     let out = push(&DockerCli::new(&hoistd.socket()), &name, &image);
-    assert_failed_with(&out, &[&host, "TLS handshake failed"]);
+    assert_failed_with(&out, &[&host, "TLS handshake failed", "client.cert"]);
     drop(hoistd);
 
     let identity = client_ca.issue_client("hoist");

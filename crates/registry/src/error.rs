@@ -293,6 +293,16 @@ fn root_cause(error: &reqwest::Error) -> String {
             "TLS handshake failed: {cause} (add its CA as a .crt file in the certs.d \
              directory for this host, or list it in insecure-registries)"
         ),
+        Some(rustls::Error::AlertReceived(
+            rustls::AlertDescription::BadCertificate
+            | rustls::AlertDescription::CertificateRequired
+            | rustls::AlertDescription::UnknownCA
+            | rustls::AlertDescription::CertificateUnknown,
+        )) => format!(
+            "TLS handshake failed: {cause} (the registry refused our side of the handshake; if \
+             it requires a client certificate, put one in the certs.d directory for this host \
+             as client.cert with its client.key)"
+        ),
         Some(_) => format!("TLS handshake failed: {cause}"),
         None => cause,
     }
