@@ -297,12 +297,17 @@ fn describe(error: &CertificateError) -> String {
             expected,
             presented,
         } => format!(
-            "certificate is valid for {}, not {expected:?}",
+            "certificate is valid for {}, not {}",
             if presented.is_empty() {
                 "no name".to_owned()
             } else {
-                presented.join(", ")
-            }
+                presented
+                    .iter()
+                    .map(|name| plain_name(name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+            server_name_text(expected)
         ),
         CertificateError::Other(other)
             if matches!(
@@ -314,6 +319,28 @@ fn describe(error: &CertificateError) -> String {
                 .to_owned()
         }
         other => format!("invalid certificate: {other:?}"),
+    }
+}
+
+/// `DnsName("a.example")` → `a.example`, `IpAddress(10.0.0.1)` → `10.0.0.1` (webpki's Debug
+/// forms of certificate names).
+fn plain_name(presented: &str) -> &str {
+    presented
+        .strip_prefix("DnsName(\"")
+        .and_then(|rest| rest.strip_suffix("\")"))
+        .or_else(|| {
+            presented
+                .strip_prefix("IpAddress(")
+                .and_then(|rest| rest.strip_suffix(')'))
+        })
+        .unwrap_or(presented)
+}
+
+fn server_name_text(name: &ServerName<'_>) -> String {
+    match name {
+        ServerName::DnsName(dns) => dns.as_ref().to_owned(),
+        ServerName::IpAddress(ip) => std::net::IpAddr::from(*ip).to_string(),
+        other => format!("{other:?}"),
     }
 }
 
@@ -358,5 +385,25 @@ impl ServerCertVerifier for AcceptAnyCertificate {
         self.provider
             .signature_verification_algorithms
             .supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn certificate_names_read_plainly() {
+        assert_eq!(plain_name("DnsName(\"a.example\")"), "a.example");
+        assert_eq!(plain_name("IpAddress(10.0.0.1)"), "10.0.0.1");
+        assert_eq!(plain_name("DirectoryName"), "DirectoryName");
+        let error = CertificateError::NotValidForNameContext {
+            expected: ServerName::try_from("127.0.0.1").unwrap(),
+            presented: vec!["DnsName(\"registry.example\")".into()],
+        };
+        assert_eq!(
+            describe(&error),
+            "certificate is valid for registry.example, not 127.0.0.1"
+        );
     }
 }
