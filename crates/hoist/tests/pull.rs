@@ -128,8 +128,12 @@ fn pull_by_tag_keeps_the_index_and_fetches_the_host_platform_only() {
             name.clone(),
         ]
     );
+    // Only the tag is resolved again: no blob, and not the platform manifest it already has.
     assert!(
-        !proxy.requests().iter().any(|r| r.path.contains("/blobs/")),
+        !proxy
+            .requests()
+            .iter()
+            .any(|r| r.path.contains("/blobs/") || r.path.contains("/manifests/sha256:")),
         "{:?}",
         proxy.requests()
     );

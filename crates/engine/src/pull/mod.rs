@@ -203,11 +203,14 @@ impl PullJob {
         });
         self.store_manifest(lease, &self.top).await?;
         let manifest = match &self.platform_entry {
-            Some(entry) => {
-                let child = fetch_child(&self.sources, entry, policy).await?;
-                self.store_manifest(lease, &child).await?;
-                child
-            }
+            Some(entry) => match self.stored_manifest(lease, &entry.descriptor).await? {
+                Some(stored) => stored,
+                None => {
+                    let child = fetch_child(&self.sources, entry, policy).await?;
+                    self.store_manifest(lease, &child).await?;
+                    child
+                }
+            },
             None => self.top.clone(),
         };
         let doc: ManifestDoc = serde_json::from_slice(&manifest.bytes).map_err(|e| {
@@ -257,6 +260,29 @@ impl PullJob {
             return Err(errors::verification_failed(&expected));
         }
         Ok(())
+    }
+
+    /// A manifest the store already has (from an earlier pull of this index), protected by
+    /// the lease before it is looked for.
+    async fn stored_manifest(
+        &self,
+        lease: &Lease,
+        descriptor: &Descriptor,
+    ) -> Result<Option<Resolved>, EngineError> {
+        let (store, lease, desc) = (self.engine.store.clone(), lease.clone(), descriptor.clone());
+        self.engine
+            .blocking(move || {
+                lease.protect(&desc.digest);
+                if !store.has_blob(&desc.digest) {
+                    return Ok(None);
+                }
+                let bytes = store.read_blob(&desc.digest, media::MAX_MANIFEST_BYTES)?;
+                Ok(Some(Resolved {
+                    descriptor: desc,
+                    bytes: bytes.into(),
+                }))
+            })
+            .await
     }
 
     /// moby pulls a single-platform image whatever platform was asked for, and warns when its
