@@ -42,7 +42,10 @@ pub fn app(state: AppState) -> Router {
         .route("/info", get(routes::system::info))
         .route("/images/json", get(routes::images::list))
         .route("/images/load", post(routes::images::load))
-        .route("/images/create", post(routes::create::create))
+        .route(
+            "/images/create",
+            post(routes::create::create).delete(routes::create::delete_named_create),
+        )
         .route("/images/get", get(routes::images::save_many))
         .route(
             "/images/",

@@ -271,4 +271,15 @@ fn an_import_without_a_name_is_dangling_and_bad_changes_are_refused_with_400() {
         "{}",
         images.stdout
     );
+
+    // An image may be called `create`: the import route does not shadow its removal.
+    cli.run(&["import", path, "create"])
+        .assert_success("docker import as `create`");
+    let removed = cli.run(&["rmi", "create"]);
+    removed.assert_success("docker rmi create");
+    assert!(
+        removed.stdout.contains("Untagged: create:latest"),
+        "{}",
+        removed.stdout
+    );
 }

@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Extension, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use bytes::Bytes;
@@ -65,6 +65,15 @@ pub async fn create(
             import(state, request, body).await
         }
     }
+}
+
+/// `DELETE /images/create` removes the image named `create`: axum matches a path before its
+/// method, so without this the pull route would shadow `docker rmi create`.
+pub async fn delete_named_create(
+    state: State<AppState>,
+    params: Params,
+) -> Result<Response, ApiError> {
+    crate::routes::images::delete(state, Path("create".to_owned()), params).await
 }
 
 async fn pull(state: AppState, request: PullRequest) -> Result<Response, ApiError> {
