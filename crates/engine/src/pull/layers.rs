@@ -211,3 +211,35 @@ async fn follow(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn pull_complete_goes_bottom_up_and_skips_layers_already_there() {
+        let board = ProgressBoard::new(PullEvent::progress);
+        let mut completion = Completion {
+            ids: vec!["a".into(), "b".into(), "c".into(), "d".into()],
+            present: vec![false, true, false, false],
+            done: vec![false, true, false, false],
+            announced: 0,
+        };
+        // The top layer finishes first: nothing can be announced until the bottom one is in.
+        completion.finish(3, &board);
+        completion.finish(0, &board);
+        completion.finish(2, &board);
+        board.close();
+        let mut announced = Vec::new();
+        while let Some(event) = board.next().await {
+            match event {
+                PullEvent::Layer {
+                    id,
+                    state: PullLayerState::PullComplete,
+                } => announced.push(id),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(announced, ["a", "c", "d"]);
+    }
+}
