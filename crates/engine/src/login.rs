@@ -62,7 +62,7 @@ mod tests {
         ] {
             assert_eq!(login_domain(given).unwrap(), domain, "{given}");
         }
-        for bad in ["https://", "bad host:5000", "a/b?c"] {
+        for bad in ["https://", "bad host:5000", "reg?x:5000"] {
             assert!(
                 matches!(login_domain(bad), Err(EngineError::InvalidArgument(_))),
                 "{bad}"
