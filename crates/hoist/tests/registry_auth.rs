@@ -243,6 +243,54 @@ fn docker_login_keeps_an_identity_token_and_push_exchanges_it() {
     let body: serde_json::Value = serde_json::from_slice(&r.body).expect("JSON");
     assert_eq!(body["Status"], "Login Succeeded");
     assert_eq!(body["IdentityToken"], identity.as_str());
+    assert!(
+        !hoistd.log().contains(&identity),
+        "identity tokens must never reach the log"
+    );
+}
+
+#[test]
+fn a_registry_token_is_sent_as_it_is() {
+    let reg = shared_tokens();
+    let hoistd = start_hoistd();
+    let host = reg.registry.host();
+    let repo = unique_repo("auth/registrytoken");
+    let image = image(18);
+    let cli = DockerCli::new(&hoistd.socket());
+    load_image(
+        &cli,
+        &image,
+        &[&format!("{host}/{repo}:1")],
+        ArchiveFormat::DockerLegacy,
+    );
+    // A bearer token obtained elsewhere (`registrytoken`): used as is, never exchanged.
+    let token = reg.tokens.issue(USER, &[(&repo, &["pull", "push"])]);
+    let header = base64url(&json!({"registrytoken": token, "serveraddress": host}));
+    let r = hoistd.request(
+        "POST",
+        &format!("/v1.50/images/{host}/{repo}/push?tag=1"),
+        &[("X-Registry-Auth", &header)],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    assert!(
+        messages(&r.body)
+            .iter()
+            .all(|m| m.get("errorDetail").is_none()),
+        "{}",
+        r.text()
+    );
+    assert_eq!(
+        reg.manifest_digest(&repo, "1").as_deref(),
+        Some(image.digest())
+    );
+    assert!(
+        reg.tokens
+            .requests()
+            .iter()
+            .all(|r| !r.scopes.iter().any(|s| s.contains(&repo))),
+        "no token may be asked for with a registry token"
+    );
 }
 
 #[test]
