@@ -14,6 +14,9 @@ use hoist_testkit::registry::{RegistryAuth, RegistryOptions, TestRegistry};
 use push_support::*;
 use serde_json::json;
 
+/// A request header: name and value.
+type Header = (&'static str, String);
+
 const USER: &str = "alice";
 // `?` and `>` make base64's standard and URL-safe alphabets differ in the encoded header.
 const PASSWORD: &str = "s3cr3t?>?>";
@@ -141,7 +144,7 @@ fn every_x_registry_auth_encoding_and_the_json_body_are_understood() {
         "auth": base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}")),
         "serveraddress": registry.host(),
     });
-    let cases: Vec<(&str, Vec<(&str, String)>, Vec<u8>)> = vec![
+    let cases: Vec<(&str, Vec<Header>, Vec<u8>)> = vec![
         ("padded", vec![("X-Registry-Auth", padded)], Vec::new()),
         ("unpadded", vec![("X-Registry-Auth", unpadded)], Vec::new()),
         ("standard", vec![("X-Registry-Auth", standard)], Vec::new()),
