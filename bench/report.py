@@ -342,9 +342,9 @@ def chart(d, path):
                 continue
             missing = [f"{t} ({d.why_missing(t, image, kind)})" for t in TOOLS
                        if t not in tools and not (kind == "repush" and t == "curl")]
+            ax.set_ylim(0, max(values) * 1.12)
             if missing:
-                ax.text(0.99, 0.97, "not shown: " + ", ".join(missing), transform=ax.transAxes,
-                        ha="right", va="top", fontsize=7, color="#555")
+                ax.set_xlabel("not shown: " + ", ".join(missing), fontsize=7, color="#555")
     fig.suptitle("docker push and peers to a local registry on tmpfs (lower is better; "
                  "dashed: raw 5-parallel limit)", fontsize=11)
     fig.tight_layout()
