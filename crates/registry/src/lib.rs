@@ -24,6 +24,7 @@ mod auth;
 mod config;
 mod credentials;
 mod error;
+mod file_body;
 mod insecure;
 mod login;
 mod manifest;

@@ -1,27 +1,22 @@
 //! Blob uploads: opening a session (plain or by cross-repository mount), sending the bytes in
 //! one streamed PUT or in resumable PATCH chunks, and committing.
 
-use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use hoist_reference::Digest;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION, RANGE};
 use reqwest::{Method, Response, StatusCode};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
-use tokio_util::io::ReaderStream;
 use url::Url;
 
 use crate::RegistryError;
 use crate::error::{from_response, without_query};
+use crate::file_body::file_body;
 use crate::repository::Repository;
 use crate::transport::{Call, StreamUpload, Target, url_host};
 
-/// Large enough to keep a fast link busy, small enough that memory stays flat per upload.
-const READ_BUFFER: usize = 512 * 1024;
 /// How often one chunked upload recovers in-session before giving the error to the engine.
 const MAX_CHUNK_RESUMES: u32 = 5;
 const MAX_RESUME_DELAY: Duration = Duration::from_secs(10);
@@ -63,7 +58,8 @@ impl std::fmt::Debug for UploadSession {
     }
 }
 
-/// A blob in a local file.
+/// A blob in a local file. The file must not change while it is uploaded: it is sent from a
+/// memory map (content-addressed store files never change).
 #[derive(Clone, Debug)]
 pub struct BlobSource {
     pub path: PathBuf,
@@ -536,10 +532,10 @@ fn check_digest_header(
 /// The first error from reading the local file, so an upload that failed because of our disk
 /// is reported as such rather than as a network failure.
 #[derive(Clone, Default)]
-struct ReadFailure(Arc<Mutex<Option<std::io::Error>>>);
+pub(crate) struct ReadFailure(Arc<Mutex<Option<std::io::Error>>>);
 
 impl ReadFailure {
-    fn record(&self, error: &std::io::Error) {
+    pub(crate) fn record(&self, error: &std::io::Error) {
         let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if slot.is_none() {
             *slot = Some(std::io::Error::new(error.kind(), error.to_string()));
@@ -573,38 +569,6 @@ async fn check_file(blob: &BlobSource) -> Result<(), RegistryError> {
         )));
     }
     Ok(())
-}
-
-/// `len` bytes of the file from `offset`, read with constant memory; `progress` grows as
-/// reqwest takes each buffer, which socket backpressure keeps close to what was sent.
-async fn file_body(
-    path: &Path,
-    offset: u64,
-    len: u64,
-    progress: &Progress,
-    read_failure: &ReadFailure,
-) -> Result<reqwest::Body, RegistryError> {
-    let local = |source| RegistryError::LocalIo {
-        path: path.to_owned(),
-        source,
-    };
-    let mut file = tokio::fs::File::open(path).await.map_err(local)?;
-    if offset > 0 {
-        file.seek(SeekFrom::Start(offset)).await.map_err(local)?;
-    }
-    let capacity = READ_BUFFER
-        .min(usize::try_from(len).unwrap_or(READ_BUFFER))
-        .max(1);
-    let progress = progress.clone();
-    let read_failure = read_failure.clone();
-    let stream = ReaderStream::with_capacity(file.take(len), capacity).map(move |chunk| {
-        match &chunk {
-            Ok(bytes) => progress.add(bytes.len() as u64),
-            Err(e) => read_failure.record(e),
-        }
-        chunk
-    });
-    Ok(reqwest::Body::wrap_stream(stream))
 }
 
 #[cfg(test)]

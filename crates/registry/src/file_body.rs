@@ -1,0 +1,95 @@
+//! Request bodies read from blob files.
+//!
+//! The bytes are handed to hyper as read-only memory maps instead of being read into buffers:
+//! profiling a 1 GiB push showed a third of hoistd's CPU in the read path (the kernel's copy into
+//! our buffer, tokio's second copy between its own buffer and ours, and a trip to the blocking
+//! pool per 512 KiB read). Only the copy into the socket remains.
+//!
+//! Files are mapped a window at a time, on the blocking pool with the pages pre-faulted, so a
+//! cold disk never stalls the async workers; each window is unmapped once hyper has written it,
+//! which keeps the file's pages out of the daemon's resident memory.
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+
+use crate::RegistryError;
+use crate::upload::{Progress, ReadFailure};
+
+/// How much of a file is mapped at once. Measured on a 1 GiB push: 4 MiB windows cost about
+/// 30% less CPU than 512 KiB reads did, and five uploads' windows keep well under 64 MiB of
+/// resident memory (2 MiB saved less CPU; buffered reads of the same size saved none).
+const WINDOW: u64 = 4 * 1024 * 1024;
+
+/// `len` bytes of the file at `path` from `offset`. `progress` grows as hyper takes each window,
+/// which socket backpressure keeps close to what was sent. The file must not change while the
+/// body is in use (see [`crate::BlobSource`]).
+pub(crate) async fn file_body(
+    path: &Path,
+    offset: u64,
+    len: u64,
+    progress: &Progress,
+    read_failure: &ReadFailure,
+) -> Result<reqwest::Body, RegistryError> {
+    let local = |source| RegistryError::LocalIo {
+        path: path.to_owned(),
+        source,
+    };
+    let file = Arc::new(
+        tokio::fs::File::open(path)
+            .await
+            .map_err(local)?
+            .into_std()
+            .await,
+    );
+    let windows = Windows {
+        file,
+        next: offset,
+        end: offset + len,
+        progress: progress.clone(),
+    };
+    let read_failure = read_failure.clone();
+    let stream = futures_util::stream::try_unfold(windows, next_window)
+        .inspect_err(move |e| read_failure.record(e));
+    Ok(reqwest::Body::wrap_stream(stream))
+}
+
+struct Windows {
+    file: Arc<File>,
+    next: u64,
+    end: u64,
+    progress: Progress,
+}
+
+async fn next_window(mut windows: Windows) -> std::io::Result<Option<(Bytes, Windows)>> {
+    if windows.next >= windows.end {
+        return Ok(None);
+    }
+    let (offset, len) = (windows.next, (windows.end - windows.next).min(WINDOW));
+    let file = Arc::clone(&windows.file);
+    let bytes = tokio::task::spawn_blocking(move || map(&file, offset, len))
+        .await
+        .map_err(std::io::Error::other)??;
+    windows.next += len;
+    windows.progress.add(len);
+    Ok(Some((bytes, windows)))
+}
+
+fn map(file: &File, offset: u64, len: u64) -> std::io::Result<Bytes> {
+    let len = usize::try_from(len).map_err(std::io::Error::other)?;
+    // SAFETY: mapping a file is unsound only if the file changes while mapped. Blob files are
+    // immutable by contract (`BlobSource`): hoist's store writes each once through a temporary
+    // file renamed into place, read-only, and removes it by unlinking, which leaves existing
+    // mappings intact.
+    let mapping = unsafe {
+        memmap2::MmapOptions::new()
+            .offset(offset)
+            .len(len)
+            .populate()
+            .map(file)?
+    };
+    Ok(Bytes::from_owner(mapping))
+}
