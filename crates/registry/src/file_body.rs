@@ -24,7 +24,11 @@ use crate::upload::{Progress, ReadFailure};
 /// resident memory (2 MiB saved less CPU; buffered reads of the same size saved none).
 const WINDOW: u64 = 4 * 1024 * 1024;
 
-/// `len` bytes of the file at `path` from `offset`. `progress` grows as hyper takes each window,
+/// What hyper is handed at a time: a zero-copy slice of the current window. Small enough that
+/// progress (counted as hyper takes each slice) moves smoothly.
+const SLICE: usize = 256 * 1024;
+
+/// `len` bytes of the file at `path` from `offset`. `progress` grows as hyper takes each slice,
 /// which socket backpressure keeps close to what was sent. The file must not change while the
 /// body is in use (see [`crate::BlobSource`]).
 pub(crate) async fn file_body(
@@ -49,33 +53,40 @@ pub(crate) async fn file_body(
         file,
         next: offset,
         end: offset + len,
+        current: Bytes::new(),
         progress: progress.clone(),
     };
     let read_failure = read_failure.clone();
-    let stream = futures_util::stream::try_unfold(windows, next_window)
+    let stream = futures_util::stream::try_unfold(windows, next_slice)
         .inspect_err(move |e| read_failure.record(e));
     Ok(reqwest::Body::wrap_stream(stream))
 }
 
 struct Windows {
     file: Arc<File>,
+    /// Where the next window starts.
     next: u64,
     end: u64,
+    /// What is left of the mapped window.
+    current: Bytes,
     progress: Progress,
 }
 
-async fn next_window(mut windows: Windows) -> std::io::Result<Option<(Bytes, Windows)>> {
-    if windows.next >= windows.end {
-        return Ok(None);
+async fn next_slice(mut windows: Windows) -> std::io::Result<Option<(Bytes, Windows)>> {
+    if windows.current.is_empty() {
+        if windows.next >= windows.end {
+            return Ok(None);
+        }
+        let (offset, len) = (windows.next, (windows.end - windows.next).min(WINDOW));
+        let file = Arc::clone(&windows.file);
+        windows.current = tokio::task::spawn_blocking(move || map(&file, offset, len))
+            .await
+            .map_err(std::io::Error::other)??;
+        windows.next += len;
     }
-    let (offset, len) = (windows.next, (windows.end - windows.next).min(WINDOW));
-    let file = Arc::clone(&windows.file);
-    let bytes = tokio::task::spawn_blocking(move || map(&file, offset, len))
-        .await
-        .map_err(std::io::Error::other)??;
-    windows.next += len;
-    windows.progress.add(len);
-    Ok(Some((bytes, windows)))
+    let slice = windows.current.split_to(windows.current.len().min(SLICE));
+    windows.progress.add(slice.len() as u64);
+    Ok(Some((slice, windows)))
 }
 
 fn map(file: &File, offset: u64, len: u64) -> std::io::Result<Bytes> {
