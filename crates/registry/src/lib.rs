@@ -31,6 +31,7 @@ mod manifest;
 mod proxy;
 mod registries;
 mod repository;
+mod tags;
 mod tls;
 mod token;
 mod transport;

@@ -306,3 +306,34 @@ async fn basic_auth_with_right_and_wrong_credentials() {
     assert!(error.is_unauthorized(), "{error:?}");
     assert!(!error.is_retryable());
 }
+
+#[tokio::test]
+async fn tags_are_listed_and_an_unknown_repository_is_the_registrys_error() {
+    let repo = shared_repo("tags");
+    let config = push_blob(
+        &repo,
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#,
+    )
+    .await;
+    let media_type = "application/vnd.oci.image.manifest.v1+json";
+    let manifest = Bytes::from(format!(
+        r#"{{"schemaVersion":2,"mediaType":"{media_type}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":{}}},"layers":[]}}"#,
+        config.digest, config.size
+    ));
+    let digest = sha256(&manifest);
+    for tag in ["b", "a", "c-1"] {
+        repo.put_manifest(tag, media_type, manifest.clone(), &digest)
+            .await
+            .unwrap();
+    }
+    let mut tags = repo.list_tags().await.unwrap();
+    tags.sort();
+    assert_eq!(tags, ["a", "b", "c-1"]);
+
+    let unknown = shared_repo("tags-of-nothing")
+        .list_tags()
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.status(), Some(404), "{unknown}");
+    assert!(unknown.to_string().starts_with("name unknown"), "{unknown}");
+}
