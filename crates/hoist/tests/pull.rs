@@ -816,3 +816,78 @@ fn pull_with_token_auth_asks_for_pull_scope_only_and_is_404_without_access() {
         assert_eq!(asked, &[format!("repository:{repo}:pull")], "{scopes:?}");
     }
 }
+
+#[test]
+fn pull_all_tags_pulls_every_tag_of_the_repository() {
+    let registry = TestRegistry::shared();
+    let (one, two) = (small_image(Flavor::Oci, 91), small_image(Flavor::Oci, 92));
+    let repo = unique_repo("pull/all-tags");
+    skopeo::push_image(&one, &registry.host(), &repo, "b");
+    skopeo::push_image(&one, &registry.host(), &repo, "a");
+    skopeo::push_image(&two, &registry.host(), &repo, "c");
+    let hoistd = start_hoistd();
+    let cli = DockerCli::new(&hoistd.socket());
+    let name = format!("{}/{repo}", registry.host());
+
+    let out = cli.run(&["pull", "--all-tags", &name]);
+    out.assert_success("docker pull --all-tags");
+    let pulling: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| l.contains(": Pulling from "))
+        .collect();
+    assert_eq!(
+        pulling,
+        ["a", "b", "c"].map(|t| format!("{t}: Pulling from {repo}")),
+        "{}",
+        out.stdout
+    );
+    let digests: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("Digest: "))
+        .collect();
+    assert_eq!(
+        digests,
+        [one.digest(), one.digest(), two.digest()].map(|d| format!("Digest: {d}")),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains(&format!("Status: Downloaded newer image for {name}\n")),
+        "the status names the repository: {}",
+        out.stdout
+    );
+    for (tag, image) in [("a", &one), ("b", &one), ("c", &two)] {
+        assert_eq!(
+            inspect(&cli, &format!("{name}:{tag}"), "{{.Id}}"),
+            image.digest()
+        );
+    }
+    // Again: nothing is newer.
+    let again = cli.run(&["pull", "--all-tags", &name]);
+    again.assert_success("second docker pull --all-tags");
+    assert!(
+        again
+            .stdout
+            .contains(&format!("Status: Image is up to date for {name}\n")),
+        "{}",
+        again.stdout
+    );
+
+    // A repository the registry does not know: 404 before any output.
+    let missing = cli.run(&[
+        "pull",
+        "--all-tags",
+        &format!("{}/{}", registry.host(), unique_repo("pull/none")),
+    ]);
+    assert!(!missing.success());
+    assert!(
+        missing
+            .stderr
+            .contains("repository does not exist or may require 'docker login'"),
+        "{}",
+        missing.stderr
+    );
+}

@@ -25,7 +25,7 @@ use crate::image_content::{IndexEntry, ManifestDoc};
 use crate::platform::Platform;
 use crate::progress::ProgressBoard;
 use crate::{Engine, EngineError, media, names};
-use resolve::{Resolved, choose_platform, fetch_child, resolve_top};
+use resolve::{Resolved, choose_platform, fetch_child, list_tags, resolve_top};
 use source::Source;
 
 /// What the client asked for.
@@ -98,43 +98,65 @@ impl PullEvent {
 /// A pull resolved and ready to run.
 pub struct PullJob {
     engine: Engine,
+    /// What the client named: a tag, a digest, or a repository (every tag).
+    reference: Reference,
+    images: Vec<PullImage>,
+    /// Set when the platform was asked for (a mismatch of a single-platform image is warned of).
+    platform: Option<Platform>,
+    sources: Vec<Source>,
+}
+
+/// One image of a pull: one tag of the repository, or the one tag or digest asked for.
+struct PullImage {
     reference: Reference,
     top: Resolved,
     /// For an index: the platform manifest to fetch.
     platform_entry: Option<IndexEntry>,
-    /// Set when the platform was asked for (a mismatch of a single-platform image is warned of).
-    platform: Option<Platform>,
-    sources: Vec<Source>,
 }
 
 impl Engine {
     /// Resolves a pull request against the registry. Errors here come before any output.
     pub async fn prepare_pull(&self, request: PullRequest) -> Result<PullJob, EngineError> {
         let reference = requested_reference(&request.image, request.tag.as_deref())?;
-        if reference.tag().is_none() && reference.digest().is_none() {
-            // moby pulls every tag then; listing tags needs the registry client's tag list.
-            return Err(EngineError::InvalidArgument(
-                "pulling every tag of a repository (docker pull --all-tags) is not supported yet"
-                    .into(),
-            ));
-        }
         let credentials = request.auth.credentials_for(reference.domain());
         let mut sources = self.pull_sources(&reference.name_only(), credentials);
-        let top = resolve_top(&mut sources, &reference, &self.retry).await?;
-        let platform_entry = if top.is_index() {
-            Some(choose_platform(
-                &top,
-                request.platform.as_ref(),
-                &self.host_platform,
-            )?)
+        let references = if reference.tag().is_none() && reference.digest().is_none() {
+            // Every tag of the repository, as moby pulls them for `docker pull --all-tags`.
+            let tags = list_tags(&mut sources, &reference, &self.retry).await?;
+            if tags.is_empty() {
+                return Err(EngineError::NotFound(format!(
+                    "no tags found for {}",
+                    reference.familiar_name()
+                )));
+            }
+            tags.iter()
+                .map(|tag| reference.with_tag(tag))
+                .collect::<Result<Vec<_>, _>>()?
         } else {
-            None
+            vec![reference.clone()]
         };
+        let mut images = Vec::with_capacity(references.len());
+        for reference in references {
+            let top = resolve_top(&mut sources, &reference, &self.retry).await?;
+            let platform_entry = if top.is_index() {
+                Some(choose_platform(
+                    &top,
+                    request.platform.as_ref(),
+                    &self.host_platform,
+                )?)
+            } else {
+                None
+            };
+            images.push(PullImage {
+                reference,
+                top,
+                platform_entry,
+            });
+        }
         Ok(PullJob {
             engine: self.clone(),
             reference,
-            top,
-            platform_entry,
+            images,
             platform: request.platform,
             sources,
         })
@@ -175,34 +197,47 @@ impl PullJob {
     pub async fn run(self, board: &ProgressBoard<PullEvent>) -> Result<(), EngineError> {
         let engine = self.engine.clone();
         let lease = engine.store.lease();
-        let outcome = self.pull(&lease, board).await;
+        let mut newer = false;
+        let mut outcome = Ok(());
+        for image in &self.images {
+            match self.pull(image, &lease, board).await {
+                Ok(changed) => newer |= changed,
+                Err(e) => {
+                    outcome = Err(e);
+                    break;
+                }
+            }
+        }
         // Releasing the lease collects what the pull stored and nothing uses: disk work.
         let _ = tokio::task::spawn_blocking(move || drop(lease)).await;
-        let newer = outcome?;
-        board.post(PullEvent::Done {
-            reference: self.reference.familiar_string(),
-            newer,
-        });
+        outcome?;
+        // For every tag, moby names the repository itself.
+        let reference = match (self.reference.tag(), self.reference.digest()) {
+            (None, None) => self.reference.familiar_name(),
+            _ => self.reference.familiar_string(),
+        };
+        board.post(PullEvent::Done { reference, newer });
         Ok(())
     }
 
     async fn pull(
         &self,
+        image: &PullImage,
         lease: &Lease,
         board: &ProgressBoard<PullEvent>,
     ) -> Result<bool, EngineError> {
         let engine = &self.engine;
         let policy = &engine.retry;
-        let id = match self.reference.tag() {
+        let id = match image.reference.tag() {
             Some(tag) => tag.to_owned(),
-            None => self.reference.to_string(),
+            None => image.reference.to_string(),
         };
         board.post(PullEvent::PullingFrom {
             id,
-            repository: self.reference.path().to_owned(),
+            repository: image.reference.path().to_owned(),
         });
-        self.store_manifest(lease, &self.top).await?;
-        let manifest = match &self.platform_entry {
+        self.store_manifest(lease, &image.top).await?;
+        let manifest = match &image.platform_entry {
             Some(entry) => match self.stored_manifest(lease, &entry.descriptor).await? {
                 Some(stored) => stored,
                 None => {
@@ -211,7 +246,7 @@ impl PullJob {
                     child
                 }
             },
-            None => self.top.clone(),
+            None => image.top.clone(),
         };
         let doc: ManifestDoc = serde_json::from_slice(&manifest.bytes).map_err(|e| {
             EngineError::InvalidArgument(format!(
@@ -231,16 +266,16 @@ impl PullJob {
             .filter(|l| !media::is_non_distributable(&l.media_type))
             .collect();
         layers::fetch_content(engine, &self.sources, lease, &config, &layers, board).await?;
-        if let Some(note) = self.platform_mismatch(&config).await? {
+        if let Some(note) = self.platform_mismatch(image, &config).await? {
             board.post(PullEvent::Note(note));
         }
-        let target = self.top.descriptor.clone();
-        let reference = self.reference.clone();
+        let target = image.top.descriptor.clone();
+        let reference = image.reference.clone();
         let recorder = engine.clone();
         let newer = engine
             .blocking(move || recorder.record_pull(&reference, target))
             .await?;
-        board.post(PullEvent::Digest(self.top.descriptor.digest.clone()));
+        board.post(PullEvent::Digest(image.top.descriptor.digest.clone()));
         Ok(newer)
     }
 
@@ -287,11 +322,15 @@ impl PullJob {
 
     /// moby pulls a single-platform image whatever platform was asked for, and warns when its
     /// platform is another.
-    async fn platform_mismatch(&self, config: &Descriptor) -> Result<Option<String>, EngineError> {
+    async fn platform_mismatch(
+        &self,
+        image: &PullImage,
+        config: &Descriptor,
+    ) -> Result<Option<String>, EngineError> {
         let Some(wanted) = self.platform.clone() else {
             return Ok(None);
         };
-        if self.platform_entry.is_some() {
+        if image.platform_entry.is_some() {
             return Ok(None);
         }
         let (store, digest) = (self.engine.store.clone(), config.digest.clone());
@@ -305,7 +344,7 @@ impl PullJob {
         }
         Ok(Some(format!(
             "WARNING: image with reference {} was found but its platform ({}) does not match the specified platform ({})",
-            self.reference,
+            image.reference,
             actual.format(),
             wanted.format()
         )))

@@ -67,6 +67,38 @@ pub(crate) async fn resolve_top(
     Ok(resolved)
 }
 
+/// The tags of `repository`, from the first source that lists them (sources before it are
+/// dropped, as for manifests), sorted.
+pub(crate) async fn list_tags(
+    sources: &mut Vec<Source>,
+    repository: &Reference,
+    policy: &RetryPolicy,
+) -> Result<Vec<String>, EngineError> {
+    let mut failure = None;
+    for (i, source) in sources.iter().enumerate() {
+        let mut attempt = 1;
+        let result = loop {
+            match source.repository.list_tags().await {
+                Err(e) if !source.mirror && e.is_retryable() && attempt < policy.max_attempts => {
+                    tokio::time::sleep(policy.delay(attempt, e.retry_after())).await;
+                    attempt += 1;
+                }
+                other => break other,
+            }
+        };
+        match result {
+            Ok(mut tags) => {
+                sources.drain(..i);
+                tags.sort();
+                return Ok(tags);
+            }
+            Err(e) => failure = Some(e),
+        }
+    }
+    let error = failure.unwrap_or_else(|| RegistryError::Config("no registry to pull from".into()));
+    Err(resolve_error(error, repository))
+}
+
 /// A child manifest of an index, by digest, from the first source that has it.
 pub(crate) async fn fetch_child(
     sources: &[Source],
