@@ -2,7 +2,7 @@
 //! the image is a multi-platform index.
 
 use hoist_store::{Descriptor, Store};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::EngineError;
 use crate::media::{self, MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES};
@@ -135,4 +135,18 @@ fn load_platform_image(
         config,
         layers: doc.layers,
     }))
+}
+
+/// A manifest hoist builds itself (for docker-archives and imports), written as Go's
+/// `json.Marshal` writes containerd's: `schemaVersion`, `mediaType`, `config`, `layers`, compact,
+/// descriptors as `mediaType`, `digest`, `size`. Field order here is the byte order there, which
+/// is what makes the digests equal to containerd's.
+#[derive(Serialize)]
+pub(crate) struct BuiltManifest {
+    #[serde(rename = "schemaVersion")]
+    pub schema_version: u32,
+    #[serde(rename = "mediaType")]
+    pub media_type: &'static str,
+    pub config: Descriptor,
+    pub layers: Vec<Descriptor>,
 }

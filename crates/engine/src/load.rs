@@ -11,9 +11,9 @@ use std::io::{BufRead, BufReader, Read};
 
 use hoist_reference::{Digest, Reference};
 use hoist_store::{Descriptor, Lease, StoreError};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-use crate::image_content::IndexEntry;
+use crate::image_content::{BuiltManifest, IndexEntry};
 use crate::media::{self, MAX_MANIFEST_BYTES};
 use crate::{Engine, EngineError, names};
 
@@ -309,7 +309,7 @@ impl Engine {
                     size,
                 });
             }
-            let manifest = Schema2Manifest {
+            let manifest = BuiltManifest {
                 schema_version: 2,
                 media_type: media::DOCKER_MANIFEST,
                 config: Descriptor {
@@ -403,19 +403,6 @@ impl Engine {
         self.store.apply(changes)?;
         Ok(loaded)
     }
-}
-
-/// The manifest containerd's archive importer writes for a docker-archive entry: Go's
-/// `json.Marshal` of `{schemaVersion, mediaType, config, layers}` with OCI descriptors
-/// (`mediaType`, `digest`, `size`), compact. Field order here is the byte order there.
-#[derive(Serialize)]
-struct Schema2Manifest {
-    #[serde(rename = "schemaVersion")]
-    schema_version: u32,
-    #[serde(rename = "mediaType")]
-    media_type: &'static str,
-    config: Descriptor,
-    layers: Vec<Descriptor>,
 }
 
 /// An OCI layout entry's name: `io.containerd.image.name`, else `org.opencontainers.image.ref.name`

@@ -11,6 +11,7 @@ use hoist_reference::{Digest, Reference};
 use hoist_store::{Descriptor, Lease};
 use serde::Serialize;
 
+use crate::image_content::BuiltManifest;
 use crate::platform::Platform;
 use crate::{Engine, EngineError, media, names};
 use changes::{RunConfig, apply_changes};
@@ -102,7 +103,7 @@ impl ImportJob {
         let lease = store.lease();
         let layer = store_layer(store, &lease, body)?;
         let config = self.store_config(&lease, &layer.diff_id)?;
-        let manifest = OciManifest {
+        let manifest = BuiltManifest {
             schema_version: 2,
             media_type: media::OCI_MANIFEST,
             config,
@@ -194,17 +195,6 @@ struct RootFs {
 struct History<'a> {
     created: &'a str,
     comment: &'a str,
-}
-
-/// Go's `json.Marshal` of an OCI manifest: `schemaVersion`, `mediaType`, `config`, `layers`.
-#[derive(Serialize)]
-struct OciManifest {
-    #[serde(rename = "schemaVersion")]
-    schema_version: u32,
-    #[serde(rename = "mediaType")]
-    media_type: &'static str,
-    config: Descriptor,
-    layers: Vec<Descriptor>,
 }
 
 #[cfg(test)]
