@@ -1,28 +1,18 @@
 //! `POST /images/create`: pull (`fromImage`) or import (`fromSrc`), as moby's `postImagesCreate`
 //! decides between them.
 
-use std::collections::VecDeque;
-use std::sync::Arc;
-
 use axum::body::Body;
 use axum::extract::{Extension, Path, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use bytes::Bytes;
-use futures_util::StreamExt;
-use hoist_engine::{
-    ImportRequest, Platform, ProgressBoard, PullEvent, PullLayerState, PullRequest,
-};
-use tokio_stream::wrappers::ReceiverStream;
-use tokio_util::io::StreamReader;
-use tokio_util::sync::CancellationToken;
+use hoist_engine::{ImportRequest, Platform, PullEvent, PullLayerState, PullRequest};
 
 use crate::AppState;
 use crate::error::ApiError;
 use crate::jsonmessage::JsonMessage;
 use crate::params::Params;
 use crate::registry_auth::decode_registry_auth;
-use crate::routes::json_stream_response;
+use crate::routes::{json_stream_response, progress_response, request_body_reader};
 use crate::version::ApiVersion;
 
 pub async fn create(
@@ -80,44 +70,12 @@ async fn pull(state: AppState, request: PullRequest) -> Result<Response, ApiErro
     // Resolving happens before the response: its failures keep their status (404 and so on).
     let job = state.engine.prepare_pull(request).await?;
 
-    let board = Arc::new(ProgressBoard::new(PullEvent::progress));
-    let cancel = CancellationToken::new();
-    // Dropped with the response body when the client goes away, which cancels the pull.
-    let guard = cancel.clone().drop_guard();
-    let (result_tx, result_rx) = tokio::sync::oneshot::channel();
-    let worker_board = Arc::clone(&board);
-    tokio::spawn(async move {
-        let outcome = tokio::select! {
-            r = job.run(&worker_board) => r,
-            _ = cancel.cancelled() => {
-                tracing::info!("pull cancelled: the client disconnected");
-                return;
-            }
-        };
-        let _ = result_tx.send(outcome);
-        worker_board.close();
-    });
-
-    let state = (board, result_rx, guard, VecDeque::new());
-    let stream = futures_util::stream::unfold(Some(state), |state| async move {
-        let (board, result_rx, guard, mut pending) = state?;
-        loop {
-            if let Some(message) = pending.pop_front() {
-                return Some((message, Some((board, result_rx, guard, pending))));
-            }
-            match board.next().await {
-                Some(event) => pending.push_back(render(event)),
-                // The board closes once the pull ends; its result decides how the stream ends.
-                None => {
-                    return match result_rx.await {
-                        Ok(Err(e)) => Some((JsonMessage::error(e.to_string()), None)),
-                        _ => None,
-                    };
-                }
-            }
-        }
-    });
-    Ok(json_stream_response(stream))
+    Ok(progress_response(
+        "pull",
+        PullEvent::progress,
+        move |board| async move { job.run(&board).await },
+        |event| vec![render(event)],
+    ))
 }
 
 /// The message one pull event becomes on the wire (moby's `progress.Message` for lines with no
@@ -160,23 +118,9 @@ fn render(event: PullEvent) -> JsonMessage {
 /// status. The request body is read to its end whatever happens, so a client still uploading
 /// always gets to read the answer.
 async fn import(state: AppState, request: ImportRequest, body: Body) -> Result<Response, ApiError> {
-    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
-    tokio::spawn(async move {
-        let mut chunks = body.into_data_stream();
-        let mut forwarding = true;
-        while let Some(chunk) = chunks.next().await {
-            let chunk = chunk.map_err(std::io::Error::other);
-            let failed = chunk.is_err();
-            if forwarding && tx.send(chunk).await.is_err() {
-                forwarding = false;
-            }
-            if failed {
-                break;
-            }
-        }
-    });
+    let body = request_body_reader(body);
     let job = state.engine.prepare_import(request)?;
-    let id = job.run(StreamReader::new(ReceiverStream::new(rx))).await?;
+    let id = job.run(body).await?;
     let line = JsonMessage::status(id.to_string());
     Ok(json_stream_response(futures_util::stream::once(async {
         line

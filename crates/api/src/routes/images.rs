@@ -11,14 +11,13 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use hoist_engine::{ListFilters, LoadedImage};
 use serde_json::Value;
-use tokio_stream::wrappers::ReceiverStream;
-use tokio_util::io::{ReaderStream, StreamReader};
+use tokio_util::io::ReaderStream;
 
 use crate::AppState;
 use crate::error::ApiError;
 use crate::jsonmessage::JsonMessage;
 use crate::params::Params;
-use crate::routes::{json_stream_response, push};
+use crate::routes::{json_stream_response, push, request_body_reader};
 use crate::version::ApiVersion;
 
 /// `POST /images/{*rest}`: `<name>/push` or `<name>/tag`; names may contain `/`.
@@ -187,22 +186,7 @@ fn parse_filters(text: Option<&str>) -> Result<ListFilters, ApiError> {
 /// stream. The request body is always read to its end, even after a failure, so the client
 /// never sees its upload cut off before it reads our answer.
 pub async fn load(State(state): State<AppState>, body: Body) -> Response {
-    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
-    tokio::spawn(async move {
-        let mut chunks = body.into_data_stream();
-        let mut forwarding = true;
-        while let Some(chunk) = chunks.next().await {
-            let chunk = chunk.map_err(std::io::Error::other);
-            let failed = chunk.is_err();
-            if forwarding && tx.send(chunk).await.is_err() {
-                forwarding = false;
-            }
-            if failed {
-                break;
-            }
-        }
-    });
-    let reader = StreamReader::new(ReceiverStream::new(rx));
+    let reader = request_body_reader(body);
     let engine = state.engine.clone();
     let messages = futures_util::stream::once(async move {
         match engine.load(reader).await {

@@ -6,10 +6,19 @@ pub mod images;
 pub mod push;
 pub mod system;
 
+use std::collections::VecDeque;
+use std::future::Future;
+use std::sync::Arc;
+
 use axum::body::Body;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
+use hoist_engine::{EngineError, ProgressBoard};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::io::StreamReader;
+use tokio_util::sync::CancellationToken;
 
 use crate::jsonmessage::JsonMessage;
 
@@ -25,4 +34,78 @@ pub fn json_stream_response(
         HeaderValue::from_static("application/json"),
     );
     response
+}
+
+/// Runs a job that reports on a progress board (push, pull) in its own task and streams its
+/// events as JSON messages. The response body holds the drop guard of the job's cancellation:
+/// when the client goes away hyper drops the body and the job is cancelled. A job error after
+/// the stream began ends it in-stream, with `errorDetail`.
+pub fn progress_response<E, Job>(
+    what: &'static str,
+    make_progress: fn(&str, u64, u64) -> E,
+    job: impl FnOnce(Arc<ProgressBoard<E>>) -> Job + Send + 'static,
+    render: fn(E) -> Vec<JsonMessage>,
+) -> Response
+where
+    E: Send + 'static,
+    Job: Future<Output = Result<(), EngineError>> + Send + 'static,
+{
+    let board = Arc::new(ProgressBoard::new(make_progress));
+    let cancel = CancellationToken::new();
+    let guard = cancel.clone().drop_guard();
+    let (result_tx, result_rx) = tokio::sync::oneshot::channel();
+    let worker_board = Arc::clone(&board);
+    tokio::spawn(async move {
+        let outcome = tokio::select! {
+            r = job(Arc::clone(&worker_board)) => r,
+            _ = cancel.cancelled() => {
+                tracing::info!("{what} cancelled: the client disconnected");
+                return;
+            }
+        };
+        let _ = result_tx.send(outcome);
+        worker_board.close();
+    });
+    let state = (board, result_rx, guard, VecDeque::new());
+    let stream = futures_util::stream::unfold(Some(state), move |state| async move {
+        let (board, result_rx, guard, mut pending) = state?;
+        loop {
+            if let Some(message) = pending.pop_front() {
+                return Some((message, Some((board, result_rx, guard, pending))));
+            }
+            match board.next().await {
+                Some(event) => pending.extend(render(event)),
+                // The board closes once the job ends; its result decides how the stream ends.
+                None => {
+                    return match result_rx.await {
+                        Ok(Err(e)) => Some((JsonMessage::error(e.to_string()), None)),
+                        _ => None,
+                    };
+                }
+            }
+        }
+    });
+    json_stream_response(stream)
+}
+
+/// The request body as a reader for the engine. The body is always read to its end, even after
+/// the engine stopped reading (a failed load or import), so that a client still uploading gets
+/// to read the answer instead of a broken connection.
+pub fn request_body_reader(body: Body) -> impl tokio::io::AsyncRead + Send + Unpin + 'static {
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
+    tokio::spawn(async move {
+        let mut chunks = body.into_data_stream();
+        let mut forwarding = true;
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk.map_err(std::io::Error::other);
+            let failed = chunk.is_err();
+            if forwarding && tx.send(chunk).await.is_err() {
+                forwarding = false;
+            }
+            if failed {
+                break;
+            }
+        }
+    });
+    StreamReader::new(ReceiverStream::new(rx))
 }

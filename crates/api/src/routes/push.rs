@@ -1,20 +1,17 @@
 //! `POST /images/{name}/push`.
 
-use std::sync::Arc;
-
 use axum::extract::{Extension, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use bytes::Bytes;
-use hoist_engine::{AuthConfig, LayerState, Platform, ProgressBoard, PushEvent, PushRequest};
-use tokio_util::sync::CancellationToken;
+use hoist_engine::{AuthConfig, LayerState, Platform, PushEvent, PushRequest};
 
 use crate::AppState;
 use crate::error::ApiError;
 use crate::jsonmessage::JsonMessage;
 use crate::params::Params;
 use crate::registry_auth::decode_registry_auth;
-use crate::routes::json_stream_response;
+use crate::routes::progress_response;
 use crate::version::ApiVersion;
 
 pub async fn push(
@@ -45,44 +42,12 @@ pub async fn push(
         auth,
     })?;
 
-    let board = Arc::new(ProgressBoard::new(PushEvent::progress));
-    let cancel = CancellationToken::new();
-    // Dropped with the response body when the client goes away, which cancels the push.
-    let guard = cancel.clone().drop_guard();
-    let (result_tx, result_rx) = tokio::sync::oneshot::channel();
-    let worker_board = Arc::clone(&board);
-    tokio::spawn(async move {
-        let outcome = tokio::select! {
-            r = job.run(&worker_board) => r,
-            _ = cancel.cancelled() => {
-                tracing::info!("push cancelled: the client disconnected");
-                return;
-            }
-        };
-        let _ = result_tx.send(outcome);
-        worker_board.close();
-    });
-
-    let state = (board, result_rx, guard, std::collections::VecDeque::new());
-    let stream = futures_util::stream::unfold(Some(state), |state| async move {
-        let (board, result_rx, guard, mut pending) = state?;
-        loop {
-            if let Some(message) = pending.pop_front() {
-                return Some((message, Some((board, result_rx, guard, pending))));
-            }
-            match board.next().await {
-                Some(event) => pending.extend(render(event)),
-                // The board closes once the push ends; its result decides how the stream ends.
-                None => {
-                    return match result_rx.await {
-                        Ok(Err(e)) => Some((JsonMessage::error(e.to_string()), None)),
-                        _ => None,
-                    };
-                }
-            }
-        }
-    });
-    Ok(json_stream_response(stream))
+    Ok(progress_response(
+        "push",
+        PushEvent::progress,
+        move |board| async move { job.run(&board).await },
+        render,
+    ))
 }
 
 /// The messages one push event becomes on the wire.
