@@ -142,45 +142,71 @@ pub(crate) async fn after_unauthorized(
     }
 }
 
-/// Bearer is preferred over Basic when a registry offers both, as containerd does.
-pub(crate) fn parse_challenges(headers: &HeaderMap) -> Option<Challenge> {
-    let mut basic = false;
+/// One challenge of a `WWW-Authenticate` header: its scheme and parameters, names lowercased
+/// and values unescaped (`scope="repository:x:pull,push"` keeps its comma).
+pub(crate) struct ParsedChallenge {
+    pub scheme: String,
+    params: HashMap<String, String>,
+}
+
+impl ParsedChallenge {
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params.get(name).map(String::as_str)
+    }
+
+    pub fn is(&self, scheme: &str) -> bool {
+        self.scheme.eq_ignore_ascii_case(scheme)
+    }
+}
+
+/// Every challenge of a response, in order; a header that stops parsing is read up to there.
+pub(crate) fn read_challenges(headers: &HeaderMap) -> Vec<ParsedChallenge> {
+    let mut out = Vec::new();
     for value in headers.get_all(WWW_AUTHENTICATE) {
         let Ok(text) = value.to_str() else { continue };
         for challenge in http_auth::ChallengeParser::new(text) {
             let Ok(challenge) = challenge else { break };
-            if challenge.scheme.eq_ignore_ascii_case("basic") {
-                basic = true;
-                continue;
-            }
-            if !challenge.scheme.eq_ignore_ascii_case("bearer") {
-                continue;
-            }
-            let param = |name: &str| {
-                challenge
+            out.push(ParsedChallenge {
+                scheme: challenge.scheme.to_owned(),
+                params: challenge
                     .params
                     .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                    .map(|(_, v)| v.to_unescaped())
-            };
-            let Some(realm) = param("realm").and_then(|r| Url::parse(&r).ok()) else {
-                tracing::debug!("ignoring a Bearer challenge without a usable realm");
-                continue;
-            };
-            if !matches!(realm.scheme(), "http" | "https") {
-                continue;
-            }
-            let scopes = param("scope")
-                .map(|s| s.split_whitespace().map(str::to_owned).collect())
-                .unwrap_or_default();
-            return Some(Challenge::Bearer {
-                realm,
-                service: param("service").filter(|s| !s.is_empty()),
-                scopes,
+                    .map(|(k, v)| (k.to_ascii_lowercase(), v.to_unescaped()))
+                    .collect(),
             });
         }
     }
-    basic.then_some(Challenge::Basic)
+    out
+}
+
+/// Bearer is preferred over Basic when a registry offers both, as containerd does.
+pub(crate) fn parse_challenges(headers: &HeaderMap) -> Option<Challenge> {
+    let challenges = read_challenges(headers);
+    for challenge in challenges.iter().filter(|c| c.is("bearer")) {
+        let Some(realm) = challenge.param("realm").and_then(|r| Url::parse(r).ok()) else {
+            tracing::debug!("ignoring a Bearer challenge without a usable realm");
+            continue;
+        };
+        if !matches!(realm.scheme(), "http" | "https") {
+            continue;
+        }
+        let scopes = challenge
+            .param("scope")
+            .map(|s| s.split_whitespace().map(str::to_owned).collect())
+            .unwrap_or_default();
+        return Some(Challenge::Bearer {
+            realm,
+            service: challenge
+                .param("service")
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned),
+            scopes,
+        });
+    }
+    challenges
+        .iter()
+        .any(|c| c.is("basic"))
+        .then_some(Challenge::Basic)
 }
 
 pub(crate) fn basic_header(username: &str, password: &str) -> Result<HeaderValue, RegistryError> {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use hoist_reference::Digest;
 use reqwest::StatusCode;
-use reqwest::header::{HeaderMap, RETRY_AFTER, WWW_AUTHENTICATE};
+use reqwest::header::{HeaderMap, RETRY_AFTER};
 use serde::Deserialize;
 
 /// Error bodies larger than this are not worth reading: no registry sends one.
@@ -404,39 +404,32 @@ pub(crate) fn decode_error(
 
 /// RFC 6750 errors in a Bearer challenge say more than the bare status.
 fn challenge_error(headers: &HeaderMap) -> Option<ErrorCode> {
-    for value in headers.get_all(WWW_AUTHENTICATE) {
-        let Ok(text) = value.to_str() else { continue };
-        for challenge in http_auth::ChallengeParser::new(text).flatten() {
-            if !challenge.scheme.eq_ignore_ascii_case("bearer") {
-                continue;
-            }
-            let param = |name: &str| {
-                challenge
-                    .params
-                    .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                    .map(|(_, v)| v.to_unescaped())
-            };
-            let code = match param("error").as_deref() {
-                Some("invalid_token") => "UNAUTHORIZED",
-                Some("insufficient_scope") => "DENIED",
-                _ => continue,
-            };
-            let message = match (param("error_description"), param("scope")) {
-                (Some(description), _) if !description.is_empty() => description,
-                // Name what the token lacked: the token server granted less than was asked.
-                (_, Some(scope)) if code == "DENIED" && !scope.is_empty() => format!(
-                    "{} (insufficient_scope: the token does not grant all of {scope})",
-                    default_message(code)
-                ),
-                _ => default_message(code).to_owned(),
-            };
-            return Some(ErrorCode {
-                code: code.to_owned(),
-                message,
-                detail: None,
-            });
-        }
+    for challenge in crate::auth::read_challenges(headers)
+        .iter()
+        .filter(|c| c.is("bearer"))
+    {
+        let code = match challenge.param("error") {
+            Some("invalid_token") => "UNAUTHORIZED",
+            Some("insufficient_scope") => "DENIED",
+            _ => continue,
+        };
+        let message = match (
+            challenge.param("error_description"),
+            challenge.param("scope"),
+        ) {
+            (Some(description), _) if !description.is_empty() => description.to_owned(),
+            // Name what the token lacked: the token server granted less than was asked.
+            (_, Some(scope)) if code == "DENIED" && !scope.is_empty() => format!(
+                "{} (insufficient_scope: the token does not grant all of {scope})",
+                default_message(code)
+            ),
+            _ => default_message(code).to_owned(),
+        };
+        return Some(ErrorCode {
+            code: code.to_owned(),
+            message,
+            detail: None,
+        });
     }
     None
 }
@@ -592,6 +585,7 @@ pub(crate) async fn read_bounded(mut response: reqwest::Response, limit: usize) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use reqwest::header::WWW_AUTHENTICATE;
 
     fn decode(status: u16, body: &str) -> ResponseError {
         decode_error(

@@ -202,29 +202,18 @@ impl Repository {
     ) -> Result<(), RegistryError> {
         const OPERATION: &str = "upload blob to";
         let url = with_digest(&session.url, &blob.digest);
-        let mut refused_at = None;
-        let response = loop {
-            progress.set(0);
-            let read_failure = ReadFailure::default();
-            let body = file_body(&blob.path, 0, blob.size, progress, &read_failure).await?;
-            let upload = StreamUpload {
-                operation: OPERATION,
-                method: Method::PUT,
-                url: url.clone(),
-                headers: body_headers(blob.size, None),
-                refused_at,
-            };
-            let sent = self
-                .transport()
-                .send_stream(upload, body)
-                .await
-                .map_err(|e| read_failure.take(&blob.path).unwrap_or(e))?;
-            // The registry refused the token before taking the body: send it again, once.
-            match (sent.token_refused_at, refused_at) {
-                (Some(at), None) => refused_at = Some(at),
-                _ => break sent.response,
-            }
-        };
+        let headers = body_headers(blob.size, None);
+        let response = self
+            .send_file(
+                OPERATION,
+                Method::PUT,
+                &url,
+                blob,
+                (0, blob.size),
+                headers,
+                progress,
+            )
+            .await?;
         match response.status() {
             StatusCode::CREATED
             | StatusCode::OK
@@ -298,29 +287,19 @@ impl Repository {
         len: u64,
         progress: &Progress,
     ) -> Result<Url, RegistryError> {
-        let mut refused_at = None;
-        let response = loop {
-            progress.set(offset);
-            let read_failure = ReadFailure::default();
-            let body = file_body(&blob.path, offset, len, progress, &read_failure).await?;
-            let upload = StreamUpload {
-                operation: "upload blob chunk to",
-                method: Method::PATCH,
-                url: url.clone(),
-                headers: body_headers(len, Some((offset, offset + len - 1))),
-                refused_at,
-            };
-            let sent = self
-                .transport()
-                .send_stream(upload, body)
-                .await
-                .map_err(|e| read_failure.take(&blob.path).unwrap_or(e))?;
-            // The registry refused the token before taking the chunk: send it again, once.
-            match (sent.token_refused_at, refused_at) {
-                (Some(at), None) => refused_at = Some(at),
-                _ => break sent.response,
-            }
-        };
+        let headers = body_headers(len, Some((offset, offset + len - 1)));
+        let operation = "upload blob chunk to";
+        let response = self
+            .send_file(
+                operation,
+                Method::PATCH,
+                url,
+                blob,
+                (offset, len),
+                headers,
+                progress,
+            )
+            .await?;
         match response.status() {
             // ECR answers 201 to intermediate chunks.
             StatusCode::ACCEPTED | StatusCode::CREATED | StatusCode::NO_CONTENT => {
@@ -344,6 +323,44 @@ impl Repository {
                     .and_then(parse_range_end),
             }),
             _ => Err(from_response(response, "GET", true).await),
+        }
+    }
+
+    /// Sends `len` bytes of the blob from `offset` (`range`) as one request's body. If the
+    /// registry refused our token before taking the body, the body is sent again, once, with a
+    /// token fetched after the refusal.
+    #[allow(clippy::too_many_arguments)] // one request's parts; a struct would only rename them
+    async fn send_file(
+        &self,
+        operation: &'static str,
+        method: Method,
+        url: &Url,
+        blob: &BlobSource,
+        (offset, len): (u64, u64),
+        headers: HeaderMap,
+        progress: &Progress,
+    ) -> Result<Response, RegistryError> {
+        let mut refused_at = None;
+        loop {
+            progress.set(offset);
+            let read_failure = ReadFailure::default();
+            let body = file_body(&blob.path, offset, len, progress, &read_failure).await?;
+            let upload = StreamUpload {
+                operation,
+                method: method.clone(),
+                url: url.clone(),
+                headers: headers.clone(),
+                refused_at,
+            };
+            let sent = self
+                .transport()
+                .send_stream(upload, body)
+                .await
+                .map_err(|e| read_failure.take(&blob.path).unwrap_or(e))?;
+            match (sent.token_refused_at, refused_at) {
+                (Some(at), None) => refused_at = Some(at),
+                _ => return Ok(sent.response),
+            }
         }
     }
 
