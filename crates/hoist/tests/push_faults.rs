@@ -654,3 +654,109 @@ fn an_index_goes_blobs_first_then_child_manifests_then_the_index_by_tag() {
     }
     assert_registry_has_index(registry, &repo, "1", &index);
 }
+
+/// Paths of the `HEAD /v2/<repo>/blobs/<digest>` requests the proxy saw.
+fn blob_checks(proxy: &FaultProxy) -> Vec<String> {
+    proxy
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "HEAD" && r.path.contains("/blobs/sha256:"))
+        .map(|r| r.path)
+        .collect()
+}
+
+#[test]
+fn a_repository_without_tags_gets_no_existence_checks_and_a_re_push_checks_every_blob() {
+    let s = Scenario::new("no-checks", 115, &[300_000, 200_000, 100_000], json!({}));
+    let out = s.push();
+    out.assert_success("first push");
+    assert_eq!(
+        blob_checks(&s.proxy),
+        Vec::<String>::new(),
+        "nothing to check in a new repository"
+    );
+    for blob in s.image.blobs() {
+        assert_eq!(
+            s.proxy.completed_uploads(&blob.digest),
+            1,
+            "{}",
+            blob.digest
+        );
+    }
+    s.assert_pushed();
+
+    // Now the repository has a tag: every blob is checked and found.
+    s.proxy.reset_observations();
+    let out = s.push();
+    out.assert_success("re-push");
+    let checked = blob_checks(&s.proxy);
+    for blob in s.image.blobs() {
+        assert!(
+            checked
+                .iter()
+                .any(|p| p.ends_with(&format!("/blobs/{}", blob.digest))),
+            "{} checked: {checked:#?}",
+            blob.digest
+        );
+        assert_eq!(
+            s.proxy.completed_uploads(&blob.digest),
+            0,
+            "{}",
+            blob.digest
+        );
+    }
+    for layer in &s.image.layers {
+        assert_eq!(
+            layer_lines(&out.stdout, layer_id(&layer.blob.digest)),
+            ["Preparing", "Layer already exists"],
+            "{}",
+            out.stdout
+        );
+    }
+}
+
+#[test]
+fn a_push_after_a_failed_one_reuses_what_the_failure_left_behind() {
+    // One upload at a time, largest first: the two big layers are in the registry when the
+    // smallest one is refused, and the repository still has no tag.
+    let s = Scenario::new(
+        "after-failure",
+        116,
+        &[400_000, 300_000, 20_000],
+        json!({"max-concurrent-uploads": 1}),
+    );
+    let smallest = s.image.layers[2].blob.digest.clone();
+    let denied = br#"{"errors":[{"code":"DENIED","message":"quota exceeded"}]}"#;
+    let reply = FaultAction::respond(403, &[("Content-Type", "application/json")], denied);
+    let rule = s.proxy.add_rule(s.on_put_of(&smallest, reply));
+    let out = s.push();
+    assert!(!out.success(), "{}", out.stdout);
+    assert!(s.registry.tags(&s.repo).is_empty());
+    let big = [
+        &s.image.layers[0].blob.digest,
+        &s.image.layers[1].blob.digest,
+    ];
+    for digest in big {
+        assert_eq!(
+            s.proxy.completed_uploads(digest),
+            1,
+            "{digest} uploaded before the failure"
+        );
+    }
+
+    s.proxy.remove_rule(rule);
+    s.proxy.reset_observations();
+    let out = s.push();
+    out.assert_success("second push");
+    for digest in big {
+        assert_eq!(s.proxy.completed_uploads(digest), 0, "{digest} sent again");
+        assert_eq!(
+            layer_lines(&out.stdout, layer_id(digest)),
+            ["Preparing", "Layer already exists"],
+            "{}",
+            out.stdout
+        );
+    }
+    assert_eq!(s.proxy.completed_uploads(&smallest), 1);
+    s.assert_pushed();
+}

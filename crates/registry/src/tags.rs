@@ -1,4 +1,4 @@
-//! Listing a repository's tags, for pulling every tag (`docker pull --all-tags`).
+//! Listing a repository's tags: every tag for `docker pull --all-tags`, or whether there is any.
 
 use reqwest::header::LINK;
 use reqwest::{Method, StatusCode};
@@ -55,6 +55,34 @@ impl Repository {
             self.transport().host(),
             format!("the tag list goes on for more than {MAX_PAGES} pages"),
         ))
+    }
+
+    /// Whether the repository has a tag, asking for one at most (`tags/list?n=1`). False when
+    /// the registry lists none or does not know the repository (404 NAME_UNKNOWN); any other
+    /// answer is an error, so a caller can tell "no" from "could not tell".
+    pub async fn has_tags(&self) -> Result<bool, RegistryError> {
+        const OPERATION: &str = "list tags of";
+        let target = Target::Registry(format!("/v2/{}/tags/list?n=1", self.path()));
+        let call = Call::new(OPERATION, Method::GET, target);
+        let response = self.transport().send(call).await?;
+        if response.status() != StatusCode::OK {
+            let error = from_response(response, "GET", false).await;
+            let unknown = error.status() == Some(404)
+                && error
+                    .error_codes()
+                    .iter()
+                    .any(|c| c.code.eq_ignore_ascii_case("NAME_UNKNOWN"));
+            return if unknown { Ok(false) } else { Err(error) };
+        }
+        let body = read_bounded(response, MAX_PAGE_BYTES).await;
+        let page: TagPage = serde_json::from_slice(&body).map_err(|e| {
+            RegistryError::invalid_response(
+                OPERATION,
+                self.transport().host(),
+                format!("tag list is not valid JSON: {e}"),
+            )
+        })?;
+        Ok(page.tags.is_some_and(|tags| !tags.is_empty()))
     }
 }
 

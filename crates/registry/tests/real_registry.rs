@@ -295,6 +295,9 @@ async fn basic_auth_with_right_and_wrong_credentials() {
     assert!(error.to_string().starts_with("unauthorized: "), "{error}");
     let error = wrong.blob_exists(&blob.digest).await.unwrap_err();
     assert_eq!(error.to_string(), "unauthorized: authentication required");
+    // "Could not tell" is not "no tags".
+    let error = wrong.has_tags().await.unwrap_err();
+    assert!(error.is_unauthorized(), "{error:?}");
 
     let anonymous = registries.repository(
         &registry.host(),
@@ -315,6 +318,8 @@ async fn tags_are_listed_and_an_unknown_repository_is_the_registrys_error() {
         br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#,
     )
     .await;
+    // Blobs alone make no tag: distribution still calls the repository unknown.
+    assert!(!repo.has_tags().await.unwrap());
     let media_type = "application/vnd.oci.image.manifest.v1+json";
     let manifest = Bytes::from(format!(
         r#"{{"schemaVersion":2,"mediaType":"{media_type}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":{}}},"layers":[]}}"#,
@@ -329,11 +334,11 @@ async fn tags_are_listed_and_an_unknown_repository_is_the_registrys_error() {
     let mut tags = repo.list_tags().await.unwrap();
     tags.sort();
     assert_eq!(tags, ["a", "b", "c-1"]);
+    assert!(repo.has_tags().await.unwrap());
 
-    let unknown = shared_repo("tags-of-nothing")
-        .list_tags()
-        .await
-        .unwrap_err();
+    let nothing = shared_repo("tags-of-nothing");
+    assert!(!nothing.has_tags().await.unwrap());
+    let unknown = nothing.list_tags().await.unwrap_err();
     assert_eq!(unknown.status(), Some(404), "{unknown}");
     assert!(unknown.to_string().starts_with("name unknown"), "{unknown}");
 }

@@ -4,6 +4,7 @@
 //! with a status code before any output; `PushJob::run` then transfers, reporting progress on a
 //! board, and fails in-stream.
 
+mod existence;
 mod plan;
 mod retry;
 mod scheduler;
@@ -17,6 +18,7 @@ use hoist_reference::{Digest, Reference};
 use hoist_registry::{Access, BlobSource, Credentials, Repository};
 use hoist_store::{Descriptor, ImageChange, Lease};
 
+pub(crate) use existence::UnsettledPushes;
 pub(crate) use retry::{RetryPolicy, countdown};
 pub(crate) use transfer::{TransferManager, TransferSettings};
 
@@ -214,18 +216,37 @@ impl PushJob {
             Access::PullPush,
             self.credentials.clone(),
         );
+        let (unsettled, settlement) = self
+            .engine
+            .unsettled_pushes
+            .begin(repository.host(), repository.path());
+        let check_existing = unsettled || !self.repository_is_empty(&repository).await;
         let mut confirmed: HashMap<Digest, BlobOutcome> = HashMap::new();
         for item in &self.items {
-            self.push_item(item, &repository, &mut confirmed, board)
+            self.push_item(item, &repository, check_existing, &mut confirmed, board)
                 .await?;
         }
+        settlement.succeeded();
         Ok(())
+    }
+
+    /// True when the registry says the repository has no tag; false when it has one or cannot
+    /// tell (the existence checks then run as usual).
+    async fn repository_is_empty(&self, repository: &Repository) -> bool {
+        match repository.has_tags().await {
+            Ok(has_tags) => !has_tags,
+            Err(e) => {
+                tracing::debug!(repository = %self.repository, error = %e, "could not list tags; checking every blob");
+                false
+            }
+        }
     }
 
     async fn push_item(
         &self,
         item: &PushItem,
         repository: &Repository,
+        check_existing: bool,
         confirmed: &mut HashMap<Digest, BlobOutcome>,
         board: &ProgressBoard<PushEvent>,
     ) -> Result<(), EngineError> {
@@ -260,7 +281,7 @@ impl PushJob {
         let transfers = plan
             .blobs
             .iter()
-            .map(|blob| self.transfer_blob(blob, repository, confirmed, board));
+            .map(|blob| self.transfer_blob(blob, repository, check_existing, confirmed, board));
         let outcomes = try_join_all(transfers).await?;
         for (blob, outcome) in plan.blobs.iter().zip(outcomes) {
             confirmed.insert(blob.descriptor.digest.clone(), outcome);
@@ -320,6 +341,7 @@ impl PushJob {
         &self,
         blob: &PlanBlob,
         repository: &Repository,
+        check_existing: bool,
         confirmed: &HashMap<Digest, BlobOutcome>,
         board: &ProgressBoard<PushEvent>,
     ) -> Result<BlobOutcome, EngineError> {
@@ -344,6 +366,7 @@ impl PushJob {
                 digest: desc.digest.clone(),
                 size: desc.size,
             },
+            check_existing,
             mount_from: engine.mount_candidates(repository, &desc.digest),
             chunk_size: engine.chunk_size_for(repository.host()),
         };

@@ -67,6 +67,8 @@ impl Drop for Transfer {
 pub(crate) struct BlobJob {
     pub repository: Repository,
     pub blob: BlobSource,
+    /// Ask the registry whether it has the blob before anything else (see `existence`).
+    pub check_existing: bool,
     /// Other repositories on the same registry known to hold the blob, best candidate first.
     pub mount_from: Vec<String>,
     /// Set when the registry is configured for chunked uploads.
@@ -237,16 +239,21 @@ impl BlobWorker {
     ) -> Result<Result<BlobOutcome, Option<UploadSession>>, EngineError> {
         let repo = &self.job.repository;
         let digest = &self.job.blob.digest;
+        if !self.job.check_existing && self.job.mount_from.is_empty() {
+            return Ok(Err(None));
+        }
         let _lane = self
             .checks
             .acquire()
             .await
             .map_err(|_| EngineError::Internal("check lane closed".into()))?;
-        let exists = self
-            .with_retries(|| async move { repo.blob_exists(digest).await })
-            .await?;
-        if exists.is_some() {
-            return Ok(Ok(BlobOutcome::AlreadyExists));
+        if self.job.check_existing {
+            let exists = self
+                .with_retries(|| async move { repo.blob_exists(digest).await })
+                .await?;
+            if exists.is_some() {
+                return Ok(Ok(BlobOutcome::AlreadyExists));
+            }
         }
         let mut session = None;
         for from in &self.job.mount_from {
