@@ -352,6 +352,25 @@ def chart(d, path):
     return True
 
 
+def other_cpu_sentence(records, cpus):
+    """How busy the machine was with anything but what a measurement measured."""
+    shares = []
+    for r in records:
+        machine = r.get("machine_busy_cpu_s")
+        if not isinstance(machine, (int, float)) or str(r.get("kind", "")).startswith("setup"):
+            continue
+        measured = (r.get("client_cpu_s") or 0) + sum(
+            (d.get("cpu_s") or 0) for d in r.get("daemons", {}).values())
+        if r.get("seconds"):
+            shares.append(max(machine - measured, 0) / (r["seconds"] * cpus))
+    if not shares:
+        return ""
+    return (f" CPU used during measurements by anything but the tool, its daemon and the registry "
+            f"(other programs, and kernel work not charged to a process such as loopback "
+            f"networking): median {100 * statistics.median(shares):.0f}%, at most "
+            f"{100 * max(shares):.0f}% of the machine.")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--raw", required=True)
@@ -374,10 +393,8 @@ def main():
 
     loads = meta.get("loadavg", {})
     start_load = float(loads.get("start", ["0"])[0])
-    busiest = max((float(v[0]) for v in loads.values()), default=0.0)
     run_loads = [r["loadavg"] for r in records if isinstance(r.get("loadavg"), (int, float))]
     cpus = meta.get("cpus", 2)
-    shared = start_load > 0.5 or busiest > 0.5 * cpus + 1
     images = meta.get("images", {})
     lines = [
         "# hoist push benchmark",
@@ -389,18 +406,11 @@ def main():
         f"every first push. Medians of {meta.get('rounds_big_first')} interleaved rounds for the 1 GiB "
         f"first push and `docker load`, {meta.get('rounds')} for everything else; tools in a rotating order.",
         "",
+        f"Load average (1 min) at the start: {start_load:.2f}; at the start of measurements, where it "
+        f"includes the benchmark's own previous pushes: {min(run_loads, default=0):.2f}–"
+        f"{max(run_loads, default=0):.2f}." + other_cpu_sentence(records, cpus),
+        "",
     ]
-    if shared:
-        lines += [
-            f"**The machine was shared during this run** (load average {start_load:.2f} at the start, "
-            f"up to {busiest:.2f} at phase boundaries, {min(run_loads, default=0):.2f}–"
-            f"{max(run_loads, default=0):.2f} at the start of measurements): other engineers were "
-            "building and testing on the same cores, so absolute times are noisy; ratios within a "
-            "round are steadier.",
-            "",
-        ]
-    else:
-        lines += [f"Load average at the start: {start_load:.2f} (machine otherwise idle).", ""]
     lines += ["## Targets", ""] + targets(d) + [""]
     lines += ["## First push", "",
               "Median seconds (MiB/s of blob bytes) and the ratio to the raw 5-parallel limit.", ""]

@@ -52,6 +52,7 @@ fn main() -> Result<()> {
 
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     let before: Vec<Option<u64>> = daemons.iter().map(|(_, pid)| cpu_ticks(*pid)).collect();
+    let machine_before = machine_busy_ticks();
     for (_, pid) in &daemons {
         // Resets VmHWM to the current RSS (Linux ≥ 4.0). Best effort: the daemon may be gone.
         let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
@@ -71,6 +72,10 @@ fn main() -> Result<()> {
         .with_context(|| format!("run {program}"))?;
     let seconds = started.elapsed().as_secs_f64();
     let usage = children_usage();
+    let machine_busy = match (machine_before, machine_busy_ticks()) {
+        (Some(b), Some(a)) => json!((a - b) as f64 / ticks),
+        _ => Value::Null,
+    };
 
     let mut daemon_json = Map::new();
     for ((name, pid), before) in daemons.iter().zip(before) {
@@ -91,6 +96,7 @@ fn main() -> Result<()> {
     record.insert("client_cpu_s".into(), json!(usage.0));
     record.insert("client_max_rss_kib".into(), json!(usage.1));
     record.insert("daemons".into(), Value::Object(daemon_json));
+    record.insert("machine_busy_cpu_s".into(), machine_busy);
     record.insert("command".into(), json!(command));
     let mut file = std::fs::OpenOptions::new()
         .create(true)
@@ -108,6 +114,21 @@ fn cpu_ticks(pid: u32) -> Option<u64> {
     let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split(' ').collect();
     // utime and stime are fields 14 and 15 of the line, 12 and 13 after "pid (comm) ".
     Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+/// CPU time of the whole machine spent on anything but idling, in clock ticks (`/proc/stat`):
+/// with the measured processes' own CPU it tells how much else ran during a measurement.
+fn machine_busy_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal (guest time is already in user).
+    let busy: u64 = fields.iter().take(8).sum::<u64>() - fields.get(3)? - fields.get(4)?;
+    Some(busy)
 }
 
 fn vm_hwm_kib(pid: u32) -> Option<u64> {
