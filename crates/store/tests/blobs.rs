@@ -22,9 +22,11 @@ fn written_blobs_read_back_under_their_independently_computed_digest() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let lease = store.lease();
-    // Empty, tiny, and larger than the writer's buffer, written in odd-sized chunks.
+    // Empty, tiny, larger than the writer's buffer, and over twice the size after which the
+    // writer starts writeback early, written in odd-sized chunks.
     let big: Vec<u8> = (0..1_000_003u32).map(|i| (i * 7 % 251) as u8).collect();
-    for bytes in [&b""[..], b"hello", &big] {
+    let huge: Vec<u8> = (0..17_000_011u32).map(|i| (i * 13 % 253) as u8).collect();
+    for bytes in [&b""[..], b"hello", &big, &huge] {
         let mut writer = store.blob_writer(&lease).unwrap();
         for chunk in bytes.chunks(65_537) {
             writer.write_all(chunk).unwrap();
