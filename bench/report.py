@@ -67,6 +67,18 @@ class Data:
         values = [value(r) for r in self.runs.get((tool, image, kind), []) if value(r) is not None]
         return statistics.median(values) if values else None
 
+    def paired_ratio(self, tool, other, image, kind):
+        """Median over rounds of tool's time / other's time in the same round.
+
+        Rounds interleave the tools so that each pair runs minutes apart under the same
+        conditions; the machine's speed drifts more than that between rounds (a shared VM), so
+        the per-round ratio is the steadier measure of how two tools compare."""
+        def by_round(t):
+            return {r["round"]: r["seconds"] for r in self.runs.get((t, image, kind), [])}
+        mine, theirs = by_round(tool), by_round(other)
+        ratios = [mine[k] / theirs[k] for k in mine if k in theirs and theirs[k] > 0]
+        return statistics.median(ratios) if ratios else None
+
     def spread(self, tool, image, kind):
         """`n=5, 4.1–5.3`: the number of runs and the range of their times."""
         times = [r["seconds"] for r in self.runs.get((tool, image, kind), [])]
@@ -218,10 +230,13 @@ def targets(d):
         verdict = "–" if ok is None else ("**PASS**" if ok else "**FAIL**")
         rows.append(f"| {name} | {value_text} | {verdict} | {detail} |")
 
+    def ratio_text(paired, plain):
+        return "–" if paired is None else f"{paired:.2f}× ({plain:.2f}×)" if plain else f"{paired:.2f}×"
+
     h = d.median("hoistd", "big", "first")
     limit = d.median("raw-par", "big", "first")
-    r = ratio(h, limit)
-    row("1 GiB first push ≤ 1.10× the raw 5-parallel time", "–" if r is None else f"{r:.2f}×",
+    r = d.paired_ratio("hoistd", "raw-par", "big", "first")
+    row("1 GiB first push ≤ 1.10× the raw 5-parallel time", ratio_text(r, ratio(h, limit)),
         None if r is None else r <= 1.10,
         f"hoistd {fmt(h)} s vs {fmt(limit)} s, n={d.count('hoistd', 'big', 'first')}/"
         f"{d.count('raw-par', 'big', 'first')}")
@@ -236,8 +251,8 @@ def targets(d):
 
     h = d.median("hoistd", "small", "first")
     limit = d.median("raw-par", "small", "first")
-    r = ratio(h, limit)
-    row("50 × 1 MiB first push ≤ 1.2× the raw 5-parallel time", "–" if r is None else f"{r:.2f}×",
+    r = d.paired_ratio("hoistd", "raw-par", "small", "first")
+    row("50 × 1 MiB first push ≤ 1.2× the raw 5-parallel time", ratio_text(r, ratio(h, limit)),
         None if r is None else r <= 1.2, f"hoistd {fmt(h)} s vs {fmt(limit)} s")
 
     for image in IMAGES:
@@ -248,8 +263,9 @@ def targets(d):
             row(f"re-push {IMAGE_LABEL[image]} ≤ 1.2× the fastest peer", "–", None)
             continue
         fastest = min(peers, key=peers.get)
-        r = h / peers[fastest]
-        row(f"re-push {IMAGE_LABEL[image]} ≤ 1.2× the fastest peer", f"{r:.2f}×", r <= 1.2,
+        r = d.paired_ratio("hoistd", fastest, image, "repush")
+        row(f"re-push {IMAGE_LABEL[image]} ≤ 1.2× the fastest peer",
+            ratio_text(r, h / peers[fastest]), None if r is None else r <= 1.2,
             f"hoistd {fmt(h)} s vs {fastest} {fmt(peers[fastest])} s")
 
     cpu = d.daemon_value("hoistd", "big", "first", "cpu_s")
@@ -265,15 +281,17 @@ def targets(d):
 
     h = d.median("hoistd", "conc8", "concurrent")
     raw = d.median("raw-par", "conc8", "concurrent")
-    r = ratio(raw, h)
+    r = d.paired_ratio("raw-par", "hoistd", "conc8", "concurrent")
+    plain = ratio(raw, h)
     row("8 concurrent pushes: aggregate ≥ 90% of the raw 5-parallel throughput",
-        "–" if r is None else f"{r * 100:.0f}%", None if r is None else r >= 0.9,
+        "–" if r is None else f"{r * 100:.0f}% ({plain * 100:.0f}%)" if plain else f"{r * 100:.0f}%",
+        None if r is None else r >= 0.9,
         f"the same 8 × 128 MiB of blobs: hoistd {fmt(h)} s, raw 5-parallel {fmt(raw)} s")
 
     h = d.median("hoistd", "big", "load")
     base = d.median("baseline", "big", "load")
-    r = ratio(h, base)
-    row("docker load of the 1 GiB archive ≤ 1.5× the baseline", "–" if r is None else f"{r:.2f}×",
+    r = d.paired_ratio("hoistd", "baseline", "big", "load")
+    row("docker load of the 1 GiB archive ≤ 1.5× the baseline", ratio_text(r, ratio(h, base)),
         None if r is None else r <= 1.5, f"hoistd {fmt(h)} s vs baseline {fmt(base)} s")
     return ["| target (issue 6) | measured | verdict | detail |", "|---|---|---|---|"] + rows
 
@@ -411,7 +429,10 @@ def main():
         f"{max(run_loads, default=0):.2f}." + other_cpu_sentence(records, cpus),
         "",
     ]
-    lines += ["## Targets", ""] + targets(d) + [""]
+    lines += ["## Targets", "",
+              "Each ratio is the median over rounds of the two tools' ratio within a round (they run "
+              "minutes apart, while the machine's speed drifts between rounds); the ratio of the "
+              "two medians follows in parentheses.", ""] + targets(d) + [""]
     lines += ["## First push", "",
               "Median seconds (MiB/s of blob bytes) and the ratio to the raw 5-parallel limit.", ""]
     lines += first_push_table(d) + [""]
