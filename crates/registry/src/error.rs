@@ -171,6 +171,14 @@ impl RegistryError {
         }
     }
 
+    /// The registry does not know the repository (404 NAME_UNKNOWN).
+    pub fn is_name_unknown(&self) -> bool {
+        match self {
+            RegistryError::Response(r) => r.status == 404 && r.has_code("NAME_UNKNOWN"),
+            _ => false,
+        }
+    }
+
     pub fn is_unauthorized(&self) -> bool {
         match self {
             RegistryError::Response(r) => r.status == 401 || r.has_code("UNAUTHORIZED"),

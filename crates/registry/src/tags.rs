@@ -12,6 +12,7 @@ use crate::transport::{Call, Target};
 
 /// Pages followed at most, so a registry whose `Link` loops cannot hold a pull forever.
 const MAX_PAGES: usize = 1000;
+const OPERATION: &str = "list tags of";
 /// Bytes read of one page at most.
 const MAX_PAGE_BYTES: usize = 4 * 1024 * 1024;
 
@@ -26,7 +27,6 @@ impl Repository {
     /// `GET /v2/<name>/tags/list`, following `Link: <…>; rel="next"` pages; tags in the
     /// registry's order. An unknown repository is the registry's error (NAME_UNKNOWN, 404).
     pub async fn list_tags(&self) -> Result<Vec<String>, RegistryError> {
-        const OPERATION: &str = "list tags of";
         let mut target = Target::Registry(format!("/v2/{}/tags/list", self.path()));
         let mut tags = Vec::new();
         for _ in 0..MAX_PAGES {
@@ -36,15 +36,7 @@ impl Repository {
                 return Err(from_response(response, "GET", false).await);
             }
             let next = next_page(response.headers(), response.url());
-            let body = read_bounded(response, MAX_PAGE_BYTES).await;
-            let page: TagPage = serde_json::from_slice(&body).map_err(|e| {
-                RegistryError::invalid_response(
-                    OPERATION,
-                    self.transport().host(),
-                    format!("tag list is not valid JSON: {e}"),
-                )
-            })?;
-            tags.extend(page.tags.unwrap_or_default());
+            tags.extend(self.read_page(response).await?);
             match next {
                 Some(url) => target = Target::Url(url),
                 None => return Ok(tags),
@@ -61,19 +53,22 @@ impl Repository {
     /// the registry lists none or does not know the repository (404 NAME_UNKNOWN); any other
     /// answer is an error, so a caller can tell "no" from "could not tell".
     pub async fn has_tags(&self) -> Result<bool, RegistryError> {
-        const OPERATION: &str = "list tags of";
         let target = Target::Registry(format!("/v2/{}/tags/list?n=1", self.path()));
         let call = Call::new(OPERATION, Method::GET, target);
         let response = self.transport().send(call).await?;
         if response.status() != StatusCode::OK {
             let error = from_response(response, "GET", false).await;
-            let unknown = error.status() == Some(404)
-                && error
-                    .error_codes()
-                    .iter()
-                    .any(|c| c.code.eq_ignore_ascii_case("NAME_UNKNOWN"));
-            return if unknown { Ok(false) } else { Err(error) };
+            return if error.is_name_unknown() {
+                Ok(false)
+            } else {
+                Err(error)
+            };
         }
+        Ok(!self.read_page(response).await?.is_empty())
+    }
+
+    /// The tags of one page of a tag list.
+    async fn read_page(&self, response: reqwest::Response) -> Result<Vec<String>, RegistryError> {
         let body = read_bounded(response, MAX_PAGE_BYTES).await;
         let page: TagPage = serde_json::from_slice(&body).map_err(|e| {
             RegistryError::invalid_response(
@@ -82,7 +77,7 @@ impl Repository {
                 format!("tag list is not valid JSON: {e}"),
             )
         })?;
-        Ok(page.tags.is_some_and(|tags| !tags.is_empty()))
+        Ok(page.tags.unwrap_or_default())
     }
 }
 

@@ -14,7 +14,8 @@ use std::sync::{Arc, Mutex};
 type RepositoryKey = (String, String);
 
 /// Repositories (host, path) where a push of this daemon is running or ended without success.
-#[derive(Default)]
+/// Clones share the set.
+#[derive(Clone, Default)]
 pub(crate) struct UnsettledPushes {
     repositories: Arc<Mutex<HashSet<RepositoryKey>>>,
 }
