@@ -244,15 +244,17 @@ fn a_put_reset_mid_body_is_resumed_in_chunks() {
             .once(),
     );
     s.push().assert_success("push after a reset");
-    let patches: Vec<RequestRecord> = s
-        .proxy
-        .requests()
-        .into_iter()
-        .filter(|r| r.method == "PATCH")
-        .collect();
+    let requests = s.proxy.requests();
+    let patches: Vec<&RequestRecord> = requests.iter().filter(|r| r.method == "PATCH").collect();
     assert!(
         patches.len() >= 4,
-        "the retry went in 1 MiB chunks: {patches:#?}"
+        "the retry went in 1 MiB chunks; retries in the daemon log:\n{}\nall requests: {requests:#?}",
+        s.hoistd
+            .log()
+            .lines()
+            .filter(|l| l.contains("retrying"))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     assert!(patches.iter().all(|p| p.request_body_bytes <= 1_048_576));
     s.assert_pushed();

@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -330,6 +330,8 @@ impl Drop for RecordEnd {
 #[derive(Default)]
 struct BodyPlan {
     reset_after: Option<u64>,
+    /// Set once the reset fired, so the request's handler knows not to answer.
+    reset_fired: Arc<AtomicBool>,
     bytes_per_second: Option<u64>,
     stall: bool,
 }
@@ -412,6 +414,7 @@ async fn handle(
     let length = incoming.size_hint().exact();
     let has_body = !incoming.is_end_stream() && length != Some(0);
     let is_upload = matches!(method.as_str(), "PUT" | "PATCH") && has_body;
+    let reset_fired = plan.reset_fired.clone();
     let upstream_body = if has_body {
         let (tx, rx) = mpsc::channel(1);
         tokio::spawn(pump(
@@ -445,6 +448,12 @@ async fn handle(
 
     let upstream_response = match shared.client.request(upstream_req).await {
         Ok(response) => response,
+        Err(_) if reset_fired.load(Ordering::SeqCst) => {
+            // The upstream request failed because the reset cut its body. The connection is
+            // being torn down with a RST; answering with a 502 could beat that on another
+            // worker thread and turn the reset the test asked for into a response.
+            std::future::pending().await
+        }
         Err(error) => {
             let message = format!("proxy: upstream request failed: {error:?}");
             shared.seen.lock().expect("observations lock").requests[index].status = Some(502);
@@ -606,6 +615,7 @@ async fn pump(
             }
         }
         if reset_now {
+            plan.reset_fired.store(true, Ordering::SeqCst);
             abort.notify_one();
             let _ = tx
                 .send(Err("proxy: connection reset by fault rule".into()))
