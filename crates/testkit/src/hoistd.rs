@@ -191,9 +191,25 @@ impl Hoistd {
 
     /// Number of open file descriptors (entries of `/proc/<pid>/fd`).
     pub fn open_fds(&self) -> usize {
+        self.fd_targets().len()
+    }
+
+    /// Open descriptors that are not sockets: files, pipes, event fds. Unlike sockets, none of
+    /// them is legitimately kept in a pool between requests.
+    pub fn open_non_socket_fds(&self) -> usize {
+        self.fd_targets()
+            .iter()
+            .filter(|target| !target.starts_with("socket:"))
+            .count()
+    }
+
+    /// What each open descriptor refers to (`/proc/<pid>/fd/*` link targets).
+    pub fn fd_targets(&self) -> Vec<String> {
         std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
             .expect("list /proc/<pid>/fd of the daemon")
-            .count()
+            .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+            .map(|target| target.display().to_string())
+            .collect()
     }
 
     /// Sends `signal` (e.g. `libc::SIGHUP`) to the daemon.

@@ -193,6 +193,11 @@ impl FaultProxy {
         self.seen(|s| s.max_uploads_in_flight)
     }
 
+    /// Requests whose exchange has not ended: a client that left one open mid-way holds it.
+    pub fn open_requests(&self) -> usize {
+        self.seen(|s| s.requests.iter().filter(|r| r.ended.is_none()).count())
+    }
+
     pub fn uploads_in_flight(&self) -> usize {
         self.seen(|s| s.uploads_in_flight)
     }
