@@ -31,8 +31,9 @@ pub enum RegistryError {
         cause: String,
         /// The failure happened while a request body was being sent.
         body_interrupted: bool,
+        /// A reqwest error, or an I/O error from the sendfile upload path.
         #[source]
-        source: reqwest::Error,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
 
     /// The registry reported (or served) content whose digest is not the one asked for.
@@ -145,7 +146,7 @@ impl RegistryError {
             }
             // A TLS failure (bad certificate, plain HTTP where TLS was expected) is the same on
             // every attempt; connection and timeout errors may pass.
-            RegistryError::Transport { source, .. } => !is_tls_failure(source),
+            RegistryError::Transport { source, .. } => !is_tls_failure(source.as_ref()),
             RegistryError::DigestMismatch { .. }
             | RegistryError::InvalidResponse { .. }
             | RegistryError::LocalIo { .. }
@@ -236,7 +237,23 @@ impl RegistryError {
             host: host.into(),
             cause: root_cause(&source),
             body_interrupted,
-            source,
+            source: Box::new(source),
+        }
+    }
+
+    /// Like [`RegistryError::transport`], for a request sent without reqwest.
+    pub(crate) fn transport_io(
+        operation: impl Into<String>,
+        host: impl Into<String>,
+        source: std::io::Error,
+        body_interrupted: bool,
+    ) -> RegistryError {
+        RegistryError::Transport {
+            operation: operation.into(),
+            host: host.into(),
+            cause: source.to_string(),
+            body_interrupted,
+            source: Box::new(source),
         }
     }
 
@@ -317,8 +334,8 @@ fn root_cause(error: &reqwest::Error) -> String {
 }
 
 /// Whether a TLS handshake or certificate check failed somewhere in the chain.
-fn is_tls_failure(error: &reqwest::Error) -> bool {
-    let mut next: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(error);
+fn is_tls_failure(error: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = error.source();
     while let Some(e) = next {
         if rustls_error(e).is_some() {
             return true;

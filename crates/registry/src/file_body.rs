@@ -28,16 +28,28 @@ const WINDOW: u64 = 4 * 1024 * 1024;
 /// progress (counted as hyper takes each slice) moves smoothly.
 const SLICE: usize = 256 * 1024;
 
-/// `len` bytes of the file at `path` from `offset`. `progress` grows as hyper takes each slice,
-/// which socket backpressure keeps close to what was sent. The file must not change while the
-/// body is in use (see [`crate::BlobSource`]).
-pub(crate) async fn file_body(
-    path: &Path,
-    offset: u64,
-    len: u64,
-    progress: &Progress,
-    read_failure: &ReadFailure,
-) -> Result<reqwest::Body, RegistryError> {
+/// `len` bytes of the file at `path` from `offset`: a request body, whichever way it is sent.
+pub(crate) struct FileRange<'a> {
+    pub(crate) path: &'a Path,
+    pub(crate) offset: u64,
+    pub(crate) len: u64,
+    /// Grows as the bytes are taken for sending.
+    pub(crate) progress: &'a Progress,
+    /// Where a failed read of the file is kept, since hyper reports it only as a body error.
+    pub(crate) read_failure: &'a ReadFailure,
+}
+
+/// The range as a reqwest body. `progress` grows as hyper takes each slice, which socket
+/// backpressure keeps close to what was sent. The file must not change while the body is in
+/// use (see [`crate::BlobSource`]).
+pub(crate) async fn file_body(range: &FileRange<'_>) -> Result<reqwest::Body, RegistryError> {
+    let FileRange {
+        path,
+        offset,
+        len,
+        progress,
+        read_failure,
+    } = *range;
     let local = |source| RegistryError::LocalIo {
         path: path.to_owned(),
         source,

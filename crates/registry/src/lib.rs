@@ -31,6 +31,7 @@ mod manifest;
 mod proxy;
 mod registries;
 mod repository;
+mod sendfile_upload;
 mod tags;
 mod tls;
 mod token;

@@ -14,6 +14,7 @@ use crate::credentials::Credentials;
 use crate::insecure::{InsecureRules, is_docker_hub};
 use crate::proxy::ProxyRules;
 use crate::repository::Repository;
+use crate::sendfile_upload::ConnectionPool;
 use crate::tls::CertsDir;
 use crate::transport::Transport;
 use crate::{RegistryError, tls};
@@ -21,7 +22,7 @@ use crate::{RegistryError, tls};
 /// Docker Hub's reference domain is not where its registry API lives.
 const DOCKER_HUB_REGISTRY: &str = "registry-1.docker.io";
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 const TCP_KEEPALIVE: Duration = Duration::from_secs(30);
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// Enough for the engine's per-host upload concurrency, small enough not to hoard sockets.
@@ -35,9 +36,11 @@ pub struct Registries {
 pub(crate) struct Shared {
     pub(crate) config: RegistryConfig,
     insecure: InsecureRules,
-    proxy: Arc<ProxyRules>,
+    pub(crate) proxy: Arc<ProxyRules>,
     endpoints: Mutex<HashMap<String, Arc<OnceCell<Arc<Endpoint>>>>>,
     pub(crate) auth: AuthState,
+    /// Kept-alive connections of the sendfile upload path.
+    pub(crate) upload_connections: ConnectionPool,
 }
 
 /// One registry (or token server) host and how to reach it.
@@ -99,6 +102,7 @@ impl Registries {
                 proxy,
                 endpoints: Mutex::new(HashMap::new()),
                 auth: AuthState::default(),
+                upload_connections: ConnectionPool::default(),
             }),
         })
     }

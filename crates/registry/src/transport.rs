@@ -14,7 +14,9 @@ use crate::RegistryError;
 use crate::auth::{self, Presented};
 use crate::credentials::Credentials;
 use crate::error::without_query;
-use crate::registries::{Endpoint, Scheme, Shared};
+use crate::file_body::{FileRange, file_body};
+use crate::registries::{CONNECT_TIMEOUT, Endpoint, Scheme, Shared};
+use crate::sendfile_upload::{self, FileRequest};
 
 /// Where a request goes.
 pub(crate) enum Target {
@@ -192,13 +194,14 @@ impl Transport {
         format!("{}://{}{path}", scheme.as_str(), self.host)
     }
 
-    /// Sends a request whose body is a one-shot stream (a blob upload). It cannot be re-sent
+    /// Sends a request whose body is part of a file (a blob upload): with `sendfile` over an
+    /// unproxied plain-HTTP connection, otherwise as a streamed reqwest body. It is not re-sent
     /// from here: after a 401 that a fresh token may answer, the auth state is renewed and the
-    /// answer says so, and the caller sends a new body once.
+    /// answer says so, and the caller sends the body again once.
     pub(crate) async fn send_stream(
         &self,
         upload: StreamUpload,
-        body: reqwest::Body,
+        body: FileRange<'_>,
     ) -> Result<StreamResponse, RegistryError> {
         let StreamUpload {
             operation,
@@ -221,19 +224,36 @@ impl Transport {
         } else {
             Presented::None
         };
-        let mut request = endpoint
-            .client
-            .request(method.clone(), url.clone())
-            .headers(headers);
+        let mut headers = headers;
         if let Some(value) = presented.header() {
-            request = request.header(AUTHORIZATION, value.clone());
+            headers.insert(AUTHORIZATION, value.clone());
         }
         log_request(operation, &method, &url);
-        let response = request.body(body).send().await.map_err(|e| {
-            // A connect error happens before any byte of the body went out.
-            let body_interrupted = !e.is_connect();
-            RegistryError::transport(operation, url_host(&url), e, body_interrupted)
-        })?;
+        let response = if sendfile_upload::applies(&url, self.shared.proxy.proxy_for(&url)) {
+            let request = FileRequest {
+                operation,
+                method: &method,
+                url: &url,
+                headers: &headers,
+                user_agent: &self.shared.config.user_agent,
+                file: body.path,
+                offset: body.offset,
+                len: body.len,
+            };
+            let pool = &self.shared.upload_connections;
+            sendfile_upload::send(request, body.progress, pool, CONNECT_TIMEOUT).await?
+        } else {
+            let request = endpoint
+                .client
+                .request(method.clone(), url.clone())
+                .headers(headers)
+                .body(file_body(&body).await?);
+            request.send().await.map_err(|e| {
+                // A connect error happens before any byte of the body went out.
+                let body_interrupted = !e.is_connect();
+                RegistryError::transport(operation, url_host(&url), e, body_interrupted)
+            })?
+        };
         tracing::debug!(
             operation,
             status = response.status().as_u16(),

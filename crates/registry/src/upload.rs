@@ -13,7 +13,7 @@ use url::Url;
 
 use crate::RegistryError;
 use crate::error::{from_response, without_query};
-use crate::file_body::file_body;
+use crate::file_body::FileRange;
 use crate::repository::Repository;
 use crate::transport::{Call, StreamUpload, Target, url_host};
 
@@ -344,7 +344,13 @@ impl Repository {
         loop {
             progress.set(offset);
             let read_failure = ReadFailure::default();
-            let body = file_body(&blob.path, offset, len, progress, &read_failure).await?;
+            let body = FileRange {
+                path: &blob.path,
+                offset,
+                len,
+                progress,
+                read_failure: &read_failure,
+            };
             let upload = StreamUpload {
                 operation,
                 method: method.clone(),

@@ -1,0 +1,193 @@
+//! Blob uploads to a plain-HTTP registry go out with sendfile on connections of their own
+//! (`sendfile_upload.rs`). What must hold whichever way the bytes are sent: the registry's
+//! answers are read however they are framed, a refusal sent before the body is read is
+//! reported as the refusal, and connections are kept alive between uploads.
+
+mod common;
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use common::*;
+use hoist_registry::{Access, Credentials, Progress, RegistryError, UploadMode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const REPO: &str = "team/app";
+
+type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+/// One request as the server saw it: which connection (numbered in accept order) carried it.
+#[derive(Clone, Debug)]
+struct Seen {
+    connection: usize,
+    method: String,
+}
+
+/// A hyper server on 127.0.0.1; `answer` gets each request (body unread) and its connection.
+async fn serve<F, Fut>(answer: F) -> (String, Arc<Mutex<Vec<Seen>>>)
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Response<Body>> + Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+    let log = seen.clone();
+    let connections = Arc::new(AtomicUsize::new(0));
+    tokio::spawn(async move {
+        loop {
+            let Ok((socket, _)) = listener.accept().await else {
+                return;
+            };
+            let connection = connections.fetch_add(1, Ordering::SeqCst);
+            let (log, answer) = (log.clone(), answer.clone());
+            let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                log.lock().unwrap().push(Seen {
+                    connection,
+                    method: request.method().to_string(),
+                });
+                let response = answer(request);
+                async move { Ok::<_, Infallible>(response.await) }
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(socket), service),
+            );
+        }
+    });
+    (host, seen)
+}
+
+fn full(status: u16, headers: &[(&str, &str)], body: &'static str) -> Response<Body> {
+    let mut builder = Response::builder().status(status);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    builder
+        .body(Full::new(Bytes::from_static(body.as_bytes())).boxed())
+        .unwrap()
+}
+
+/// A server that accepts the POST, then answers the PUT as soon as its head arrives with a
+/// chunked 413 and resets the connection, as a registry or proxy refusing a body may.
+async fn refusing_server() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut received = Vec::new();
+                let mut buffer = vec![0u8; 64 * 1024];
+                loop {
+                    let Some(end) = received.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        match socket.read(&mut buffer).await {
+                            Ok(0) | Err(_) => return,
+                            // A TLS hello: the client is finding out that this is plain HTTP.
+                            Ok(_) if buffer[0] == 0x16 && received.is_empty() => return,
+                            Ok(n) => received.extend_from_slice(&buffer[..n]),
+                        }
+                        continue;
+                    };
+                    if received.starts_with(b"POST") {
+                        received.drain(..end + 4);
+                        let reply = "HTTP/1.1 202 Accepted\r\nLocation: /upload/1\r\n\
+                                     Content-Length: 0\r\n\r\n";
+                        if socket.write_all(reply.as_bytes()).await.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                    let reply = "HTTP/1.1 413 Payload Too Large\r\n\
+                                 Content-Type: application/json\r\n\
+                                 Transfer-Encoding: chunked\r\n\r\n\
+                                 22\r\n{\"errors\":[{\"code\":\"SIZE_INVALID\",\r\n\
+                                 2f\r\n\"message\":\"blob too large for this registry\"}]}\r\n\
+                                 0\r\n\r\n";
+                    let _ = socket.write_all(reply.as_bytes()).await;
+                    let _ = socket.flush().await;
+                    // Closing with unread bytes makes the kernel send a reset.
+                    return;
+                }
+            });
+        }
+    });
+    host
+}
+
+#[tokio::test]
+async fn a_refusal_sent_before_the_body_is_read_is_the_error_even_when_chunked() {
+    let host = refusing_server().await;
+    let repo = registries().repository(&host, REPO, Access::PullPush, Credentials::Anonymous);
+    let dir = tempfile::tempdir().unwrap();
+    let blob = blob_file(dir.path(), &pseudo_random(16 * 1024 * 1024, 21));
+    for _ in 0..10 {
+        let session = repo.start_upload().await.unwrap();
+        let error = repo
+            .upload_blob(session, &blob, UploadMode::Monolithic, &Progress::default())
+            .await
+            .unwrap_err();
+        assert_eq!(error.status(), Some(413), "{error:?}");
+        assert!(matches!(error, RegistryError::Response(_)), "{error:?}");
+        assert_eq!(
+            error.to_string(),
+            "size invalid: blob too large for this registry"
+        );
+        assert!(!error.body_interrupted());
+    }
+}
+
+#[tokio::test]
+async fn uploads_one_after_another_share_a_kept_alive_connection() {
+    let (host, seen) = serve(|request: Request<Incoming>| async move {
+        match request.method().as_str() {
+            "POST" => full(202, &[("location", "/upload/1")], ""),
+            "PUT" => {
+                let digest = request
+                    .uri()
+                    .query()
+                    .unwrap_or_default()
+                    .split('&')
+                    .find_map(|pair| pair.strip_prefix("digest="))
+                    .unwrap_or_default()
+                    .replace("%3A", ":");
+                let body = request.into_body().collect().await.unwrap().to_bytes();
+                if sha256(&body).as_str() != digest {
+                    return full(400, &[], r#"{"errors":[{"code":"DIGEST_INVALID"}]}"#);
+                }
+                let digest: &'static str = Box::leak(digest.into_boxed_str());
+                full(201, &[("docker-content-digest", digest)], "")
+            }
+            _ => full(404, &[], ""),
+        }
+    })
+    .await;
+    let repo = registries().repository(&host, REPO, Access::PullPush, Credentials::Anonymous);
+    let dir = tempfile::tempdir().unwrap();
+    for seed in 0..3 {
+        let blob = blob_file(
+            dir.path(),
+            &pseudo_random(3 * 1024 * 1024 + seed, 30 + seed as u64),
+        );
+        let session = repo.start_upload().await.unwrap();
+        repo.upload_blob(session, &blob, UploadMode::Monolithic, &Progress::default())
+            .await
+            .unwrap();
+    }
+    let seen = seen.lock().unwrap().clone();
+    let puts: Vec<usize> = seen
+        .iter()
+        .filter(|s| s.method == "PUT")
+        .map(|s| s.connection)
+        .collect();
+    assert_eq!(puts.len(), 3, "{seen:?}");
+    assert!(puts.iter().all(|c| *c == puts[0]), "{seen:?}");
+}
