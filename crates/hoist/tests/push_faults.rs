@@ -205,7 +205,7 @@ fn transient_503_is_retried_with_a_countdown() {
 
 #[test]
 fn too_many_requests_waits_as_long_as_retry_after_says() {
-    let s = Scenario::new("retry429", 105, &[150_000], json!({}));
+    let s = Scenario::new("retry429", 105, &[5_000_000], json!({}));
     let layer = s.image.layers[0].blob.digest.clone();
     s.proxy.add_rule(
         s.on_put_of(&layer, FaultAction::too_many_requests(3))
@@ -237,7 +237,7 @@ fn too_many_requests_waits_as_long_as_retry_after_says() {
 #[test]
 fn a_put_reset_mid_body_is_resumed_in_chunks() {
     let config = json!({"upload-fallback-chunk-size": 1_048_576});
-    let s = Scenario::new("reset", 106, &[3_500_000], config);
+    let s = Scenario::new("reset", 106, &[4_500_000], config);
     let layer = s.image.layers[0].blob.digest.clone();
     s.proxy.add_rule(
         s.on_put_of(&layer, FaultAction::ResetAfterBodyBytes(256 * 1024))

@@ -229,31 +229,32 @@ impl Transport {
             headers.insert(AUTHORIZATION, value.clone());
         }
         log_request(operation, &method, &url);
-        let response = if sendfile_upload::applies(&url, self.shared.proxy.proxy_for(&url)) {
-            let request = FileRequest {
-                operation,
-                method: &method,
-                url: &url,
-                headers: &headers,
-                user_agent: &self.shared.config.user_agent,
-                file: body.path,
-                offset: body.offset,
-                len: body.len,
+        let response =
+            if sendfile_upload::applies(&url, self.shared.proxy.proxy_for(&url), body.len) {
+                let request = FileRequest {
+                    operation,
+                    method: &method,
+                    url: &url,
+                    headers: &headers,
+                    user_agent: &self.shared.config.user_agent,
+                    file: body.path,
+                    offset: body.offset,
+                    len: body.len,
+                };
+                let pool = &self.shared.upload_connections;
+                sendfile_upload::send(request, body.progress, pool, CONNECT_TIMEOUT).await?
+            } else {
+                let request = endpoint
+                    .client
+                    .request(method.clone(), url.clone())
+                    .headers(headers)
+                    .body(file_body(&body).await?);
+                request.send().await.map_err(|e| {
+                    // A connect error happens before any byte of the body went out.
+                    let body_interrupted = !e.is_connect();
+                    RegistryError::transport(operation, url_host(&url), e, body_interrupted)
+                })?
             };
-            let pool = &self.shared.upload_connections;
-            sendfile_upload::send(request, body.progress, pool, CONNECT_TIMEOUT).await?
-        } else {
-            let request = endpoint
-                .client
-                .request(method.clone(), url.clone())
-                .headers(headers)
-                .body(file_body(&body).await?);
-            request.send().await.map_err(|e| {
-                // A connect error happens before any byte of the body went out.
-                let body_interrupted = !e.is_connect();
-                RegistryError::transport(operation, url_host(&url), e, body_interrupted)
-            })?
-        };
         tracing::debug!(
             operation,
             status = response.status().as_u16(),

@@ -175,7 +175,7 @@ async fn uploads_one_after_another_share_a_kept_alive_connection() {
     for seed in 0..3 {
         let blob = blob_file(
             dir.path(),
-            &pseudo_random(3 * 1024 * 1024 + seed, 30 + seed as u64),
+            &pseudo_random(5 * 1024 * 1024 + seed, 30 + seed as u64),
         );
         let session = repo.start_upload().await.unwrap();
         repo.upload_blob(session, &blob, UploadMode::Monolithic, &Progress::default())
@@ -190,4 +190,54 @@ async fn uploads_one_after_another_share_a_kept_alive_connection() {
         .collect();
     assert_eq!(puts.len(), 3, "{seen:?}");
     assert!(puts.iter().all(|c| *c == puts[0]), "{seen:?}");
+}
+
+#[tokio::test]
+async fn chunks_follow_relative_locations_and_commit_the_exact_bytes() {
+    let stored: Arc<Mutex<Vec<u8>>> = Arc::default();
+    let state = stored.clone();
+    let (host, _) = serve(move |request: Request<Incoming>| {
+        let stored = state.clone();
+        async move {
+            let uri = request.uri().to_string();
+            let method = request.method().to_string();
+            let body = request.into_body().collect().await.unwrap().to_bytes();
+            let mut stored = stored.lock().unwrap();
+            stored.extend_from_slice(&body);
+            // Each answer points at the next step with a relative Location and a query that
+            // must come back byte for byte.
+            let next = |n: usize| format!("/upload/{n}?_state=a%2Bb");
+            let step = uri
+                .strip_prefix("/upload/")
+                .and_then(|rest| rest.split('?').next())
+                .and_then(|n| n.parse::<usize>().ok());
+            let location: &'static str = match (method.as_str(), step) {
+                ("POST", _) => Box::leak(next(1).into_boxed_str()),
+                ("PATCH", Some(n)) if uri == next(n) => Box::leak(next(n + 1).into_boxed_str()),
+                ("PUT", Some(_)) if uri.contains("_state=a%2Bb&digest=") => {
+                    let digest: &'static str = Box::leak(sha256(&stored).to_string().into());
+                    return full(201, &[("docker-content-digest", digest)], "");
+                }
+                _ => return full(400, &[], r#"{"errors":[{"code":"BLOB_UPLOAD_INVALID"}]}"#),
+            };
+            let range: &'static str =
+                Box::leak(format!("0-{}", stored.len().saturating_sub(1)).into_boxed_str());
+            full(202, &[("location", location), ("range", range)], "")
+        }
+    })
+    .await;
+    let repo = registries().repository(&host, REPO, Access::PullPush, Credentials::Anonymous);
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = pseudo_random(9 * 1024 * 1024 + 5, 40);
+    let blob = blob_file(dir.path(), &bytes);
+    let session = repo.start_upload().await.unwrap();
+    let progress = Progress::default();
+    let mode = UploadMode::Chunked {
+        chunk_size: 4 * 1024 * 1024,
+    };
+    repo.upload_blob(session, &blob, mode, &progress)
+        .await
+        .unwrap();
+    assert_eq!(*stored.lock().unwrap(), bytes);
+    assert_eq!(progress.get(), bytes.len() as u64);
 }

@@ -52,9 +52,15 @@ pub(crate) struct FileRequest<'a> {
     pub(crate) len: u64,
 }
 
-/// Whether a request to `url` can take this path: plain HTTP and no proxy in between.
-pub(crate) fn applies(url: &Url, proxy: Option<Url>) -> bool {
-    url.scheme() == "http" && proxy.is_none()
+/// Bodies smaller than this go through reqwest, on the connection that opened the session.
+/// Measured on 50 × 1 MiB layers (8 interleaved rounds): sendfile saved hoistd 0.02 s but cost
+/// the registry 0.04 s more CPU, so the push was slower; at 64 MiB it saved twice what it cost.
+const MIN_BODY: u64 = 4 * 1024 * 1024;
+
+/// Whether a request to `url` with a body of `len` bytes takes this path: a body worth it, plain
+/// HTTP, and no proxy in between.
+pub(crate) fn applies(url: &Url, proxy: Option<Url>, len: u64) -> bool {
+    len >= MIN_BODY && url.scheme() == "http" && proxy.is_none()
 }
 
 /// Sends the request and returns the registry's answer, whatever its status. `progress` grows
@@ -347,12 +353,14 @@ mod tests {
     }
 
     #[test]
-    fn only_unproxied_plain_http_applies() {
+    fn only_large_bodies_to_unproxied_plain_http_apply() {
         let http = Url::parse("http://127.0.0.1:5000/v2/").expect("url");
         let https = Url::parse("https://127.0.0.1:5000/v2/").expect("url");
         let proxy = Url::parse("http://proxy:3128").expect("url");
-        assert!(applies(&http, None));
-        assert!(!applies(&https, None));
-        assert!(!applies(&http, Some(proxy)));
+        let big = 64 * 1024 * 1024;
+        assert!(applies(&http, None, big));
+        assert!(!applies(&http, None, 1024 * 1024));
+        assert!(!applies(&https, None, big));
+        assert!(!applies(&http, Some(proxy), big));
     }
 }
