@@ -237,12 +237,10 @@ impl Transport {
                     url: &url,
                     headers: &headers,
                     user_agent: &self.shared.config.user_agent,
-                    file: body.path,
-                    offset: body.offset,
-                    len: body.len,
+                    body: &body,
                 };
                 let pool = &self.shared.upload_connections;
-                sendfile_upload::send(request, body.progress, pool, CONNECT_TIMEOUT).await?
+                sendfile_upload::send(request, pool, CONNECT_TIMEOUT).await?
             } else {
                 let request = endpoint
                     .client

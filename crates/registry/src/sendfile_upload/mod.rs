@@ -20,7 +20,6 @@ mod response;
 use std::fs::File;
 use std::io::{self, ErrorKind};
 use std::os::fd::AsRawFd;
-use std::path::Path;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -31,7 +30,8 @@ use tokio::net::TcpStream;
 use url::Url;
 
 use crate::RegistryError;
-use crate::upload::Progress;
+use crate::file_body::FileRange;
+use crate::transport::url_host;
 
 pub(crate) use pool::ConnectionPool;
 use response::{READ_STEP, parse_head, read_response, read_some, recv_now};
@@ -39,7 +39,7 @@ use response::{READ_STEP, parse_head, read_response, read_some, recv_now};
 /// At most this much per `sendfile` call; the socket buffer usually takes less. Also the
 /// readahead window asked of the kernel ahead of the bytes being sent.
 const SEND_STEP: u64 = 4 * 1024 * 1024;
-/// One request whose body is `len` bytes of `file` from `offset`.
+/// One request whose body is a range of a blob file.
 pub(crate) struct FileRequest<'a> {
     pub(crate) operation: &'a str,
     pub(crate) method: &'a Method,
@@ -47,9 +47,8 @@ pub(crate) struct FileRequest<'a> {
     /// Every header but `Host`, `Content-Length` and `Connection`, which are written here.
     pub(crate) headers: &'a HeaderMap,
     pub(crate) user_agent: &'a str,
-    pub(crate) file: &'a Path,
-    pub(crate) offset: u64,
-    pub(crate) len: u64,
+    /// Its `progress` grows as the socket takes the bytes.
+    pub(crate) body: &'a FileRange<'a>,
 }
 
 /// Bodies smaller than this go through reqwest, on the connection that opened the session.
@@ -63,40 +62,34 @@ pub(crate) fn applies(url: &Url, proxy: Option<Url>, len: u64) -> bool {
     len >= MIN_BODY && url.scheme() == "http" && proxy.is_none()
 }
 
-/// Sends the request and returns the registry's answer, whatever its status. `progress` grows
-/// as the socket takes the body.
+/// Sends the request and returns the registry's answer, whatever its status.
 pub(crate) async fn send(
     request: FileRequest<'_>,
-    progress: &Progress,
     pool: &ConnectionPool,
     connect_timeout: Duration,
 ) -> Result<reqwest::Response, RegistryError> {
-    let host = crate::transport::url_host(request.url);
+    let host = url_host(request.url);
     let local = |source| RegistryError::LocalIo {
-        path: request.file.to_owned(),
+        path: request.body.path.to_owned(),
         source,
     };
-    let file = tokio::fs::File::open(request.file)
+    let file = tokio::fs::File::open(request.body.path)
         .await
         .map_err(local)?
         .into_std()
         .await;
-    let key = format!(
-        "{}:{}",
-        request.url.host_str().unwrap_or_default(),
-        request.url.port_or_known_default().unwrap_or(80)
-    );
-    let stream = match pool.take(&key) {
+    // Plain HTTP only, so `host[:port]` names the server unambiguously.
+    let stream = match pool.take(&host) {
         Some(stream) => stream,
         None => connect(request.url, connect_timeout)
             .await
             .map_err(|e| RegistryError::transport_io(request.operation, &host, e, false))?,
     };
     let head = request_head(&request);
-    match exchange(&stream, &head, &file, &request, progress).await {
+    match exchange(&stream, &head, &file, request.url, request.body).await {
         Ok((response, reusable)) => {
             if reusable {
-                pool.put(key, stream);
+                pool.put(host, stream);
             }
             Ok(response)
         }
@@ -151,11 +144,8 @@ fn request_head(request: &FileRequest<'_>) -> Vec<u8> {
         target.push('?');
         target.push_str(query);
     }
-    // `host_str` keeps an IPv6 address's brackets; `port` is only set when not the default.
-    let host = match url.port() {
-        Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
-        None => url.host_str().unwrap_or_default().to_owned(),
-    };
+    // `url_host` keeps an IPv6 address's brackets and leaves out a default port, as Host wants.
+    let host = url_host(url);
     let mut head = format!("{} {target} HTTP/1.1\r\nHost: {host}\r\n", request.method).into_bytes();
     let ours = [HOST, CONTENT_LENGTH, CONNECTION, TRANSFER_ENCODING];
     for (name, value) in request.headers {
@@ -170,7 +160,7 @@ fn request_head(request: &FileRequest<'_>) -> Vec<u8> {
     if !request.headers.contains_key(USER_AGENT) {
         head.extend_from_slice(format!("User-Agent: {}\r\n", request.user_agent).as_bytes());
     }
-    head.extend_from_slice(format!("Content-Length: {}\r\n\r\n", request.len).as_bytes());
+    head.extend_from_slice(format!("Content-Length: {}\r\n\r\n", request.body.len).as_bytes());
     head
 }
 
@@ -180,15 +170,15 @@ async fn exchange(
     stream: &TcpStream,
     head: &[u8],
     file: &File,
-    request: &FileRequest<'_>,
-    progress: &Progress,
+    url: &Url,
+    body: &FileRange<'_>,
 ) -> Result<(reqwest::Response, bool), Failure> {
     let mut received = BytesMut::new();
     let mut head_sent = 0usize;
     let mut body_sent = 0u64;
-    let mut readahead_until = request.offset;
-    advise_sequential(file, request.offset, request.len);
-    while head_sent < head.len() || body_sent < request.len {
+    let mut readahead_until = body.offset;
+    advise_sequential(file, body.offset, body.len);
+    while head_sent < head.len() || body_sent < body.len {
         tokio::select! {
             biased;
             ready = stream.readable() => {
@@ -223,12 +213,12 @@ async fn exchange(
                     }
                     continue;
                 }
-                let position = request.offset + body_sent;
+                let position = body.offset + body_sent;
                 if position >= readahead_until {
                     readahead_until = position + SEND_STEP;
                     advise_will_need(file, readahead_until, SEND_STEP);
                 }
-                let step = (request.len - body_sent).min(SEND_STEP);
+                let step = (body.len - body_sent).min(SEND_STEP);
                 match stream.try_io(Interest::WRITABLE, || sendfile(stream, file, position, step)) {
                     Ok(0) => {
                         return Err(Failure::Local(io::Error::new(
@@ -238,7 +228,7 @@ async fn exchange(
                     }
                     Ok(n) => {
                         body_sent += n as u64;
-                        progress.add(n as u64);
+                        body.progress.add(n as u64);
                     }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => {}
                     // EIO is the disk; every other error is the connection's.
@@ -249,9 +239,9 @@ async fn exchange(
             }
         }
     }
-    let (response, reusable) = read_response(stream, received, request.url).await?;
+    let (response, reusable) = read_response(stream, received, url).await?;
     // After an early answer the rest of the body was never sent: the connection is out of step.
-    Ok((response, reusable && body_sent == request.len))
+    Ok((response, reusable && body_sent == body.len))
 }
 
 /// After a failed send or read: whether the registry's answer is already here. A registry that
@@ -303,19 +293,29 @@ fn advise(file: &File, offset: u64, len: u64, advice: libc::c_int) {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::path::Path;
 
-    fn request<'a>(url: &'a Url, headers: &'a HeaderMap, method: &'a Method) -> FileRequest<'a> {
-        FileRequest {
+    use super::*;
+    use crate::upload::{Progress, ReadFailure};
+
+    fn head_of(url: &Url, headers: &HeaderMap, method: &Method) -> String {
+        let (progress, read_failure) = (Progress::default(), ReadFailure::default());
+        let body = FileRange {
+            path: Path::new("/nonexistent"),
+            offset: 0,
+            len: 42,
+            progress: &progress,
+            read_failure: &read_failure,
+        };
+        let request = FileRequest {
             operation: "upload blob to",
             method,
             url,
             headers,
             user_agent: "hoist/test",
-            file: Path::new("/nonexistent"),
-            offset: 0,
-            len: 42,
-        }
+            body: &body,
+        };
+        String::from_utf8(request_head(&request)).expect("utf-8")
     }
 
     #[test]
@@ -328,8 +328,7 @@ mod tests {
             "application/octet-stream".parse().expect("value"),
         );
         headers.insert(CONTENT_LENGTH, "7".parse().expect("value"));
-        let head =
-            String::from_utf8(request_head(&request(&url, &headers, &Method::PUT))).expect("utf-8");
+        let head = head_of(&url, &headers, &Method::PUT);
         assert_eq!(
             head,
             "PUT /v2/a/blobs/uploads/x?_state=a%2Bb&digest=sha256:1 HTTP/1.1\r\n\
@@ -344,8 +343,7 @@ mod tests {
     fn the_default_port_is_left_out_of_host() {
         let url = Url::parse("http://registry.local/v2/").expect("url");
         let headers = HeaderMap::new();
-        let head = String::from_utf8(request_head(&request(&url, &headers, &Method::PATCH)))
-            .expect("utf-8");
+        let head = head_of(&url, &headers, &Method::PATCH);
         assert!(
             head.starts_with("PATCH /v2/ HTTP/1.1\r\nHost: registry.local\r\n"),
             "{head}"

@@ -165,7 +165,7 @@ async fn read_body(
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    // Without a length the body ends with the connection (we asked for it to close).
+    // Without a length or chunks, HTTP/1.1 ends the body by closing the connection.
     let wanted = length.map_or(MAX_BODY, |n| n.min(MAX_BODY as u64) as usize);
     while received.len() < wanted {
         if read_more(stream, &mut received).await? == 0 {
