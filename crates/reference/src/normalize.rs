@@ -3,9 +3,9 @@
 
 use std::borrow::Cow;
 
+use crate::ReferenceError;
 use crate::grammar;
-use crate::parse::parse;
-use crate::{Reference, ReferenceError};
+use crate::parse::{Parts, parse};
 
 /// Docker Hub as references name it. Its registry actually answers at registry-1.docker.io.
 pub(crate) const DEFAULT_DOMAIN: &str = "docker.io";
@@ -17,7 +17,7 @@ const LOCALHOST: &str = "localhost";
 pub(crate) const DEFAULT_TAG: &str = "latest";
 
 /// `ParseNormalizedNamed`.
-pub(crate) fn parse_normalized(s: &str) -> Result<Reference, ReferenceError> {
+pub(crate) fn parse_normalized(s: &str) -> Result<Parts, ReferenceError> {
     if grammar::is_identifier(s) {
         return Err(ReferenceError::HexadecimalRepositoryName { name: s.to_owned() });
     }

@@ -2,13 +2,22 @@
 //! normalisation. Only [`normalize`](crate::normalize) calls it, always with a domain in front.
 
 use crate::grammar;
-use crate::{Digest, Reference, ReferenceError};
+use crate::{Digest, ReferenceError};
 
 /// distribution/reference's `RepositoryNameTotalLengthMax`. Since v0.6 it bounds the path only:
 /// `example.com/` followed by 255 characters is a valid name.
 pub(crate) const REPOSITORY_NAME_TOTAL_LENGTH_MAX: usize = 255;
 
-pub(crate) fn parse(s: &str) -> Result<Reference, ReferenceError> {
+/// A reference as the grammar reads it, before it becomes a [`Reference`](crate::Reference).
+#[derive(Debug)]
+pub(crate) struct Parts {
+    pub(crate) domain: String,
+    pub(crate) path: String,
+    pub(crate) tag: Option<String>,
+    pub(crate) digest: Option<Digest>,
+}
+
+pub(crate) fn parse(s: &str) -> Result<Parts, ReferenceError> {
     if s.is_empty() {
         return Err(ReferenceError::NameEmpty);
     }
@@ -26,12 +35,12 @@ pub(crate) fn parse(s: &str) -> Result<Reference, ReferenceError> {
         return Err(ReferenceError::NameTooLong);
     }
     let digest = components.digest.map(Digest::parse).transpose()?;
-    Ok(Reference::from_parts(
-        components.domain.to_owned(),
-        components.path.to_owned(),
-        components.tag.map(str::to_owned),
+    Ok(Parts {
+        domain: components.domain.to_owned(),
+        path: components.path.to_owned(),
+        tag: components.tag.map(str::to_owned),
         digest,
-    ))
+    })
 }
 
 /// Lowercases as Go's `strings.ToLower` does, as far as the grammar can tell. Only ASCII can
@@ -52,6 +61,11 @@ fn go_lowercase_for_grammar(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Reference;
+
+    fn parse(s: &str) -> Result<Reference, ReferenceError> {
+        super::parse(s).map(Reference::from)
+    }
 
     const SHA256_F: &str =
         "sha256:ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff";

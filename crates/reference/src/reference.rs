@@ -4,6 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::normalize::{self, DEFAULT_DOMAIN, DEFAULT_TAG};
+use crate::parse::Parts;
 use crate::{Digest, ReferenceError, grammar};
 
 /// A named image reference as Docker normalises it: `docker.io/library/ubuntu:22.04`.
@@ -26,21 +27,7 @@ impl Reference {
     /// `index.docker.io/foo` is `docker.io/library/foo`; a first component is a registry when it
     /// holds `.` or `:`, is `localhost`, or has uppercase. Tags and digests are kept.
     pub fn parse_normalized(s: &str) -> Result<Reference, ReferenceError> {
-        normalize::parse_normalized(s)
-    }
-
-    pub(crate) fn from_parts(
-        domain: String,
-        path: String,
-        tag: Option<String>,
-        digest: Option<Digest>,
-    ) -> Reference {
-        Reference {
-            domain,
-            path,
-            tag,
-            digest,
-        }
+        normalize::parse_normalized(s).map(Reference::from)
     }
 
     /// The registry: `docker.io`, `localhost:5000`, `[::1]:5000`. Empty in one corner case kept
@@ -147,6 +134,23 @@ impl Reference {
         if let Some(digest) = &self.digest {
             out.push('@');
             out.push_str(digest.as_str());
+        }
+    }
+}
+
+impl From<Parts> for Reference {
+    fn from(parts: Parts) -> Reference {
+        let Parts {
+            domain,
+            path,
+            tag,
+            digest,
+        } = parts;
+        Reference {
+            domain,
+            path,
+            tag,
+            digest,
         }
     }
 }
