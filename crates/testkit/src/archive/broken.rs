@@ -1,8 +1,8 @@
 //! Deliberately broken archives for negative tests of `docker load`: each variant starts from the
 //! valid archive and changes one thing.
 
+use super::plan::{ArchiveFormat, Plan};
 use super::raw::{RawArchive, RawData, RawKind, Truncation};
-use super::{ArchiveFormat, Plan};
 
 /// Name of the entry added by [`Breakage::ParentDirEntry`].
 pub const PARENT_DIR_ENTRY_NAME: &str = "../hoist-testkit-parent-escape";
@@ -68,14 +68,14 @@ pub(super) fn apply(plan: Plan, format: ArchiveFormat, breakage: Breakage) -> Ra
             raw.entries.insert(0, through);
             raw.entries.insert(
                 0,
-                super::RawEntry {
+                super::raw::RawEntry {
                     name: SYMLINK_DIR_NAME.as_bytes().to_vec(),
                     kind: RawKind::Symlink(b"../../../../../../../../tmp".to_vec()),
                 },
             );
         }
         Breakage::Truncated => {
-            let truncation = if raw.compression == super::ArchiveCompression::None {
+            let truncation = if raw.compression == super::raw::ArchiveCompression::None {
                 let (_, start, size) = raw
                     .data_offsets()
                     .into_iter()
@@ -138,8 +138,8 @@ pub(super) fn apply(plan: Plan, format: ArchiveFormat, breakage: Breakage) -> Ra
     raw
 }
 
-fn file_entry(name: &str, content: &[u8]) -> super::RawEntry {
-    super::RawEntry {
+fn file_entry(name: &str, content: &[u8]) -> super::raw::RawEntry {
+    super::raw::RawEntry {
         name: name.as_bytes().to_vec(),
         kind: RawKind::File(RawData::Bytes(content.to_vec())),
     }

@@ -10,6 +10,7 @@
 //! ```
 
 mod broken;
+mod plan;
 mod raw;
 
 use std::collections::{BTreeMap, HashSet};
@@ -21,23 +22,9 @@ use crate::image::json::{DescriptorJson, IndexJson};
 use crate::image::{Image, ImageIndex, Platform, sha256_digest};
 
 pub use broken::{ABSOLUTE_ENTRY_NAME, Breakage, PARENT_DIR_ENTRY_NAME, SYMLINK_DIR_NAME};
+pub use plan::ArchiveFormat;
+use plan::Plan;
 pub use raw::{ArchiveCompression, RawArchive, RawData, RawEntry, RawKind, Truncation};
-
-/// The layout of an archive.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ArchiveFormat {
-    /// docker save before 25: `manifest.json` (`[{"Config":"<hex>.json","RepoTags":[…],
-    /// "Layers":["<id>/layer.tar",…]}]`), `<hex>.json`, `<id>/{VERSION,json,layer.tar}`,
-    /// `repositories`. A layer whose content already sits in another directory is a symlink
-    /// `../<other>/layer.tar`, as docker save writes it.
-    DockerLegacy,
-    /// `manifest.json` pointing into `blobs/sha256/<hex>` (config and layers), no `index.json`.
-    DockerBlobs,
-    /// An OCI image layout: `oci-layout`, `index.json`, `blobs/sha256/<hex>`.
-    Oci,
-    /// The OCI layout plus `manifest.json` and `repositories`, as docker save ≥ 25 writes.
-    Both,
-}
 
 #[derive(Clone, Debug)]
 enum Target {
@@ -78,14 +65,6 @@ pub struct ArchiveBuilder {
     targets: Vec<(Target, Vec<String>)>,
     omitted: HashSet<String>,
     only_platform: Option<Platform>,
-}
-
-/// What the plan knows beyond the entries, for [`Breakage`]s.
-pub(crate) struct Plan {
-    pub raw: RawArchive,
-    /// Entry names of layer files, first image first.
-    pub layer_entries: Vec<String>,
-    pub config_entries: Vec<String>,
 }
 
 /// One `manifest.json` element; Go's field order (`Config`, `RepoTags`, `Layers`).

@@ -7,8 +7,9 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 
 use super::blob::{Blob, BlobDir};
 use super::builder::{Image, ImageBuilder};
-use super::json::{DescriptorJson, IndexJson, ManifestJson, PlatformJson};
+use super::json::{DescriptorJson, IndexJson, ManifestJson};
 use super::layer::{Compression, Layer, LayerSpec};
+use super::platform::PlatformJson;
 use super::{Flavor, Platform, media_type};
 
 /// Builds an [`ImageIndex`].

@@ -8,7 +8,8 @@ use std::io::Read;
 use serde::Serialize;
 
 use super::blob::Blob;
-use super::{Platform, media_type};
+use super::media_type;
+use super::platform::PlatformJson;
 
 /// `ocispec.Descriptor`: mediaType, digest, size, then the `omitempty` fields in Go's order
 /// (urls, annotations, data, platform, artifactType).
@@ -32,25 +33,6 @@ impl DescriptorJson {
             size: blob.size,
             annotations: None,
             platform: None,
-        }
-    }
-}
-
-/// `ocispec.Platform`: architecture, os, then `variant` when set.
-#[derive(Serialize)]
-pub(crate) struct PlatformJson {
-    pub architecture: String,
-    pub os: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub variant: Option<String>,
-}
-
-impl From<&Platform> for PlatformJson {
-    fn from(p: &Platform) -> Self {
-        PlatformJson {
-            architecture: p.architecture.clone(),
-            os: p.os.clone(),
-            variant: p.variant.clone(),
         }
     }
 }
