@@ -293,7 +293,7 @@ def targets(d):
     r = d.paired_ratio("hoistd", "baseline", "big", "load")
     row("docker load of the 1 GiB archive ≤ 1.5× the baseline", ratio_text(r, ratio(h, base)),
         None if r is None else r <= 1.5, f"hoistd {fmt(h)} s vs baseline {fmt(base)} s")
-    return ["| target (issue 6) | measured | verdict | detail |", "|---|---|---|---|"] + rows
+    return ["| target | measured | verdict | detail |", "|---|---|---|---|"] + rows
 
 
 def load_and_concurrency(d):
@@ -442,7 +442,7 @@ def main():
         lines += [f"The raw client was faster sequentially than 5 in parallel for "
                   f"{', '.join(faster)}: on 2 cores the registry's own CPU (SHA-256 without SHA-NI, "
                   f"see the CPU table) is the bottleneck, so parallel uploads mostly compete for it. "
-                  f"The limit stays the 5-parallel figure, as issue 6 defines it.", ""]
+                  f"The limit stays the 5-parallel figure, as the targets define it.", ""]
     if has_chart:
         lines += ["![push times](push-times.png)", ""]
     lines += ["## Re-push (everything already in the registry)", "", "Median seconds.", ""]
@@ -467,8 +467,8 @@ def main():
             label = name if not name.startswith("conc-") else "conc-0 … conc-7 (each)"
             lines.append(f"| {label} | {i['blob_count']} | {i['blob_bytes']:,} | {i['archive_bytes']:,} | "
                          f"{i['layers']} | {', '.join(i['platforms'])} |")
-    lines += ["", "Random, incompressible content; gzip streams of stored blocks (the sizes peers.md's "
-              "zlib level 1 gave). Archives hold an OCI layout plus docker's manifest.json. podman "
+    lines += ["", "Random, incompressible content; gzip streams of stored blocks (the sizes zlib's "
+              "level 1 gives). Archives hold an OCI layout plus docker's manifest.json. podman "
               "and dockerd recompress layers on push, so they send other blobs of about the same size.",
               ""]
     notes = []

@@ -12,6 +12,8 @@
 //! - multi:  OCI index of 3 platforms (linux/amd64, linux/arm64, linux/arm/v7), 100 MiB each
 //! - conc-K: OCI, 2 layers of 64 MiB (K = 0..7, for the concurrent pushes)
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
@@ -20,9 +22,9 @@ use hoist_testkit::image::{Compression, Flavor, Image, ImageBuilder, IndexBuilde
 
 const MIB: u64 = 1 << 20;
 
-/// A layer of one random file of `size` bytes, gzip with stored (level 0) blocks. zlib-rs's
-/// level 1 codes random bytes with static Huffman tables (+5.5 %), where zlib's level 1, which
-/// peers.md used, falls back to stored blocks; level 0 gives the same sizes as peers.md's.
+/// A layer of one random file of `size` bytes, gzip with stored (level 0) blocks: the sizes
+/// zlib's level 1 gives, since it falls back to stored blocks for random bytes. zlib-rs's level 1
+/// codes them with static Huffman tables instead, 5.5 % larger.
 fn layer(size: u64) -> LayerSpec {
     LayerSpec::single(size).compression(Compression::Gzip { level: 0 })
 }

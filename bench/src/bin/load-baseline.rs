@@ -3,6 +3,8 @@
 //!
 //! Usage: load-baseline ARCHIVE OUTDIR (OUTDIR must not exist; put it on the daemon's disk)
 
+#![forbid(unsafe_code)]
+
 use std::io::{Read, Write};
 use std::path::PathBuf;
 

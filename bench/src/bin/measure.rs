@@ -50,6 +50,7 @@ fn main() -> Result<()> {
         bail!("no command given after --");
     };
 
+    // SAFETY: sysconf takes an integer name and touches no memory of ours.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     let before: Vec<Option<u64>> = daemons.iter().map(|(_, pid)| cpu_ticks(*pid)).collect();
     let machine_before = machine_busy_ticks();
@@ -139,7 +140,9 @@ fn vm_hwm_kib(pid: u32) -> Option<u64> {
 
 /// (CPU seconds, max RSS KiB) of the waited-for children.
 fn children_usage() -> (f64, i64) {
+    // SAFETY: rusage is plain integers and timevals, for which all-zero bytes are valid.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `usage` is a valid, exclusively borrowed rusage that the kernel fills in.
     unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
     let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     (

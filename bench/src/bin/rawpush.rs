@@ -305,6 +305,8 @@ impl Conn {
         let mut remaining = size;
         while remaining > 0 {
             let count = remaining.min(1 << 30) as usize;
+            // SAFETY: both descriptors are open for the call (borrowed from `self.stream` and
+            // `file`), and `offset` is a valid, exclusively borrowed off_t that the kernel updates.
             let sent = unsafe {
                 libc::sendfile(self.stream.as_raw_fd(), file.as_raw_fd(), &mut offset, count)
             };

@@ -1,6 +1,8 @@
 //! The Docker Engine API over HTTP: routes at `/v1.NN/…` and bare, version checks, JSON message
 //! streams, and the single mapping from engine errors to statuses.
 
+#![forbid(unsafe_code)]
+
 mod error;
 mod jsonmessage;
 mod params;

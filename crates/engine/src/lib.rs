@@ -4,6 +4,8 @@
 //! renders the typed results and progress events. Below it, the store keeps content and the
 //! registry client talks to registries; neither knows of the other.
 
+#![forbid(unsafe_code)]
+
 mod auth;
 mod error;
 mod image_content;

@@ -9,8 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use hoist_engine::{Engine, EngineConfig};
-use hoist_registry::RegistryConfig;
+use hoist_engine::Engine;
 use tokio_util::sync::CancellationToken;
 
 use config::Settings;
@@ -76,25 +75,11 @@ fn init_logging(settings: &Settings) {
 }
 
 async fn run(settings: Settings) -> anyhow::Result<()> {
-    let mut engine_config = EngineConfig::new(settings.data_root.clone());
-    engine_config.registry = RegistryConfig {
-        insecure_registries: settings.insecure_registries.clone(),
-        insecure_loopback: settings.insecure_loopback,
-        certs_dir: settings.certs_dir.clone(),
-        chunk_sizes: settings.upload_chunk_size.clone(),
-        user_agent: format!("hoist/{VERSION}"),
-    };
-    engine_config.max_concurrent_uploads = settings.max_concurrent_uploads;
-    engine_config.max_concurrent_downloads = settings.max_concurrent_downloads;
-    engine_config.upload_stall_timeout = settings.upload_stall_timeout;
-    engine_config.fallback_chunk_size = settings.upload_fallback_chunk_size;
-    engine_config.registry_mirrors = settings.registry_mirrors.clone();
-    engine_config.docker_hub_pull_origin = settings.docker_hub_pull_origin.clone();
     // Opening the engine takes the data root's lock: a second daemon stops here.
-    let engine = Engine::open(engine_config).with_context(|| {
+    let engine = Engine::open(settings.engine.clone()).with_context(|| {
         format!(
             "cannot start with data root {}",
-            settings.data_root.display()
+            settings.engine.data_root.display()
         )
     })?;
     let pidfile = PidFile::write(&settings.pidfile)?;
@@ -113,7 +98,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     for b in bound {
         servers.spawn(listen::serve(b, app.clone(), shutdown.clone()));
     }
-    tracing::info!(version = VERSION, data_root = %settings.data_root.display(), "hoistd started");
+    tracing::info!(version = VERSION, data_root = %settings.engine.data_root.display(), "hoistd started");
 
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {

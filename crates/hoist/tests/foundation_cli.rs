@@ -1,4 +1,4 @@
-//! The Foundation issue, driven by the real docker CLI: `version`, `info`, `load` of every
+//! The image basics, driven by the real docker CLI: `version`, `info`, `load` of every
 //! archive form and compression, `images`, `tag`, `image inspect`, `history`, `rmi`, and a
 //! `save` → `load` round trip. Expected IDs and digests come from the testkit generator, never
 //! from hoist's store.

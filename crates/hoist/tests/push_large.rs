@@ -14,7 +14,7 @@ use hoist_testkit::registry::TestRegistry;
 use push_support::*;
 
 const MIB: u64 = 1024 * 1024;
-/// The bound on hoistd's peak resident memory while pushing 1 GiB.
+/// The bound on hoistd's peak resident memory while pushing 1 GiB.
 const PEAK_RSS_LIMIT_KIB: u64 = 64 * 1024;
 
 #[test]

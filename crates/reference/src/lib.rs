@@ -19,6 +19,8 @@
 //! # Ok::<(), hoist_reference::ReferenceError>(())
 //! ```
 
+#![forbid(unsafe_code)]
+
 mod digest;
 mod error;
 mod grammar;

@@ -214,7 +214,8 @@ impl Hoistd {
 
     /// Sends `signal` (e.g. `libc::SIGHUP`) to the daemon.
     pub fn signal(&self, signal: i32) {
-        // SAFETY: kill(2) on our own child's pid.
+        // SAFETY: kill(2) takes two integers and touches no memory of ours; the pid is our
+        // child's.
         let rc = unsafe { libc::kill(self.pid() as libc::pid_t, signal) };
         assert_eq!(rc, 0, "kill({}, {signal})", self.pid());
     }

@@ -20,7 +20,9 @@ fn spawner() -> &'static Mutex<mpsc::Sender<SpawnRequest>> {
             .name("testkit-spawner".into())
             .spawn(move || {
                 for (mut cmd, reply) in rx {
-                    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+                    // SAFETY: the closure runs in the forked child before exec, where only
+                    // async-signal-safe calls are sound: it calls prctl and reads errno, neither
+                    // of which allocates, locks or touches memory shared with the parent.
                     unsafe {
                         cmd.pre_exec(|| {
                             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {

@@ -202,9 +202,9 @@ fn write_tar<W: Write>(
 
 /// `remaining` pseudo-random bytes, then end of file.
 ///
-/// `StdRng::fill_bytes` runs at ~70 MiB/s here because its generic code is compiled at this
-/// crate's opt-level 0, too slow for 1 GiB layers. So a 1 MiB block from `StdRng` is drawn once
-/// and each output block is that block XORed with a 64-bit LCG stream (~1.5 GiB/s unoptimised).
+/// `StdRng::fill_bytes` is too slow for 1 GiB layers: its generic code is compiled at this
+/// crate's opt-level 0. So a 1 MiB block from `StdRng` is drawn once and each output block is
+/// that block XORed with a 64-bit LCG stream, which stays fast unoptimised.
 /// The result is incompressible and never repeats, which is all layers need.
 struct RandomReader {
     base: Vec<u8>,

@@ -300,7 +300,8 @@ async fn serve_connection(mut stream: TcpStream, shared: Arc<Shared>) {
         _ = abort.notified() => {
             // Close with a RST rather than a FIN: the client sees its connection reset mid-body.
             let linger = libc::linger { l_onoff: 1, l_linger: 0 };
-            // SAFETY: `fd` belongs to the stream still owned by `connection`, alive here.
+            // SAFETY: `fd` belongs to the stream still owned by `connection`, alive here, and
+            // the option value points to `linger`, which outlives the call, with its exact size.
             unsafe {
                 libc::setsockopt(
                     fd,
