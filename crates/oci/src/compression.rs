@@ -147,9 +147,13 @@ mod tests {
             Compression::Xz
         );
         assert_eq!(detect_slowly(TAR).0, Compression::Uncompressed);
-        // Too short for any magic number, including a gzip header cut after its method.
+        // Streams too short to hold a whole magic number, such as a cut-off gzip or zstd one.
         for short in [&b""[..], &[0x1f], &[0x1f, 0x8b], &[0x28, 0xb5, 0x2f]] {
-            assert_eq!(detect_slowly(short).0, Compression::Uncompressed, "{short:?}");
+            assert_eq!(
+                detect_slowly(short).0,
+                Compression::Uncompressed,
+                "{short:?}"
+            );
         }
         // gzip's identification bytes with a method other than deflate are not gzip.
         assert_eq!(

@@ -12,4 +12,3 @@ pub struct Descriptor {
     pub digest: Digest,
     pub size: u64,
 }
-
