@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
 
+use hoist_oci::compression::{self, Compression};
 use hoist_reference::{Digest, Reference};
 use hoist_store::{Descriptor, Lease, StoreError};
 use serde::Deserialize;
@@ -350,16 +351,13 @@ impl Engine {
     /// bytes (`compression.DetectCompression`). It labels zstd layers gzip too, which breaks
     /// every client that trusts the label; hoist labels them zstd (a documented difference).
     fn layer_media_type(&self, digest: &Digest) -> Result<&'static str, EngineError> {
-        let mut head = [0u8; 4];
-        let mut file = self.store.open_blob(digest)?;
-        let n = read_up_to(&mut file, &mut head)
+        let file = self.store.open_blob(digest)?;
+        let (compression, _) = compression::detect(file)
             .map_err(|e| EngineError::io(format!("reading layer {digest}"), e))?;
-        Ok(match &head[..n] {
-            [0x1f, 0x8b, 0x08, ..] => media::DOCKER_LAYER_GZIP,
-            [0x28, 0xb5, 0x2f, 0xfd] => media::DOCKER_LAYER_ZSTD,
-            // A zstd skippable frame (magic 0x184D2A5?, little-endian) may precede the data.
-            [m, 0x2a, 0x4d, 0x18] if m & 0xf0 == 0x50 => media::DOCKER_LAYER_ZSTD,
-            _ => media::DOCKER_LAYER,
+        Ok(match compression {
+            Compression::Gzip => media::DOCKER_LAYER_GZIP,
+            Compression::Zstd => media::DOCKER_LAYER_ZSTD,
+            Compression::Uncompressed | Compression::Bzip2 | Compression::Xz => media::DOCKER_LAYER,
         })
     }
 
@@ -430,14 +428,12 @@ fn oci_image_name(entry: &IndexEntry) -> Result<Option<Reference>, EngineError> 
     Ok(Some(reference.without_digest().tag_name_only()))
 }
 
-fn decompress<R: BufRead + Send + 'static>(mut reader: R) -> std::io::Result<Box<dyn Read + Send>> {
-    let head = reader.fill_buf()?;
-    Ok(if head.starts_with(&[0x1f, 0x8b]) {
-        Box::new(flate2::bufread::MultiGzDecoder::new(reader))
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Box::new(zstd::stream::read::Decoder::with_buffer(reader)?)
-    } else {
-        Box::new(reader)
+fn decompress<R: BufRead + Send + 'static>(reader: R) -> std::io::Result<Box<dyn Read + Send>> {
+    let (compression, reader) = compression::detect(reader)?;
+    Ok(match compression {
+        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(reader)),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(reader)?),
+        Compression::Uncompressed | Compression::Bzip2 | Compression::Xz => Box::new(reader),
     })
 }
 
@@ -528,17 +524,6 @@ fn blob_digest_from_path(path: &str) -> Result<Option<Digest>, EngineError> {
             }),
         _ => Ok(None),
     }
-}
-
-fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match reader.read(&mut buf[filled..])? {
-            0 => break,
-            n => filled += n,
-        }
-    }
-    Ok(filled)
 }
 
 fn corrupt(e: std::io::Error) -> EngineError {

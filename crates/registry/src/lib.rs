@@ -42,7 +42,7 @@ pub use config::{Access, RegistryConfig};
 pub use credentials::Credentials;
 pub use error::{ErrorCode, RegistryError, ResponseError};
 pub use login::{LoginError, LoginOutcome};
-pub use manifest::{FetchedManifest, MANIFEST_MEDIA_TYPES};
+pub use manifest::FetchedManifest;
 pub use registries::Registries;
 pub use repository::{BlobStream, Repository};
 pub use upload::{BlobSource, MountOutcome, Progress, UploadMode, UploadSession};

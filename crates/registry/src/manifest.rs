@@ -1,6 +1,8 @@
 //! Manifests: existence by digest, exact-bytes PUT, and verified GET.
 
 use bytes::Bytes;
+use hoist_oci::limits::MAX_MANIFEST_BYTES;
+use hoist_oci::media::MANIFEST_MEDIA_TYPES;
 use hoist_reference::Digest;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
@@ -10,18 +12,6 @@ use crate::RegistryError;
 use crate::error::{from_response, read_bounded};
 use crate::repository::{Repository, header_length};
 use crate::transport::{Call, Target};
-
-/// Every manifest type hoist handles; no wildcard, since some registries (Artifactory) answer
-/// 406 to an Accept they dislike.
-pub const MANIFEST_MEDIA_TYPES: [&str; 4] = [
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-];
-
-/// distribution refuses manifests over 4 MiB; allow some slack for other registries.
-const MAX_MANIFEST_SIZE: usize = 8 * 1024 * 1024;
 
 /// A manifest as the registry stores it.
 #[derive(Clone, Debug)]
@@ -120,15 +110,15 @@ impl Repository {
             RegistryError::invalid_response(
                 OPERATION,
                 &host,
-                format!("manifest is larger than {MAX_MANIFEST_SIZE} bytes"),
+                format!("manifest is larger than {MAX_MANIFEST_BYTES} bytes"),
             )
         };
-        if header_length(response.headers()).is_some_and(|n| n > MAX_MANIFEST_SIZE as u64) {
+        if header_length(response.headers()).is_some_and(|n| n > MAX_MANIFEST_BYTES) {
             return Err(too_large());
         }
         let headers = response.headers().clone();
-        let bytes = read_bounded(response, MAX_MANIFEST_SIZE + 1).await;
-        if bytes.len() > MAX_MANIFEST_SIZE {
+        let bytes = read_bounded(response, MAX_MANIFEST_BYTES as usize + 1).await;
+        if bytes.len() as u64 > MAX_MANIFEST_BYTES {
             return Err(too_large());
         }
         if let Some(expected) = header_length(&headers)
@@ -180,6 +170,7 @@ impl Repository {
     ) -> Call<'static> {
         let path = self.api_path(&format!("manifests/{reference}"));
         let mut call = Call::new(operation, method, Target::Registry(path));
+        // No wildcard: some registries (Artifactory) answer 406 to an Accept they dislike.
         if let Ok(accept) = HeaderValue::from_str(&MANIFEST_MEDIA_TYPES.join(", ")) {
             call.headers.insert(ACCEPT, accept);
         }

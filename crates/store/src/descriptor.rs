@@ -1,4 +1,5 @@
 //! The OCI content descriptor, reduced to what the store needs to address and walk content.
+//! Media types and what they reference are `hoist_oci::media`'s to say.
 
 use hoist_reference::Digest;
 
@@ -10,13 +11,4 @@ pub struct Descriptor {
     pub media_type: String,
     pub digest: Digest,
     pub size: u64,
-}
-
-/// Media types whose blobs reference other blobs. Everything else is a leaf to the store.
-pub mod media_type {
-    pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-    pub const DOCKER_MANIFEST_LIST: &str =
-        "application/vnd.docker.distribution.manifest.list.v2+json";
-    pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-    pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 }

@@ -35,7 +35,7 @@ mod metadata;
 mod store;
 mod writer;
 
-pub use descriptor::{Descriptor, media_type};
+pub use descriptor::Descriptor;
 pub use error::StoreError;
 pub use gc::GcStats;
 pub use hoist_reference::Digest;

@@ -8,17 +8,15 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use hoist_oci::limits::MAX_MANIFEST_BYTES;
+use hoist_oci::media;
 use hoist_reference::Digest;
 
 use crate::blob::{open_blob_file, read_blob_limited};
-use crate::descriptor::{Descriptor, media_type};
+use crate::descriptor::Descriptor;
 use crate::error::{IoContext, StoreError};
 use crate::layout::Layout;
 use crate::store::Store;
-
-/// Registries refuse manifests above 4 MiB (distribution's limit), so anything larger is not one
-/// of ours, and reading it whole to find out would be wasteful.
-pub(crate) const MANIFEST_SIZE_LIMIT: u64 = 4 << 20;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum ManifestKind {
@@ -30,10 +28,12 @@ pub(crate) enum ManifestKind {
 
 impl ManifestKind {
     pub fn of_media_type(media_type: &str) -> Option<ManifestKind> {
-        match media_type {
-            media_type::OCI_INDEX | media_type::DOCKER_MANIFEST_LIST => Some(ManifestKind::Index),
-            media_type::OCI_MANIFEST | media_type::DOCKER_MANIFEST => Some(ManifestKind::Manifest),
-            _ => None,
+        if media::is_index(media_type) {
+            Some(ManifestKind::Index)
+        } else if media::is_manifest(media_type) {
+            Some(ManifestKind::Manifest)
+        } else {
+            None
         }
     }
 
@@ -177,7 +177,7 @@ impl ChildrenCache {
 }
 
 fn read_manifest(layout: &Layout, digest: &Digest) -> Result<Vec<u8>, StoreError> {
-    read_blob_limited(layout, digest, MANIFEST_SIZE_LIMIT)
+    read_blob_limited(layout, digest, MAX_MANIFEST_BYTES)
 }
 
 /// Reads a blob only if it could be a manifest: small enough and starting with `{`. A lease
@@ -185,11 +185,11 @@ fn read_manifest(layout: &Layout, digest: &Digest) -> Result<Vec<u8>, StoreError
 fn read_if_json_object(layout: &Layout, digest: &Digest) -> Result<Option<Vec<u8>>, StoreError> {
     const PEEK: u64 = 512;
     let (file, size, path) = open_blob_file(layout, digest)?;
-    if size > MANIFEST_SIZE_LIMIT {
+    if size > MAX_MANIFEST_BYTES {
         return Ok(None);
     }
     let reading = || format!("reading {}", path.display());
-    let mut file = file.take(MANIFEST_SIZE_LIMIT + 1);
+    let mut file = file.take(MAX_MANIFEST_BYTES + 1);
     let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
     (&mut file)
         .take(PEEK)
@@ -202,7 +202,7 @@ fn read_if_json_object(layout: &Layout, digest: &Digest) -> Result<Option<Vec<u8
         None => {}
     }
     file.read_to_end(&mut bytes).context(reading)?;
-    Ok((bytes.len() as u64 <= MANIFEST_SIZE_LIMIT).then_some(bytes))
+    Ok((bytes.len() as u64 <= MAX_MANIFEST_BYTES).then_some(bytes))
 }
 
 #[cfg(test)]
@@ -215,7 +215,7 @@ mod tests {
         let layer = "sha256:".to_owned() + &"1".repeat(64);
         let manifest = format!(
             r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config}","size":7}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{layer}","size":9,"annotations":{{"a":"b"}}}}]}}"#,
-            media_type::OCI_MANIFEST
+            media::OCI_MANIFEST
         );
         let children = ManifestKind::Manifest
             .parse_children(manifest.as_bytes())
@@ -243,7 +243,7 @@ mod tests {
         let padded = [vec![b' '; 600], br#"{"manifests":[]}"#.to_vec()].concat();
         let padded = store(&padded);
         let gzip = store(&[0x1f, 0x8b, 8, 0]);
-        let huge = store(&vec![b'{'; MANIFEST_SIZE_LIMIT as usize + 1]);
+        let huge = store(&vec![b'{'; MAX_MANIFEST_BYTES as usize + 1]);
 
         assert!(read_if_json_object(&layout, &padded).unwrap().is_some());
         assert_eq!(read_if_json_object(&layout, &gzip).unwrap(), None);

@@ -179,7 +179,7 @@ mod tests {
             ImageRecord {
                 name: "docker.io/library/foo:latest".into(),
                 target: Descriptor {
-                    media_type: crate::media_type::OCI_MANIFEST.into(),
+                    media_type: hoist_oci::media::OCI_MANIFEST.into(),
                     digest: digest(1),
                     size: 42,
                 },

@@ -6,7 +6,8 @@ use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 
 use common::*;
-use hoist_store::{Descriptor, Store, StoreError, media_type};
+use hoist_oci::media;
+use hoist_store::{Descriptor, Store, StoreError};
 
 #[test]
 fn handles_cross_threads() {
@@ -176,13 +177,13 @@ fn children_follow_media_types() {
     // Docker schema2 and list types are walked the same way.
     let lease = store.lease();
     let docker_manifest = Descriptor {
-        media_type: media_type::DOCKER_MANIFEST.into(),
+        media_type: media::DOCKER_MANIFEST.into(),
         ..image.manifest.0.clone()
     };
     assert_eq!(store.children(&docker_manifest).unwrap(), want);
     let index = index_bytes(std::slice::from_ref(&image.manifest.0));
     store.put_blob(&lease, &index).unwrap();
-    let list = descriptor(media_type::DOCKER_MANIFEST_LIST, &index);
+    let list = descriptor(media::DOCKER_MANIFEST_LIST, &index);
     assert_eq!(
         store.children(&list).unwrap(),
         std::slice::from_ref(&image.manifest.0)
@@ -195,13 +196,13 @@ fn children_follow_media_types() {
         store.children(&absent),
         Err(StoreError::NotFound(_))
     ));
-    let absent = descriptor(media_type::OCI_INDEX, b"not stored");
+    let absent = descriptor(media::OCI_INDEX, b"not stored");
     assert!(matches!(
         store.children(&absent),
         Err(StoreError::NotFound(_))
     ));
     let config_as_manifest = Descriptor {
-        media_type: media_type::OCI_MANIFEST.into(),
+        media_type: media::OCI_MANIFEST.into(),
         ..image.config.0.clone()
     };
     match store.children(&config_as_manifest) {
@@ -211,7 +212,7 @@ fn children_follow_media_types() {
         other => panic!("expected InvalidManifest, got {other:?}"),
     }
     let manifest_as_index = Descriptor {
-        media_type: media_type::OCI_INDEX.into(),
+        media_type: media::OCI_INDEX.into(),
         ..image.manifest.0.clone()
     };
     assert!(matches!(

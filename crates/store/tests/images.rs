@@ -6,7 +6,8 @@ use std::collections::BTreeSet;
 use std::time::SystemTime;
 
 use common::*;
-use hoist_store::{Descriptor, Digest, GcStats, ImageChange, Store, StoreError, media_type};
+use hoist_oci::media;
+use hoist_store::{Descriptor, Digest, GcStats, ImageChange, Store, StoreError};
 
 #[test]
 fn put_and_delete_return_what_was_there_and_keep_creation_time() {
@@ -62,7 +63,7 @@ fn a_batch_with_one_bad_put_changes_nothing() {
     let image = Image::new("a", &[b"layer"]);
     image.load(&store, "keep");
     let meta_before = std::fs::read(dir.path().join("meta.json")).unwrap();
-    let absent = descriptor(media_type::OCI_MANIFEST, b"never written");
+    let absent = descriptor(media::OCI_MANIFEST, b"never written");
 
     let err = store
         .apply(vec![
@@ -121,7 +122,7 @@ fn gc_keeps_partial_indexes_and_reports_what_it_removed() {
     let amd64 = Image::new("amd64", &[b"amd64 layer"]);
     let arm64 = Image::new("arm64", &[b"arm64 layer"]);
     let index = index_bytes(&[amd64.manifest.0.clone(), arm64.manifest.0.clone()]);
-    let index_desc = descriptor(media_type::OCI_INDEX, &index);
+    let index_desc = descriptor(media::OCI_INDEX, &index);
 
     // Only amd64 is pulled; arm64's manifest is absent, which must not stop the walk.
     let lease = store.lease();
@@ -167,19 +168,19 @@ fn docker_schema2_images_are_walked_too() {
     );
     let manifest = serde_json::to_vec(&serde_json::json!({
         "schemaVersion": 2,
-        "mediaType": media_type::DOCKER_MANIFEST,
+        "mediaType": media::DOCKER_MANIFEST,
         "config": config,
         "layers": [layer],
     }))
     .unwrap();
-    let manifest_desc = descriptor(media_type::DOCKER_MANIFEST, &manifest);
+    let manifest_desc = descriptor(media::DOCKER_MANIFEST, &manifest);
     let list = serde_json::to_vec(&serde_json::json!({
         "schemaVersion": 2,
-        "mediaType": media_type::DOCKER_MANIFEST_LIST,
+        "mediaType": media::DOCKER_MANIFEST_LIST,
         "manifests": [manifest_desc],
     }))
     .unwrap();
-    let list_desc = descriptor(media_type::DOCKER_MANIFEST_LIST, &list);
+    let list_desc = descriptor(media::DOCKER_MANIFEST_LIST, &list);
     for bytes in [&br#"{"config":{}}"#[..], b"docker layer", &manifest, &list] {
         store.put_blob(&lease, bytes).unwrap();
     }
@@ -263,7 +264,7 @@ fn a_gc_that_cannot_read_a_reachable_manifest_removes_nothing() {
     // Valid blob, but not a manifest: claiming it is one makes the graph unknowable.
     let (bogus, size) = store.put_blob(&lease, b"{\"not\":\"a manifest\"}").unwrap();
     let target = Descriptor {
-        media_type: media_type::OCI_MANIFEST.into(),
+        media_type: media::OCI_MANIFEST.into(),
         digest: bogus,
         size,
     };
@@ -293,5 +294,59 @@ fn apply_reports_previous_records_even_for_an_empty_batch() {
     assert!(
         !dir.path().join("meta.json").exists(),
         "nothing changed, nothing written"
+    );
+}
+
+/// A manifest of `len` bytes referencing `image`'s config and layers, padded by an annotation.
+fn manifest_of_len(image: &Image, len: usize) -> Vec<u8> {
+    let with_pad = |pad: &str| {
+        serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": media::OCI_MANIFEST,
+            "config": image.config.0,
+            "layers": image.layers.iter().map(|(d, _)| d).collect::<Vec<_>>(),
+            "annotations": { "padding": pad },
+        }))
+        .unwrap()
+    };
+    let bytes = with_pad(&"x".repeat(len - with_pad("").len()));
+    assert_eq!(bytes.len(), len);
+    bytes
+}
+
+#[test]
+fn gc_reads_every_manifest_a_pull_can_accept() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let image = Image::new("big", &[b"layer of a big manifest"]);
+    let limit = usize::try_from(hoist_oci::limits::MAX_MANIFEST_BYTES).unwrap();
+    let largest = manifest_of_len(&image, limit);
+    let largest_desc = descriptor(media::OCI_MANIFEST, &largest);
+
+    let lease = store.lease();
+    for (_, bytes) in image.layers.iter().chain([&image.config]) {
+        store.put_blob(&lease, bytes).unwrap();
+    }
+    store.put_blob(&lease, &largest).unwrap();
+    let (garbage, _) = store.put_blob(&lease, b"referenced by nothing").unwrap();
+
+    // Protected by the lease alone, the manifest is found by its content.
+    let leased = store.lease();
+    store.put_blob(&leased, &largest).unwrap();
+    drop(lease);
+    let mut kept = image.digests();
+    kept.remove(&image.manifest.0.digest);
+    kept.insert(largest_desc.digest.clone());
+    assert_eq!(blobs_on_disk(dir.path()), kept);
+    assert!(!store.has_blob(&garbage));
+
+    // Recorded as an image, it is walked by its media type.
+    store.apply(vec![put("big", &largest_desc)]).unwrap();
+    drop(leased);
+    store.gc().unwrap();
+    assert_eq!(blobs_on_disk(dir.path()), kept);
+    assert_eq!(
+        store.children(&largest_desc).unwrap().len(),
+        image.layers.len() + 1
     );
 }

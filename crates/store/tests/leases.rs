@@ -5,7 +5,8 @@ mod common;
 use std::io::Write;
 
 use common::*;
-use hoist_store::{Descriptor, Store, media_type};
+use hoist_oci::media;
+use hoist_store::{Descriptor, Store};
 
 #[test]
 fn a_failed_load_leaves_nothing_once_its_lease_is_dropped() {
@@ -78,7 +79,7 @@ fn protection_walks_indexes_and_manifests_without_a_media_type_field() {
         "layers": [image.layers[0].0],
     }))
     .unwrap();
-    let manifest_desc = descriptor(media_type::OCI_MANIFEST, &manifest);
+    let manifest_desc = descriptor(media::OCI_MANIFEST, &manifest);
     let index = serde_json::to_vec(&serde_json::json!({
         "schemaVersion": 2,
         "manifests": [manifest_desc],

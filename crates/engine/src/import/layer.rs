@@ -2,16 +2,16 @@
 //! tar is kept as it came, a plain tar is gzip-compressed. The layer's DiffID (the digest of
 //! the uncompressed tar) is computed on the way through.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 
+use hoist_oci::compression::{self, Compression};
 use hoist_reference::Digest;
 use hoist_store::{BlobWriter, Descriptor, Lease, Store};
 use sha2::{Digest as _, Sha256};
 
 use crate::EngineError;
+use crate::media::{OCI_LAYER_GZIP, OCI_LAYER_ZSTD};
 
-const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 const CHUNK: usize = 1 << 20;
 
 /// The stored layer and its DiffID.
@@ -21,26 +21,13 @@ pub(crate) struct StoredLayer {
     pub diff_id: Digest,
 }
 
-enum Compression {
-    None,
-    Gzip,
-    Zstd,
-}
-
 pub(crate) fn store_layer(
     store: &Store,
     lease: &Lease,
     input: impl Read,
 ) -> Result<StoredLayer, EngineError> {
+    let (compression, input) = compression::detect(input).map_err(read_error)?;
     let mut input = BufReader::with_capacity(CHUNK, input);
-    let head = input.fill_buf().map_err(read_error)?;
-    let compression = match head {
-        [0x1f, 0x8b, 0x08, ..] => Compression::Gzip,
-        [0x28, 0xb5, 0x2f, 0xfd, ..] => Compression::Zstd,
-        [b'B', b'Z', b'h', ..] => return Err(unsupported("bzip2")),
-        [0xfd, b'7', b'z', b'X', b'Z', 0x00, ..] => return Err(unsupported("xz")),
-        _ => Compression::None,
-    };
     let writer = store.blob_writer(lease)?;
     let (media_type, writer, diff_id) = match compression {
         Compression::Gzip => {
@@ -57,7 +44,9 @@ pub(crate) fn store_layer(
             })?;
             (OCI_LAYER_ZSTD, writer, sink.digest())
         }
-        Compression::None => {
+        Compression::Bzip2 => return Err(unsupported("bzip2")),
+        Compression::Xz => return Err(unsupported("xz")),
+        Compression::Uncompressed => {
             let mut encoder = flate2::write::GzEncoder::new(writer, flate2::Compression::default());
             let mut hasher = Sha256::new();
             copy_chunks(&mut input, |chunk| {

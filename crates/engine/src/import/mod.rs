@@ -144,7 +144,7 @@ impl ImportJob {
             .map_err(|e| EngineError::Internal(format!("encoding an image config: {e}")))?;
         let (digest, size) = self.engine.store.put_blob(lease, &bytes)?;
         Ok(Descriptor {
-            media_type: OCI_CONFIG.to_owned(),
+            media_type: media::OCI_CONFIG.to_owned(),
             digest,
             size,
         })
@@ -166,8 +166,6 @@ impl ImportJob {
         Ok(())
     }
 }
-
-const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 
 /// moby's `DockerOCIImage` as its import fills it, plus the top-level `comment` of the classic
 /// image config (which `docker inspect` shows as Comment).

@@ -40,10 +40,6 @@ impl PushPlan {
     }
 }
 
-fn is_layer(media_type: &str) -> bool {
-    media_type.contains(".layer.") || media_type.contains(".rootfs.diff.")
-}
-
 /// A manifest present locally, with the blobs it needs and which of those are absent.
 struct LocalManifest {
     entry: IndexEntry,
@@ -188,7 +184,7 @@ fn push_unique(blobs: &mut Vec<PlanBlob>, desc: &Descriptor) {
     if !blobs.iter().any(|b| b.descriptor.digest == desc.digest) {
         blobs.push(PlanBlob {
             descriptor: desc.clone(),
-            is_layer: is_layer(&desc.media_type),
+            is_layer: media::is_layer(&desc.media_type),
         });
     }
 }

@@ -6,7 +6,8 @@ use std::fs;
 use std::io::Write;
 use std::path::Path;
 
-use hoist_store::{Descriptor, Digest, ImageChange, Store, media_type};
+use hoist_oci::media;
+use hoist_store::{Descriptor, Digest, ImageChange, Store};
 use sha2::{Digest as _, Sha256};
 
 pub const LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
@@ -28,7 +29,7 @@ pub fn descriptor(media_type: &str, bytes: &[u8]) -> Descriptor {
 pub fn manifest_bytes(config: &Descriptor, layers: &[Descriptor]) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({
         "schemaVersion": 2,
-        "mediaType": media_type::OCI_MANIFEST,
+        "mediaType": media::OCI_MANIFEST,
         "config": config,
         "layers": layers,
     }))
@@ -38,7 +39,7 @@ pub fn manifest_bytes(config: &Descriptor, layers: &[Descriptor]) -> Vec<u8> {
 pub fn index_bytes(manifests: &[Descriptor]) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({
         "schemaVersion": 2,
-        "mediaType": media_type::OCI_INDEX,
+        "mediaType": media::OCI_INDEX,
         "manifests": manifests,
     }))
     .unwrap()
@@ -66,7 +67,7 @@ impl Image {
         let layer_descs: Vec<_> = layers.iter().map(|(d, _)| d.clone()).collect();
         let manifest_bytes = manifest_bytes(&config.0, &layer_descs);
         let manifest = (
-            descriptor(media_type::OCI_MANIFEST, &manifest_bytes),
+            descriptor(media::OCI_MANIFEST, &manifest_bytes),
             manifest_bytes,
         );
         Image {
