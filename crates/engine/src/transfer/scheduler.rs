@@ -1,7 +1,9 @@
-//! A counting semaphore that hands permits to the largest waiting blob first.
+//! A counting semaphore that hands permits to the waiter of highest priority first, and among
+//! equal priorities to the earliest.
 //!
-//! Starting the largest uploads first shortens the tail of a push: small blobs fill the gaps
-//! while big ones run. tokio's Semaphore is FIFO only, hence this small one.
+//! Uploads ask with their blob size: starting the largest first shortens the tail of a push, as
+//! small blobs fill the gaps while big ones run. Downloads all ask with the same priority and are
+//! served first come first served. tokio's Semaphore is FIFO only, hence this small one.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -45,7 +47,7 @@ impl Ord for Waiter {
     }
 }
 
-/// Held while an upload runs; dropping it passes the slot to the best waiter.
+/// Held while a transfer runs; dropping it passes the slot to the best waiter.
 pub(crate) struct PriorityPermit {
     semaphore: Arc<PrioritySemaphore>,
 }
