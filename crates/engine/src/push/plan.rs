@@ -78,7 +78,7 @@ impl LocalManifest {
 /// What the local store holds of a push's target.
 enum LocalTarget {
     /// A manifest with all its blobs.
-    Manifest(LocalManifest),
+    Manifest(Box<LocalManifest>),
     /// An index, with the child manifests present locally and those absent.
     Index {
         bytes: Bytes,
@@ -139,7 +139,7 @@ fn read_local(
         if let Some(first) = local.missing.first() {
             return Err(missing_content(display_name, &first.digest));
         }
-        return Ok(LocalTarget::Manifest(local));
+        return Ok(LocalTarget::Manifest(Box::new(local)));
     }
     if !media::is_index(&target.media_type) {
         return Err(EngineError::InvalidArgument(format!(
@@ -178,7 +178,7 @@ pub(crate) async fn plan_push(
         blocking::run(move || read_local(&store, &target, &display_name)).await?
     };
     let (root_bytes, present, absent) = match local {
-        LocalTarget::Manifest(local) => return Ok(single(local, None)),
+        LocalTarget::Manifest(local) => return Ok(single(*local, None)),
         LocalTarget::Index {
             bytes,
             present,
