@@ -157,6 +157,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn equal_priorities_go_in_order_of_arrival() {
+        let sem = PrioritySemaphore::new(1);
+        let held = sem.try_acquire().expect("free permit");
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for n in [1u32, 2, 3] {
+            let (sem, order) = (Arc::clone(&sem), Arc::clone(&order));
+            tasks.push(tokio::spawn(async move {
+                let _p = sem.acquire(0).await;
+                order.lock().unwrap().push(n);
+            }));
+            tokio::task::yield_now().await;
+        }
+        drop(held);
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), vec![1, 2, 3]);
+    }
+
+    #[tokio::test]
     async fn cancelled_waiter_does_not_leak_a_permit() {
         let sem = PrioritySemaphore::new(1);
         let held = sem.try_acquire().unwrap();
