@@ -1,6 +1,7 @@
 //! Reading an image's manifests and config out of the store, choosing the platform to show when
 //! the image is a multi-platform index.
 
+use hoist_reference::Digest;
 use hoist_store::{Descriptor, Store};
 use serde::{Deserialize, Serialize};
 
@@ -44,9 +45,13 @@ impl IndexEntry {
 
 pub(crate) fn read_manifest(store: &Store, desc: &Descriptor) -> Result<ManifestDoc, EngineError> {
     let bytes = store.read_blob(&desc.digest, MAX_MANIFEST_BYTES)?;
-    serde_json::from_slice(&bytes).map_err(|e| {
-        EngineError::Internal(format!("manifest {} is not valid JSON: {e}", desc.digest))
-    })
+    parse_manifest(&desc.digest, &bytes)
+}
+
+/// Parses the stored bytes of manifest or index `digest`.
+pub(crate) fn parse_manifest(digest: &Digest, bytes: &[u8]) -> Result<ManifestDoc, EngineError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| EngineError::Internal(format!("manifest {digest} is not valid JSON: {e}")))
 }
 
 /// One runnable image: a manifest, its config, and the platform it was chosen for.

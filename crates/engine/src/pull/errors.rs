@@ -4,7 +4,7 @@
 //! a registry cannot be asked which of the two it is, and a 401 would make the docker CLI prompt
 //! for a Docker Hub login whatever registry was asked.
 
-use hoist_reference::{Digest, Reference};
+use hoist_reference::Reference;
 use hoist_registry::RegistryError;
 
 use crate::EngineError;
@@ -32,11 +32,4 @@ pub(crate) fn resolve_error(error: RegistryError, reference: &Reference) -> Engi
         ));
     }
     EngineError::Registry(error)
-}
-
-/// What moby reports when a downloaded blob is not what its digest says.
-pub(crate) fn verification_failed(digest: &Digest) -> EngineError {
-    EngineError::Internal(format!(
-        "filesystem layer verification failed for digest {digest}"
-    ))
 }

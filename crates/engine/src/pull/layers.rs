@@ -7,11 +7,11 @@ use std::sync::{Arc, Mutex};
 use futures_util::future::try_join_all;
 use hoist_store::{Descriptor, Lease};
 
-use super::download::{BlobRequest, Download, DownloadState};
-use super::source::Source;
-use super::{PullEvent, PullLayerState};
+use super::events::{PullEvent, PullLayerState};
+use crate::downloads::{BlobRequest, Download, DownloadPhase, DownloadState, Source};
+use crate::engine::Engine;
+use crate::error::EngineError;
 use crate::progress::ProgressBoard;
-use crate::{Engine, EngineError};
 
 /// Makes the config and layers of one manifest present in the store, protected by `lease`.
 /// When all of it is already there nothing is shown, as moby shows no layer lines for an image
@@ -148,41 +148,40 @@ async fn follow(
             state,
         })
     };
-    let mut rx = download.state.clone();
     let mut waiting_shown = false;
     let mut verifying_shown = false;
     let mut bar_attempt = None;
-    loop {
-        let state = rx.borrow_and_update().clone();
-        match state {
-            DownloadState::Starting => {}
+    download
+        .follow(|state| match state {
+            DownloadState::Active(DownloadPhase::Starting) | DownloadState::Failed(_) => {}
             DownloadState::Waiting => {
                 if let Some(event) = show(PullLayerState::Waiting).filter(|_| !waiting_shown) {
                     board.post(event);
                     waiting_shown = true;
                 }
             }
-            DownloadState::Downloading { attempt } => {
+            DownloadState::Active(DownloadPhase::Downloading { attempt }) => {
                 if let Some(id) = &id
-                    && bar_attempt != Some(attempt)
+                    && bar_attempt != Some(*attempt)
                 {
                     board.start_bar(id, download.progress.clone(), size);
-                    bar_attempt = Some(attempt);
+                    bar_attempt = Some(*attempt);
                 }
             }
             DownloadState::Retrying { seconds } => {
-                if let (Some(id), Some(event)) = (&id, show(PullLayerState::Retrying { seconds })) {
+                let event = show(PullLayerState::Retrying { seconds: *seconds });
+                if let (Some(id), Some(event)) = (&id, event) {
                     board.finish_bar(id, event);
                     bar_attempt = None;
                 }
             }
-            DownloadState::Verifying => {
+            DownloadState::Active(DownloadPhase::Verifying) => {
                 if let (Some(id), Some(event)) = (&id, show(PullLayerState::VerifyingChecksum)) {
                     board.finish_bar(id, event);
                     verifying_shown = true;
                 }
             }
-            DownloadState::Done => {
+            DownloadState::Done(()) => {
                 if let Some(id) = &id {
                     if !verifying_shown && let Some(event) = show(PullLayerState::VerifyingChecksum)
                     {
@@ -198,18 +197,9 @@ async fn follow(
                         .unwrap_or_else(|e| e.into_inner())
                         .finish(index, board);
                 }
-                return Ok(());
             }
-            DownloadState::Failed(error) => return Err(EngineError::Shared(error)),
-        }
-        if rx.changed().await.is_err() {
-            // The task ended; its last word is in the channel unless it was cancelled.
-            match &*rx.borrow() {
-                DownloadState::Done | DownloadState::Failed(_) => continue,
-                _ => return Err(EngineError::Internal("blob download was cancelled".into())),
-            }
-        }
-    }
+        })
+        .await
 }
 
 #[cfg(test)]

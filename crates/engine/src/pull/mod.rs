@@ -9,8 +9,8 @@
 //! digest), with the content of one platform only: the one asked for, or the host's. The image
 //! is then partial, which push and save handle.
 
-mod download;
 mod errors;
+mod events;
 mod layers;
 mod resolve;
 mod source;
@@ -18,15 +18,18 @@ mod source;
 use hoist_reference::{Digest, Reference};
 use hoist_store::{Descriptor, Lease};
 
-pub(crate) use download::DownloadManager;
+pub use events::{PullEvent, PullLayerState};
 
 use crate::auth::AuthConfig;
+use crate::blocking::BlockingDrop;
+use crate::downloads::{Source, verification_failed};
+use crate::engine::Engine;
+use crate::error::EngineError;
 use crate::image_content::{IndexEntry, ManifestDoc};
 use crate::platform::Platform;
 use crate::progress::ProgressBoard;
-use crate::{Engine, EngineError, media, names};
+use crate::{media, names};
 use resolve::{Resolved, choose_platform, fetch_child, list_tags, resolve_top};
-use source::Source;
 
 /// What the client asked for.
 #[derive(Debug)]
@@ -38,61 +41,6 @@ pub struct PullRequest {
     /// `os/arch[/variant]` of the manifest to fetch from an index; the host's when None.
     pub platform: Option<Platform>,
     pub auth: AuthConfig,
-}
-
-/// What the client sees of a pull. Only the API knows how these look on the wire.
-#[derive(Clone, Debug, PartialEq)]
-pub enum PullEvent {
-    /// "<tag or reference>: Pulling from <repository path>".
-    PullingFrom {
-        id: String,
-        repository: String,
-    },
-    Layer {
-        id: String,
-        state: PullLayerState,
-    },
-    /// Bytes of a layer received so far.
-    Progress {
-        id: String,
-        current: u64,
-        total: u64,
-    },
-    /// A free-form status line (warnings).
-    Note(String),
-    /// "Digest: <digest>" of the image pulled for one tag.
-    Digest(Digest),
-    /// The pull is complete: "Status: Downloaded newer image for <reference>" when a name now
-    /// points at different content than before, else "Status: Image is up to date for …".
-    Done {
-        reference: String,
-        newer: bool,
-    },
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub enum PullLayerState {
-    PullingFsLayer,
-    Waiting,
-    Retrying {
-        seconds: u64,
-    },
-    VerifyingChecksum,
-    DownloadComplete,
-    /// The layer and every one below it are in the store.
-    PullComplete,
-    /// The store already had the layer.
-    AlreadyExists,
-}
-
-impl PullEvent {
-    pub fn progress(id: &str, current: u64, total: u64) -> PullEvent {
-        PullEvent::Progress {
-            id: id.to_owned(),
-            current,
-            total,
-        }
-    }
 }
 
 /// A pull resolved and ready to run.
@@ -196,7 +144,7 @@ impl PullJob {
     /// job's lease unless an image now uses it.
     pub async fn run(self, board: &ProgressBoard<PullEvent>) -> Result<(), EngineError> {
         let engine = self.engine.clone();
-        let lease = engine.store.lease();
+        let lease = BlockingDrop::new(engine.store.lease());
         let mut newer = false;
         let mut outcome = Ok(());
         for image in &self.images {
@@ -208,8 +156,8 @@ impl PullJob {
                 }
             }
         }
-        // Releasing the lease collects what the pull stored and nothing uses: disk work.
-        let _ = tokio::task::spawn_blocking(move || drop(lease)).await;
+        // Releasing the lease collects what the pull stored and nothing uses.
+        lease.release().await;
         outcome?;
         // For every tag, moby names the repository itself.
         let reference = match (self.reference.tag(), self.reference.digest()) {
@@ -292,7 +240,7 @@ impl PullJob {
             .blocking(move || Ok(store.put_blob(&lease, &bytes)?))
             .await?;
         if stored.0 != expected {
-            return Err(errors::verification_failed(&expected));
+            return Err(verification_failed(&expected));
         }
         Ok(())
     }

@@ -7,11 +7,12 @@ use hoist_registry::{FetchedManifest, RegistryError};
 use hoist_store::Descriptor;
 
 use super::errors::resolve_error;
-use super::source::Source;
+use crate::downloads::Source;
+use crate::error::EngineError;
 use crate::image_content::{IndexEntry, ManifestDoc};
+use crate::media;
 use crate::platform::Platform;
-use crate::push::RetryPolicy;
-use crate::{EngineError, media};
+use crate::retry::RetryPolicy;
 
 /// A manifest or index as the registry serves it.
 #[derive(Clone, Debug)]

@@ -2,18 +2,10 @@
 //! then Docker Hub itself; for any other registry, that registry alone.
 
 use hoist_reference::Reference;
-use hoist_registry::{Access, Credentials, Repository};
+use hoist_registry::{Access, Credentials};
 
-use crate::Engine;
-
-/// One registry a pull may fetch from.
-#[derive(Clone, Debug)]
-pub(crate) struct Source {
-    pub repository: Repository,
-    /// Mirrors are tried first and skipped on any failure. They get no credentials: the user's
-    /// Docker Hub login is for Docker Hub (as moby's containerd store decides).
-    pub mirror: bool,
-}
+use crate::downloads::Source;
+use crate::engine::Engine;
 
 impl Engine {
     /// The sources of `name` (a repository), mirrors first, the origin last.

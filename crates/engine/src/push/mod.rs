@@ -4,32 +4,26 @@
 //! with a status code before any output; `PushJob::run` then transfers, reporting progress on a
 //! board, and fails in-stream.
 
-mod existence;
 mod plan;
-mod retry;
-mod scheduler;
-mod transfer;
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
 
 use futures_util::future::try_join_all;
 use hoist_reference::{Digest, Reference};
 use hoist_registry::{Access, BlobSource, Credentials, Repository};
 use hoist_store::{Descriptor, ImageChange, Lease};
 
-pub(crate) use existence::UnsettledPushes;
-pub(crate) use retry::{RetryPolicy, countdown};
-pub(crate) use transfer::{TransferManager, TransferSettings};
-
 use crate::auth::AuthConfig;
+use crate::blocking::BlockingDrop;
+use crate::engine::Engine;
+use crate::error::EngineError;
 use crate::image_content::{IndexEntry, read_manifest};
-use crate::names;
 use crate::platform::Platform;
 use crate::progress::ProgressBoard;
-use crate::{Engine, EngineError, media};
+use crate::retry::RetryPolicy;
+use crate::uploads::{BlobJob, BlobOutcome, Upload, UploadPhase, UploadState};
+use crate::{media, names};
 use plan::{PlanBlob, plan_push};
-use transfer::{BlobJob, BlobOutcome, Transfer, TransferState};
 
 /// What the client asked for.
 #[derive(Debug)]
@@ -99,7 +93,7 @@ pub struct PushJob {
     items: Vec<PushItem>,
     credentials: Credentials,
     /// Keeps the images' content from being collected while the push reads it.
-    _lease: Lease,
+    _lease: BlockingDrop<Lease>,
 }
 
 struct PushItem {
@@ -164,7 +158,7 @@ impl Engine {
             credentials: request.auth.credentials_for(named.domain()),
             repository: named.name_only(),
             items,
-            _lease: lease,
+            _lease: BlockingDrop::new(lease),
         })
     }
 
@@ -253,7 +247,7 @@ impl PushJob {
         let engine = &self.engine;
         let display = item.tag.familiar_string();
         let plan = plan_push(
-            &engine.store,
+            engine.store.clone(),
             &item.target,
             &display,
             repository,
@@ -370,13 +364,14 @@ impl PushJob {
             mount_from: engine.mount_candidates(repository, &desc.digest),
             chunk_size: engine.chunk_size_for(repository.host()),
         };
-        let transfer = engine.transfers.upload(job);
-        follow(&transfer, blob.is_layer, &id, desc.size, board).await
+        let upload = engine.uploads.upload(job);
+        follow(&upload, blob.is_layer, &id, desc.size, board).await
     }
 }
 
+/// Follows one upload to its end, translating its states into layer lines when `show` is set.
 async fn follow(
-    transfer: &Arc<Transfer>,
+    upload: &Upload,
     show: bool,
     id: &str,
     size: u64,
@@ -386,52 +381,42 @@ async fn follow(
         id: id.to_owned(),
         state,
     };
-    let mut rx = transfer.state.clone();
     let mut waiting_shown = false;
     let mut bar_attempt = None;
-    loop {
-        let state = rx.borrow_and_update().clone();
-        match state {
-            TransferState::Checking => {}
-            TransferState::Waiting => {
-                if show && !waiting_shown {
-                    board.post(layer(LayerState::Waiting));
-                    waiting_shown = true;
-                }
+    upload
+        .follow(|state| {
+            if !show {
+                return;
             }
-            TransferState::Uploading { attempt } => {
-                if show && bar_attempt != Some(attempt) {
-                    board.start_bar(id, transfer.progress.clone(), size);
-                    bar_attempt = Some(attempt);
+            match state {
+                UploadState::Active(UploadPhase::Checking) | UploadState::Failed(_) => {}
+                UploadState::Waiting => {
+                    if !waiting_shown {
+                        board.post(layer(LayerState::Waiting));
+                        waiting_shown = true;
+                    }
                 }
-            }
-            TransferState::Retrying { seconds } => {
-                if show {
-                    board.finish_bar(id, layer(LayerState::Retrying { seconds }));
+                UploadState::Active(UploadPhase::Uploading { attempt }) => {
+                    if bar_attempt != Some(*attempt) {
+                        board.start_bar(id, upload.progress.clone(), size);
+                        bar_attempt = Some(*attempt);
+                    }
+                }
+                UploadState::Retrying { seconds } => {
+                    board.finish_bar(id, layer(LayerState::Retrying { seconds: *seconds }));
                     bar_attempt = None;
                 }
-            }
-            TransferState::Done(outcome) => {
-                if show {
-                    let state = match &outcome {
+                UploadState::Done(outcome) => {
+                    let state = match outcome {
                         BlobOutcome::AlreadyExists => LayerState::AlreadyExists,
                         BlobOutcome::Mounted { from } => LayerState::MountedFrom(from.clone()),
                         BlobOutcome::Pushed => LayerState::Pushed,
                     };
                     board.finish_bar(id, layer(state));
                 }
-                return Ok(outcome);
             }
-            TransferState::Failed(e) => return Err(EngineError::Shared(e)),
-        }
-        if rx.changed().await.is_err() {
-            // The task ended; its last word is in the channel unless it was cancelled.
-            match rx.borrow().clone() {
-                TransferState::Done(_) | TransferState::Failed(_) => continue,
-                _ => return Err(EngineError::Internal("blob transfer was cancelled".into())),
-            }
-        }
-    }
+        })
+        .await
 }
 
 async fn put_manifest(

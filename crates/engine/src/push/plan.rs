@@ -6,8 +6,9 @@ use hoist_reference::Digest;
 use hoist_registry::Repository;
 use hoist_store::{Descriptor, Store};
 
-use crate::EngineError;
-use crate::image_content::{IndexEntry, read_manifest};
+use crate::blocking;
+use crate::error::EngineError;
+use crate::image_content::{IndexEntry, parse_manifest};
 use crate::media::{self, MAX_MANIFEST_BYTES};
 use crate::platform::Platform;
 
@@ -40,6 +41,22 @@ impl PushPlan {
     }
 }
 
+/// The store reads planning needs: whether blobs are present, and the bytes of manifests.
+pub(crate) trait LocalContent {
+    fn has_blob(&self, digest: &Digest) -> bool;
+    fn read_manifest(&self, digest: &Digest) -> Result<Bytes, EngineError>;
+}
+
+impl LocalContent for Store {
+    fn has_blob(&self, digest: &Digest) -> bool {
+        Store::has_blob(self, digest)
+    }
+
+    fn read_manifest(&self, digest: &Digest) -> Result<Bytes, EngineError> {
+        Ok(Bytes::from(self.read_blob(digest, MAX_MANIFEST_BYTES)?))
+    }
+}
+
 /// A manifest present locally, with the blobs it needs and which of those are absent.
 struct LocalManifest {
     entry: IndexEntry,
@@ -48,13 +65,34 @@ struct LocalManifest {
     missing: Vec<Descriptor>,
 }
 
-fn local_manifest(store: &Store, entry: &IndexEntry) -> Result<Option<LocalManifest>, EngineError> {
+impl LocalManifest {
+    fn has(&self, blob: &Descriptor) -> bool {
+        !self.missing.iter().any(|m| m.digest == blob.digest)
+    }
+}
+
+/// What the local store holds of a push's target.
+enum LocalTarget {
+    /// A manifest with all its blobs.
+    Manifest(Box<LocalManifest>),
+    /// An index, with the child manifests present locally and those absent.
+    Index {
+        bytes: Bytes,
+        present: Vec<LocalManifest>,
+        absent: Vec<IndexEntry>,
+    },
+}
+
+fn local_manifest(
+    content: &impl LocalContent,
+    entry: &IndexEntry,
+) -> Result<Option<LocalManifest>, EngineError> {
     let desc = &entry.descriptor;
-    if !store.has_blob(&desc.digest) {
+    if !content.has_blob(&desc.digest) {
         return Ok(None);
     }
-    let bytes = Bytes::from(store.read_blob(&desc.digest, MAX_MANIFEST_BYTES)?);
-    let doc = read_manifest(store, desc)?;
+    let bytes = content.read_manifest(&desc.digest)?;
+    let doc = parse_manifest(&desc.digest, &bytes)?;
     let mut blobs: Vec<Descriptor> = doc.config.into_iter().collect();
     // Docker lists layers bottom-up; show and start the top-most first.
     blobs.extend(
@@ -65,7 +103,7 @@ fn local_manifest(store: &Store, entry: &IndexEntry) -> Result<Option<LocalManif
     );
     let missing = blobs
         .iter()
-        .filter(|b| !store.has_blob(&b.digest))
+        .filter(|b| !content.has_blob(&b.digest))
         .cloned()
         .collect();
     Ok(Some(LocalManifest {
@@ -84,21 +122,20 @@ fn entry_for(desc: &Descriptor) -> IndexEntry {
     }
 }
 
-pub(crate) async fn plan_push(
-    store: &Store,
+/// Reads what the push needs of the local store, each manifest once.
+fn read_local(
+    content: &impl LocalContent,
     target: &Descriptor,
     display_name: &str,
-    repository: &Repository,
-    host: &Platform,
-) -> Result<PushPlan, EngineError> {
+) -> Result<LocalTarget, EngineError> {
     if media::is_manifest(&target.media_type) {
-        let Some(local) = local_manifest(store, &entry_for(target))? else {
+        let Some(local) = local_manifest(content, &entry_for(target))? else {
             return Err(missing_content(display_name, &target.digest));
         };
         if let Some(first) = local.missing.first() {
             return Err(missing_content(display_name, &first.digest));
         }
-        return Ok(single(local, None));
+        return Ok(LocalTarget::Manifest(Box::new(local)));
     }
     if !media::is_index(&target.media_type) {
         return Err(EngineError::InvalidArgument(format!(
@@ -106,22 +143,50 @@ pub(crate) async fn plan_push(
             target.media_type
         )));
     }
-    let root_bytes = Bytes::from(store.read_blob(&target.digest, MAX_MANIFEST_BYTES)?);
-    let index = read_manifest(store, target)?;
+    let bytes = content.read_manifest(&target.digest)?;
+    let index = parse_manifest(&target.digest, &bytes)?;
     let mut present = Vec::new();
     let mut absent = Vec::new();
     for entry in &index.manifests {
-        match local_manifest(store, entry)? {
+        match local_manifest(content, entry)? {
             Some(local) if media::is_manifest(&entry.descriptor.media_type) => present.push(local),
             _ => absent.push(entry.clone()),
         }
     }
+    Ok(LocalTarget::Index {
+        bytes,
+        present,
+        absent,
+    })
+}
+
+/// Decides what a push of `target` sends. The store is read off the async threads; the registry
+/// is asked only about what a partial index lacks locally.
+pub(crate) async fn plan_push(
+    store: Store,
+    target: &Descriptor,
+    display_name: &str,
+    repository: &Repository,
+    host: &Platform,
+) -> Result<PushPlan, EngineError> {
+    let local = {
+        let (target, display_name) = (target.clone(), display_name.to_owned());
+        blocking::run(move || read_local(&store, &target, &display_name)).await?
+    };
+    let (root_bytes, present, absent) = match local {
+        LocalTarget::Manifest(local) => return Ok(single(*local, None)),
+        LocalTarget::Index {
+            bytes,
+            present,
+            absent,
+        } => (bytes, present, absent),
+    };
     let incomplete = !absent.is_empty() || present.iter().any(|m| !m.missing.is_empty());
     if !incomplete || registry_has_the_rest(repository, &absent, &present).await? {
         let mut blobs = Vec::new();
         let mut children = Vec::new();
         for m in &present {
-            for b in m.blobs.iter().filter(|b| store.has_blob(&b.digest)) {
+            for b in m.blobs.iter().filter(|b| m.has(b)) {
                 push_unique(&mut blobs, b);
             }
             children.push((m.entry.descriptor.clone(), m.bytes.clone()));
@@ -149,11 +214,7 @@ pub(crate) async fn plan_push(
         .min_by_key(|(pref, _)| *pref);
     match best {
         Some((_, chosen)) => {
-            let original = IndexEntry {
-                descriptor: target.clone(),
-                platform: None,
-                annotations: None,
-            };
+            let original = entry_for(target);
             let selected = chosen.entry.clone();
             Ok(single(chosen, Some((original, selected))))
         }
@@ -216,4 +277,101 @@ fn missing_content(name: &str, digest: &Digest) -> EngineError {
     EngineError::NotFound(format!(
         "missing content: {digest} of {name} is not in the local store"
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+
+    use sha2::Digest as _;
+
+    use super::*;
+
+    const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+    /// Blobs in memory, counting how often each manifest is read.
+    #[derive(Default)]
+    struct Content {
+        blobs: HashMap<Digest, Bytes>,
+        reads: RefCell<HashMap<Digest, usize>>,
+    }
+
+    impl Content {
+        fn add(&mut self, media_type: &str, bytes: Vec<u8>) -> Descriptor {
+            let digest = Digest::sha256_from_bytes(&sha2::Sha256::digest(&bytes).into());
+            let desc = Descriptor {
+                media_type: media_type.into(),
+                digest: digest.clone(),
+                size: bytes.len() as u64,
+            };
+            self.blobs.insert(digest, Bytes::from(bytes));
+            desc
+        }
+
+        fn manifest(&mut self, layer: &[u8]) -> Descriptor {
+            let config = self.add("application/vnd.oci.image.config.v1+json", b"{}".to_vec());
+            let layer = self.add("application/vnd.oci.image.layer.v1.tar", layer.to_vec());
+            let doc = serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": OCI_MANIFEST,
+                "config": config,
+                "layers": [layer],
+            });
+            self.add(OCI_MANIFEST, serde_json::to_vec(&doc).unwrap())
+        }
+    }
+
+    impl LocalContent for Content {
+        fn has_blob(&self, digest: &Digest) -> bool {
+            self.blobs.contains_key(digest)
+        }
+
+        fn read_manifest(&self, digest: &Digest) -> Result<Bytes, EngineError> {
+            *self.reads.borrow_mut().entry(digest.clone()).or_default() += 1;
+            self.blobs
+                .get(digest)
+                .cloned()
+                .ok_or_else(|| EngineError::NotFound(digest.to_string()))
+        }
+    }
+
+    #[test]
+    fn each_manifest_is_read_once() {
+        let mut content = Content::default();
+        let amd64 = content.manifest(b"amd64 layer");
+        let arm64 = content.manifest(b"arm64 layer");
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": [
+                {"mediaType": amd64.media_type, "digest": amd64.digest, "size": amd64.size,
+                 "platform": {"os": "linux", "architecture": "amd64"}},
+                {"mediaType": arm64.media_type, "digest": arm64.digest, "size": arm64.size,
+                 "platform": {"os": "linux", "architecture": "arm64"}},
+            ],
+        });
+        let index = content.add(
+            "application/vnd.oci.image.index.v1+json",
+            serde_json::to_vec(&index).unwrap(),
+        );
+
+        let LocalTarget::Index {
+            present, absent, ..
+        } = read_local(&content, &index, "test").unwrap()
+        else {
+            panic!("an index is read as one");
+        };
+        assert_eq!((present.len(), absent.len()), (2, 0));
+        assert!(present.iter().all(|m| m.missing.is_empty()));
+        let reads = content.reads.take();
+        assert_eq!(reads.len(), 3);
+        assert!(reads.values().all(|n| *n == 1), "{reads:?}");
+
+        assert!(matches!(
+            read_local(&content, &amd64, "test").unwrap(),
+            LocalTarget::Manifest(_)
+        ));
+        assert_eq!(content.reads.borrow().get(&amd64.digest), Some(&1));
+    }
 }

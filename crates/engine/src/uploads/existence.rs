@@ -1,8 +1,8 @@
 //! Deciding whether a push asks the registry for each blob before uploading it.
 //!
 //! A `HEAD` per blob is what lets a push skip what the registry already has, but it is a round
-//! trip and, on distribution, costs the registry about as much CPU as opening the upload itself:
-//! for an image of many small layers that is a fifth of the push. A repository without a tag
+//! trip and costs the registry about as much as opening the upload itself, which adds up for an
+//! image of many small layers. A repository without a tag
 //! holds nothing a push can reuse, except blobs left behind by a push that never finished. So a
 //! push to a repository without tags skips the checks, unless this daemon knows of such a push
 //! there: one that failed, was cancelled or is still running. dockerd goes further and never

@@ -1,67 +1,62 @@
 //! Daemon-wide blob downloads.
 //!
-//! Every download is one task keyed by digest: concurrent pulls needing the same blob (from any
-//! repository) watch the same task, so it is fetched once. At most `max-concurrent-downloads`
-//! tasks transfer at once, first come first served, as in moby's download manager; a task waiting
-//! for a retry gives its slot up. A task lives while someone watches it: when the last watcher
-//! goes (its client disconnected), the task is cancelled and its half-written file removed.
+//! Every download is one shared transfer keyed by digest: concurrent pulls needing the same blob
+//! (from any repository) watch the same task, so it is fetched once. At most
+//! `max-concurrent-downloads` tasks transfer at once, first come first served, as in moby's
+//! download manager; a task waiting for a retry gives its slot up. When the last watcher goes
+//! (its client disconnected), the task is cancelled and its half-written file removed.
 //!
 //! Bytes are verified as they are written: the store's writer hashes while writing and refuses
 //! to commit anything but the expected digest, so an unverified blob is never stored.
 
-use std::collections::HashMap;
 use std::io::Write;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
 use hoist_reference::Digest;
-use hoist_registry::{Progress, RegistryError};
+use hoist_registry::{RegistryError, Repository};
 use hoist_store::{Lease, Store, StoreError};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
-use tokio_util::sync::CancellationToken;
+use tokio::sync::mpsc;
 
-use super::errors::verification_failed;
-use super::source::Source;
-use crate::EngineError;
-use crate::push::{RetryPolicy, countdown};
+use crate::blocking::BlockingDrop;
+use crate::error::EngineError;
+use crate::retry::RetryPolicy;
+use crate::transfer::{PriorityPermit, Reporter, SharedTransfers, Transfer, TransferState};
 
 /// A download that received nothing for this long is aborted and retried: without it a dead
 /// connection would hang the pull forever.
 const STALL_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// What a watcher sees of a download. Only the latest state is kept; watchers may skip some.
+/// Every download asks for a slot with the same priority: first come, first served.
+const SLOT_PRIORITY: u64 = 0;
+
+/// One registry a pull may fetch from.
 #[derive(Clone, Debug)]
-pub(crate) enum DownloadState {
+pub(crate) struct Source {
+    pub repository: Repository,
+    /// Mirrors are tried first and skipped on any failure. They get no credentials: the user's
+    /// Docker Hub login is for Docker Hub (as moby's containerd store decides).
+    pub mirror: bool,
+}
+
+/// What a download task is doing, beyond the states every transfer has.
+#[derive(Clone, Debug)]
+pub(crate) enum DownloadPhase {
     Starting,
-    /// Queued behind `max-concurrent-downloads` others.
-    Waiting,
     /// An attempt is receiving bytes; `attempt` tells retries apart.
     Downloading {
         attempt: u32,
     },
-    Retrying {
-        seconds: u64,
-    },
     /// Every byte is in; the digest is being checked and the blob made durable.
     Verifying,
-    Done,
-    Failed(Arc<EngineError>),
 }
+
+pub(crate) type DownloadState = TransferState<DownloadPhase, ()>;
 
 /// A watcher's handle on a download. Dropping the last one cancels the download.
-pub(crate) struct Download {
-    pub state: watch::Receiver<DownloadState>,
-    pub progress: Progress,
-    cancel: CancellationToken,
-}
-
-impl Drop for Download {
-    fn drop(&mut self) {
-        self.cancel.cancel();
-    }
-}
+pub(crate) type Download = Transfer<DownloadPhase, ()>;
 
 /// One blob to fetch.
 pub(crate) struct BlobRequest {
@@ -71,18 +66,16 @@ pub(crate) struct BlobRequest {
     pub sources: Vec<Source>,
 }
 
-pub(crate) struct DownloadManager {
-    slots: Arc<Semaphore>,
-    active: Mutex<HashMap<Digest, Weak<Download>>>,
+pub(crate) struct Downloads {
+    transfers: SharedTransfers<Digest, DownloadPhase, ()>,
     store: Store,
     retry: RetryPolicy,
 }
 
-impl DownloadManager {
-    pub fn new(store: Store, max_downloads: usize, retry: RetryPolicy) -> DownloadManager {
-        DownloadManager {
-            slots: Arc::new(Semaphore::new(max_downloads.max(1))),
-            active: Mutex::new(HashMap::new()),
+impl Downloads {
+    pub fn new(store: Store, max_downloads: usize, retry: RetryPolicy) -> Downloads {
+        Downloads {
+            transfers: SharedTransfers::new("blob download", max_downloads),
             store,
             retry,
         }
@@ -91,55 +84,33 @@ impl DownloadManager {
     /// Joins the running download of this blob, or starts one. The caller protects the digest
     /// in its own lease first: the download's own lease ends with the task.
     pub fn fetch(&self, request: BlobRequest) -> Arc<Download> {
-        let mut active = self.active.lock().unwrap_or_else(|e| e.into_inner());
-        active.retain(|_, w| w.strong_count() > 0);
-        if let Some(existing) = active.get(&request.digest).and_then(Weak::upgrade)
-            && !matches!(*existing.state.borrow(), DownloadState::Failed(_))
-        {
-            return existing;
-        }
-        let (tx, rx) = watch::channel(DownloadState::Starting);
-        let cancel = CancellationToken::new();
-        let progress = Progress::default();
-        let download = Arc::new(Download {
-            state: rx,
-            progress: progress.clone(),
-            cancel: cancel.clone(),
-        });
-        active.insert(request.digest.clone(), Arc::downgrade(&download));
-        let worker = Worker {
-            request,
-            state: tx,
-            progress,
-            slots: Arc::clone(&self.slots),
-            store: self.store.clone(),
-            retry: self.retry.clone(),
-        };
-        tokio::spawn(async move {
-            let state = worker.state.clone();
-            let digest = worker.request.digest.clone();
-            match cancel.run_until_cancelled(worker.run()).await {
-                Some(Ok(())) => {
-                    let _ = state.send(DownloadState::Done);
+        let (store, retry) = (self.store.clone(), self.retry.clone());
+        self.transfers.join_or_start(
+            request.digest.clone(),
+            DownloadPhase::Starting,
+            |reporter| {
+                let worker = Worker {
+                    request,
+                    reporter,
+                    store,
+                    retry,
+                };
+                async move {
+                    let digest = worker.request.digest.clone();
+                    let result = worker.run().await;
+                    if let Err(e) = &result {
+                        tracing::info!(%digest, error = %e, "blob download failed");
+                    }
+                    result
                 }
-                Some(Err(e)) => {
-                    tracing::info!(%digest, error = %e, "blob download failed");
-                    let _ = state.send(DownloadState::Failed(Arc::new(e)));
-                }
-                None => {
-                    tracing::debug!(%digest, "blob download cancelled: no pull is waiting for it")
-                }
-            }
-        });
-        download
+            },
+        )
     }
 }
 
 struct Worker {
     request: BlobRequest,
-    state: watch::Sender<DownloadState>,
-    progress: Progress,
-    slots: Arc<Semaphore>,
+    reporter: Reporter<DownloadPhase, ()>,
     store: Store,
     retry: RetryPolicy,
 }
@@ -172,7 +143,7 @@ impl Worker {
     async fn run(self) -> Result<(), EngineError> {
         // What this task commits stays protected until the task ends; the watchers' own
         // leases keep it after that.
-        let lease = self.store.lease();
+        let lease = BlockingDrop::new(self.store.lease());
         let mut slot = None;
         let mut result = Err(EngineError::Internal("no registry to download from".into()));
         for source in &self.request.sources {
@@ -189,20 +160,8 @@ impl Worker {
             }
         }
         drop(slot);
-        // Releasing a lease may collect garbage, which is disk work.
-        let _ = tokio::task::spawn_blocking(move || drop(lease)).await;
+        lease.release().await;
         result
-    }
-
-    async fn acquire_slot(&self) -> Result<OwnedSemaphorePermit, EngineError> {
-        if let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() {
-            return Ok(permit);
-        }
-        let _ = self.state.send(DownloadState::Waiting);
-        Arc::clone(&self.slots)
-            .acquire_owned()
-            .await
-            .map_err(|_| EngineError::Internal("download slots closed".into()))
     }
 
     /// Fetches from one source. Mirrors get one attempt (the next source is the better retry);
@@ -211,15 +170,15 @@ impl Worker {
         &self,
         source: &Source,
         lease: &Lease,
-        slot: &mut Option<OwnedSemaphorePermit>,
+        slot: &mut Option<PriorityPermit>,
     ) -> Result<(), EngineError> {
         let policy = &self.retry;
         let mut attempt = 1;
         loop {
             if slot.is_none() {
-                *slot = Some(self.acquire_slot().await?);
+                *slot = Some(self.reporter.slot(SLOT_PRIORITY).await);
             }
-            let _ = self.state.send(DownloadState::Downloading { attempt });
+            self.reporter.show(DownloadPhase::Downloading { attempt });
             let (error, retry_after) = match self.attempt(source, lease).await {
                 Ok(()) => return Ok(()),
                 Err(AttemptError::Fatal(e)) => return Err(e),
@@ -231,10 +190,9 @@ impl Worker {
             tracing::info!(digest = %self.request.digest, attempt, %error, "blob download failed; retrying");
             // Give the slot to someone else while we wait.
             *slot = None;
-            countdown(policy.delay(attempt, retry_after), |seconds| {
-                let _ = self.state.send(DownloadState::Retrying { seconds });
-            })
-            .await;
+            self.reporter
+                .retry_countdown(policy.delay(attempt, retry_after))
+                .await;
             attempt += 1;
         }
     }
@@ -244,7 +202,7 @@ impl Worker {
         let expected = self.request.size;
         let mut body = source.repository.get_blob(digest).await?;
         let mut sink = BlobSink::open(self.store.clone(), lease.clone());
-        self.progress.set(0);
+        self.reporter.progress.set(0);
         let mut received = 0u64;
         loop {
             let chunk = match tokio::time::timeout(STALL_TIMEOUT, body.next()).await {
@@ -265,7 +223,7 @@ impl Worker {
                 return Err(AttemptError::Fatal(verification_failed(digest)));
             }
             sink.write(chunk).await.map_err(AttemptError::Fatal)?;
-            self.progress.set(received);
+            self.reporter.progress.set(received);
         }
         if received < expected {
             return Err(AttemptError::Transient {
@@ -276,7 +234,7 @@ impl Worker {
                 retry_after: None,
             });
         }
-        let _ = self.state.send(DownloadState::Verifying);
+        self.reporter.show(DownloadPhase::Verifying);
         sink.commit(digest).await.map_err(AttemptError::Fatal)
     }
 }
@@ -348,4 +306,11 @@ impl BlobSink {
             Err(e) => Err(EngineError::Internal(format!("blob writer failed: {e}"))),
         }
     }
+}
+
+/// What moby reports when a downloaded blob is not what its digest says.
+pub(crate) fn verification_failed(digest: &Digest) -> EngineError {
+    EngineError::Internal(format!(
+        "filesystem layer verification failed for digest {digest}"
+    ))
 }

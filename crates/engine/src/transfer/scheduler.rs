@@ -1,7 +1,9 @@
-//! A counting semaphore that hands permits to the largest waiting blob first.
+//! A counting semaphore that hands permits to the waiter of highest priority first, and among
+//! equal priorities to the earliest.
 //!
-//! Starting the largest uploads first shortens the tail of a push: small blobs fill the gaps
-//! while big ones run. tokio's Semaphore is FIFO only, hence this small one.
+//! Uploads ask with their blob size: starting the largest first shortens the tail of a push, as
+//! small blobs fill the gaps while big ones run. Downloads all ask with the same priority and are
+//! served first come first served. tokio's Semaphore is FIFO only, hence this small one.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -45,7 +47,7 @@ impl Ord for Waiter {
     }
 }
 
-/// Held while an upload runs; dropping it passes the slot to the best waiter.
+/// Held while a transfer runs; dropping it passes the slot to the best waiter.
 pub(crate) struct PriorityPermit {
     semaphore: Arc<PrioritySemaphore>,
 }
@@ -152,6 +154,27 @@ mod tests {
             t.await.unwrap();
         }
         assert_eq!(*order.lock().unwrap(), vec![300, 200, 20, 10]);
+    }
+
+    #[tokio::test]
+    async fn equal_priorities_go_in_order_of_arrival() {
+        let sem = PrioritySemaphore::new(1);
+        let held = sem.try_acquire().expect("free permit");
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for n in [1u32, 2, 3] {
+            let (sem, order) = (Arc::clone(&sem), Arc::clone(&order));
+            tasks.push(tokio::spawn(async move {
+                let _p = sem.acquire(0).await;
+                order.lock().unwrap().push(n);
+            }));
+            tokio::task::yield_now().await;
+        }
+        drop(held);
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), vec![1, 2, 3]);
     }
 
     #[tokio::test]

@@ -1,66 +1,53 @@
-//! Daemon-wide blob transfers to registries.
+//! Daemon-wide blob uploads to registries.
 //!
-//! Every blob upload runs as one task keyed by (registry, repository, digest); concurrent pushes
-//! of the same blob to the same repository watch the same task, so it is uploaded once. A task
-//! lives while someone watches it: when the last watcher goes (its client disconnected), the task
-//! is cancelled and its HTTP requests are dropped.
+//! Every blob upload runs as one shared transfer keyed by (registry, repository, digest):
+//! concurrent pushes of the same blob to the same repository watch the same task, so it is
+//! uploaded once, and it is cancelled when no push watches it any more. At most
+//! `max-concurrent-uploads` of them send bytes at once, the largest first.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+mod existence;
+
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hoist_reference::Digest;
 use hoist_registry::{
     BlobSource, MountOutcome, Progress, RegistryError, Repository, UploadMode, UploadSession,
 };
-use tokio::sync::{Semaphore, watch};
-use tokio_util::sync::CancellationToken;
+use tokio::sync::Semaphore;
 
-use super::retry::{RetryPolicy, countdown};
-use super::scheduler::{PriorityPermit, PrioritySemaphore};
-use crate::EngineError;
+pub(crate) use existence::UnsettledPushes;
+
+use crate::error::EngineError;
+use crate::retry::RetryPolicy;
+use crate::transfer::{PriorityPermit, Reporter, SharedTransfers, Transfer, TransferState};
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-struct TransferKey {
+struct UploadKey {
     host: String,
     repository: String,
     digest: Digest,
 }
 
-/// What a watcher sees of a transfer. Only the latest state is kept; watchers may skip some.
+/// What an upload task is doing, beyond the states every transfer has.
 #[derive(Clone, Debug)]
-pub(crate) enum TransferState {
+pub(crate) enum UploadPhase {
+    /// Asking the registry whether it has the blob, or mounting it from another repository.
     Checking,
-    Waiting,
     /// An upload attempt is sending bytes; `attempt` distinguishes retries.
-    Uploading {
-        attempt: u32,
-    },
-    Retrying {
-        seconds: u64,
-    },
-    Done(BlobOutcome),
-    Failed(Arc<EngineError>),
+    Uploading { attempt: u32 },
 }
+
+pub(crate) type UploadState = TransferState<UploadPhase, BlobOutcome>;
+
+/// A watcher's handle on an upload. Dropping the last one cancels the upload.
+pub(crate) type Upload = Transfer<UploadPhase, BlobOutcome>;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum BlobOutcome {
     AlreadyExists,
     Mounted { from: String },
     Pushed,
-}
-
-/// A watcher's handle on a transfer. Dropping the last one cancels the transfer.
-pub(crate) struct Transfer {
-    pub state: watch::Receiver<TransferState>,
-    pub progress: Progress,
-    cancel: CancellationToken,
-}
-
-impl Drop for Transfer {
-    fn drop(&mut self) {
-        self.cancel.cancel();
-    }
 }
 
 /// Everything a blob upload needs.
@@ -76,7 +63,7 @@ pub(crate) struct BlobJob {
 }
 
 #[derive(Clone, Debug)]
-pub(crate) struct TransferSettings {
+pub(crate) struct UploadSettings {
     pub retry: RetryPolicy,
     /// An attempt whose byte counter has not moved for this long is aborted and retried.
     pub stall_timeout: Duration,
@@ -84,79 +71,50 @@ pub(crate) struct TransferSettings {
     pub fallback_chunk_size: u64,
 }
 
-pub(crate) struct TransferManager {
-    uploads: Arc<PrioritySemaphore>,
+pub(crate) struct Uploads {
+    transfers: SharedTransfers<UploadKey, UploadPhase, BlobOutcome>,
     /// Existence checks and mounts are cheap; they get their own, wider lane so that they never
     /// queue behind uploads.
     checks: Arc<Semaphore>,
-    active: Mutex<HashMap<TransferKey, Weak<Transfer>>>,
-    settings: TransferSettings,
+    settings: UploadSettings,
 }
 
-impl TransferManager {
-    pub fn new(max_uploads: usize, settings: TransferSettings) -> TransferManager {
-        TransferManager {
-            uploads: PrioritySemaphore::new(max_uploads),
+impl Uploads {
+    pub fn new(max_uploads: usize, settings: UploadSettings) -> Uploads {
+        Uploads {
+            transfers: SharedTransfers::new("blob transfer", max_uploads),
             checks: Arc::new(Semaphore::new(16)),
-            active: Mutex::new(HashMap::new()),
             settings,
         }
     }
 
-    /// Joins the running transfer of this blob to this repository, or starts one.
-    pub fn upload(&self, job: BlobJob) -> Arc<Transfer> {
-        let key = TransferKey {
+    /// Joins the running upload of this blob to this repository, or starts one.
+    pub fn upload(&self, job: BlobJob) -> Arc<Upload> {
+        let key = UploadKey {
             host: job.repository.host().to_owned(),
             repository: job.repository.path().to_owned(),
             digest: job.blob.digest.clone(),
         };
-        let mut active = self.active.lock().unwrap_or_else(|e| e.into_inner());
-        active.retain(|_, w| w.strong_count() > 0);
-        if let Some(existing) = active.get(&key).and_then(Weak::upgrade)
-            && !matches!(*existing.state.borrow(), TransferState::Failed(_))
-        {
-            return existing;
-        }
-        let (tx, rx) = watch::channel(TransferState::Checking);
-        let cancel = CancellationToken::new();
-        let progress = Progress::default();
-        let transfer = Arc::new(Transfer {
-            state: rx,
-            progress: progress.clone(),
-            cancel: cancel.clone(),
-        });
-        active.insert(key, Arc::downgrade(&transfer));
-        let worker = BlobWorker {
-            job,
-            state: tx,
-            progress,
-            uploads: Arc::clone(&self.uploads),
-            checks: Arc::clone(&self.checks),
-            settings: self.settings.clone(),
-        };
-        tokio::spawn(async move {
-            let state = worker.state.clone();
-            match cancel.run_until_cancelled(worker.run()).await {
-                Some(Ok(outcome)) => {
-                    let _ = state.send(TransferState::Done(outcome));
+        let checks = Arc::clone(&self.checks);
+        let settings = self.settings.clone();
+        self.transfers
+            .join_or_start(key, UploadPhase::Checking, |reporter| {
+                BlobWorker {
+                    job,
+                    reporter,
+                    checks,
+                    settings,
                 }
-                Some(Err(e)) => {
-                    let _ = state.send(TransferState::Failed(Arc::new(e)));
-                }
-                None => tracing::debug!("blob transfer cancelled: no client is waiting for it"),
-            }
-        });
-        transfer
+                .run()
+            })
     }
 }
 
 struct BlobWorker {
     job: BlobJob,
-    state: watch::Sender<TransferState>,
-    progress: Progress,
-    uploads: Arc<PrioritySemaphore>,
+    reporter: Reporter<UploadPhase, BlobOutcome>,
     checks: Arc<Semaphore>,
-    settings: TransferSettings,
+    settings: UploadSettings,
 }
 
 /// Why an upload attempt ended without success.
@@ -177,7 +135,7 @@ impl BlobWorker {
         let policy = &self.settings.retry;
         let mut attempt = 1;
         loop {
-            let _ = self.state.send(TransferState::Uploading { attempt });
+            self.reporter.show(UploadPhase::Uploading { attempt });
             let outcome = self.attempt(session.take(), chunked).await;
             let err = match outcome {
                 Ok(()) => return Ok(BlobOutcome::Pushed),
@@ -185,7 +143,7 @@ impl BlobWorker {
             };
             // "Failed mid-body": the attempt sent part of the blob, whichever way the failure
             // surfaced (a write error, a reset seen while reading, a proxy's 5xx).
-            let sent = self.progress.get();
+            let sent = self.reporter.progress.get();
             let part_sent = sent > 0 && sent < self.job.blob.size;
             let (retryable, retry_after, interrupted, message) = match &err {
                 AttemptError::Registry(e) => (
@@ -220,11 +178,9 @@ impl BlobWorker {
             if !upload_unknown {
                 // Give the slot to someone else while we wait.
                 permit = None;
-                let delay = policy.delay(attempt, retry_after);
-                countdown(delay, |seconds| {
-                    let _ = self.state.send(TransferState::Retrying { seconds });
-                })
-                .await;
+                self.reporter
+                    .retry_countdown(policy.delay(attempt, retry_after))
+                    .await;
             }
             if permit.is_none() {
                 permit = Some(self.upload_permit().await);
@@ -276,11 +232,7 @@ impl BlobWorker {
     }
 
     async fn upload_permit(&self) -> PriorityPermit {
-        if let Some(p) = self.uploads.try_acquire() {
-            return p;
-        }
-        let _ = self.state.send(TransferState::Waiting);
-        self.uploads.acquire(self.job.blob.size).await
+        self.reporter.slot(self.job.blob.size).await
     }
 
     async fn attempt(
@@ -297,11 +249,12 @@ impl BlobWorker {
             Some(chunk_size) => UploadMode::Chunked { chunk_size },
             None => UploadMode::Monolithic,
         };
-        self.progress.set(0);
-        let upload = repo.upload_blob(session, &self.job.blob, mode, &self.progress);
+        let progress = &self.reporter.progress;
+        progress.set(0);
+        let upload = repo.upload_blob(session, &self.job.blob, mode, progress);
         watch_stalls(
             upload,
-            &self.progress,
+            progress,
             self.job.blob.size,
             self.settings.stall_timeout,
         )
@@ -320,12 +273,10 @@ impl BlobWorker {
             match op().await {
                 Ok(v) => return Ok(v),
                 Err(e) if e.is_retryable() && attempt < policy.max_attempts => {
-                    let delay = policy.delay(attempt, e.retry_after());
-                    countdown(delay, |seconds| {
-                        let _ = self.state.send(TransferState::Retrying { seconds });
-                    })
-                    .await;
-                    let _ = self.state.send(TransferState::Checking);
+                    self.reporter
+                        .retry_countdown(policy.delay(attempt, e.retry_after()))
+                        .await;
+                    self.reporter.show(UploadPhase::Checking);
                     attempt += 1;
                 }
                 Err(e) => return Err(EngineError::Registry(e)),

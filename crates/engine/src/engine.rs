@@ -1,0 +1,117 @@
+//! The engine: the daemon-wide state every use case works with.
+//!
+//! The use cases (`images`, `load`, `save`, `import`, `pull`, `push`, `login`, `system`) add
+//! their methods to [`Engine`] in their own modules; this one only builds it.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hoist_registry::{Registries, RegistryConfig};
+use hoist_store::Store;
+
+use crate::blocking;
+use crate::downloads::Downloads;
+use crate::error::EngineError;
+use crate::platform::Platform;
+use crate::retry::RetryPolicy;
+use crate::uploads::{UnsettledPushes, UploadSettings, Uploads};
+
+/// Daemon settings the engine needs.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    pub data_root: PathBuf,
+    pub registry: RegistryConfig,
+    /// Blob uploads running at once, daemon-wide (dockerd's `max-concurrent-uploads`).
+    pub max_concurrent_uploads: usize,
+    /// Blob downloads running at once, daemon-wide (dockerd's `max-concurrent-downloads`).
+    pub max_concurrent_downloads: usize,
+    /// An upload whose byte count does not move for this long is aborted and retried.
+    pub upload_stall_timeout: Duration,
+    /// Chunk size used after a single PUT of a blob failed mid-body.
+    pub fallback_chunk_size: u64,
+    pub registry_mirrors: Vec<String>,
+    /// `host[:port]` that pulls of Docker Hub images go to after the mirrors, instead of Docker
+    /// Hub itself: a stand-in origin for air-gapped sites and tests.
+    pub docker_hub_pull_origin: Option<String>,
+}
+
+impl EngineConfig {
+    pub fn new(data_root: PathBuf) -> EngineConfig {
+        EngineConfig {
+            data_root,
+            registry: RegistryConfig::default(),
+            max_concurrent_uploads: 5,
+            max_concurrent_downloads: 3,
+            upload_stall_timeout: Duration::from_secs(60),
+            fallback_chunk_size: 16 * 1024 * 1024,
+            registry_mirrors: Vec::new(),
+            docker_hub_pull_origin: None,
+        }
+    }
+}
+
+/// The engine. Cheap to clone; clones share everything.
+#[derive(Clone)]
+pub struct Engine {
+    pub(crate) config: Arc<EngineConfig>,
+    pub(crate) store: Store,
+    pub(crate) registries: Registries,
+    pub(crate) uploads: Arc<Uploads>,
+    pub(crate) unsettled_pushes: UnsettledPushes,
+    pub(crate) downloads: Arc<Downloads>,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) host_platform: Platform,
+    /// Serialises read-modify-write changes of image names (tag moves, dangling records), which
+    /// the store applies atomically but cannot decide for us.
+    pub(crate) names_lock: Arc<Mutex<()>>,
+}
+
+impl Engine {
+    /// Opens the store under `config.data_root` (failing if another daemon holds it).
+    pub fn open(config: EngineConfig) -> Result<Engine, EngineError> {
+        let store = Store::open(&config.data_root)?;
+        let registries = Registries::new(config.registry.clone())?;
+        let retry = RetryPolicy::default();
+        let uploads = Arc::new(Uploads::new(
+            config.max_concurrent_uploads,
+            UploadSettings {
+                retry: retry.clone(),
+                stall_timeout: config.upload_stall_timeout,
+                fallback_chunk_size: config.fallback_chunk_size,
+            },
+        ));
+        let downloads = Arc::new(Downloads::new(
+            store.clone(),
+            config.max_concurrent_downloads,
+            retry.clone(),
+        ));
+        Ok(Engine {
+            config: Arc::new(config),
+            store,
+            registries,
+            uploads,
+            unsettled_pushes: UnsettledPushes::default(),
+            downloads,
+            retry,
+            host_platform: Platform::host(),
+            names_lock: Arc::new(Mutex::new(())),
+        })
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    pub fn host_platform(&self) -> &Platform {
+        &self.host_platform
+    }
+
+    /// Runs store work off the async runtime's threads.
+    pub(crate) async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> Result<T, EngineError> + Send + 'static,
+    ) -> Result<T, EngineError> {
+        blocking::run(work).await
+    }
+}
