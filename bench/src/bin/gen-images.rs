@@ -35,12 +35,16 @@ fn main() -> Result<()> {
     let mut out = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
-        let value = args.next().with_context(|| format!("{arg} needs a value"))?;
+        let value = args
+            .next()
+            .with_context(|| format!("{arg} needs a value"))?;
         match arg.as_str() {
             "--image" => name = Some(value),
             "--seed" => seed = Some(value.parse::<u64>().context("--seed is a number")?),
             "--out" => out = Some(PathBuf::from(value)),
-            other => bail!("unknown argument {other}; usage: gen-images --image NAME --seed N --out DIR"),
+            other => {
+                bail!("unknown argument {other}; usage: gen-images --image NAME --seed N --out DIR")
+            }
         }
     }
     let (Some(name), Some(seed), Some(out)) = (name, seed, out) else {
@@ -51,7 +55,8 @@ fn main() -> Result<()> {
     let archive = out.join(format!("{name}.tar"));
     // Each image gets its own seed derived from the run's, so images never share content.
     let image_seed = seed.wrapping_mul(1000).wrapping_add(
-        name.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b))),
+        name.bytes()
+            .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b))),
     );
 
     let (digest, media_type, images): (String, String, Vec<Image>) = match name.as_str() {
@@ -79,9 +84,7 @@ fn main() -> Result<()> {
                     .map(|mib| layer(mib * MIB))
                     .collect(),
                 "small" => (0..50).map(|_| layer(MIB)).collect(),
-                conc if conc.starts_with("conc-") => {
-                    (0..2).map(|_| layer(64 * MIB)).collect()
-                }
+                conc if conc.starts_with("conc-") => (0..2).map(|_| layer(64 * MIB)).collect(),
                 other => bail!("unknown image {other} (big, small, multi, conc-K)"),
             };
             let image = ImageBuilder::new(Flavor::Oci)

@@ -28,7 +28,10 @@ fn main() -> Result<()> {
             "--tag" => {
                 let tag = args.next().context("--tag needs KEY=VALUE")?;
                 let (k, v) = tag.split_once('=').context("--tag needs KEY=VALUE")?;
-                let value = v.parse::<f64>().map(|n| json!(n)).unwrap_or_else(|_| json!(v));
+                let value = v
+                    .parse::<f64>()
+                    .map(|n| json!(n))
+                    .unwrap_or_else(|_| json!(v));
                 tags.insert(k.to_owned(), value);
             }
             "--daemon" => {
@@ -44,7 +47,9 @@ fn main() -> Result<()> {
         }
     }
     let (Some(out), Some(log)) = (out, log) else {
-        bail!("usage: measure --out FILE --log FILE [--tag K=V]... [--daemon NAME=PID]... -- CMD...");
+        bail!(
+            "usage: measure --out FILE --log FILE [--tag K=V]... [--daemon NAME=PID]... -- CMD..."
+        );
     };
     let Some((program, rest)) = command.split_first() else {
         bail!("no command given after --");

@@ -62,15 +62,34 @@ fn main() -> Result<()> {
     for target in &targets {
         let (layout, name) = target.split_once('=').expect("checked above");
         let (repo, tag) = name.rsplit_once(':').context("target needs REPO:TAG")?;
-        plan_layout(Path::new(layout), repo, tag, &mut blobs, &mut manifests, &mut seen)
-            .with_context(|| format!("read OCI layout {layout}"))?;
+        plan_layout(
+            Path::new(layout),
+            repo,
+            tag,
+            &mut blobs,
+            &mut manifests,
+            &mut seen,
+        )
+        .with_context(|| format!("read OCI layout {layout}"))?;
     }
     if plan_only {
         for b in &blobs {
-            println!("blob {} {} {} {}", b.repo, b.digest, b.size, b.path.display());
+            println!(
+                "blob {} {} {} {}",
+                b.repo,
+                b.digest,
+                b.size,
+                b.path.display()
+            );
         }
         for m in &manifests {
-            println!("manifest {} {} {} {}", m.repo, m.reference, m.media_type, m.path.display());
+            println!(
+                "manifest {} {} {} {}",
+                m.repo,
+                m.reference,
+                m.media_type,
+                m.path.display()
+            );
         }
         return Ok(());
     }
@@ -88,9 +107,9 @@ fn main() -> Result<()> {
                         let Some(blob) = queue.lock().unwrap().pop() else {
                             return Ok(bytes);
                         };
-                        if push_blob(&mut conn, &blob, head)
-                            .with_context(|| format!("push blob {} to {}", blob.digest, blob.repo))?
-                        {
+                        if push_blob(&mut conn, &blob, head).with_context(|| {
+                            format!("push blob {} to {}", blob.digest, blob.repo)
+                        })? {
                             bytes += blob.size;
                         }
                     }
@@ -121,7 +140,10 @@ fn main() -> Result<()> {
             String::from_utf8_lossy(&response.body)
         );
     }
-    println!("{{\"uploaded_bytes\":{uploaded},\"manifests\":{}}}", manifests.len());
+    println!(
+        "{{\"uploaded_bytes\":{uploaded},\"manifests\":{}}}",
+        manifests.len()
+    );
     Ok(())
 }
 
@@ -135,30 +157,42 @@ fn plan_layout(
     seen: &mut HashSet<(String, String)>,
 ) -> Result<()> {
     let index: Value = serde_json::from_slice(&std::fs::read(layout.join("index.json"))?)?;
-    let descriptors = index["manifests"].as_array().context("index.json has no manifests")?;
+    let descriptors = index["manifests"]
+        .as_array()
+        .context("index.json has no manifests")?;
     let top = descriptors
         .iter()
         .find(|d| d["annotations"]["org.opencontainers.image.ref.name"] == tag)
         .or(descriptors.first())
         .context("index.json lists no manifest")?;
     let blob_path = |digest: &str| -> Result<PathBuf> {
-        let hex = digest.strip_prefix("sha256:").context("only sha256 digests")?;
+        let hex = digest
+            .strip_prefix("sha256:")
+            .context("only sha256 digests")?;
         Ok(layout.join("blobs/sha256").join(hex))
     };
     let mut add_blob = |descriptor: &Value| -> Result<()> {
-        let digest = descriptor["digest"].as_str().context("descriptor without digest")?;
+        let digest = descriptor["digest"]
+            .as_str()
+            .context("descriptor without digest")?;
         if seen.insert((repo.to_owned(), digest.to_owned())) {
             blobs.push(Blob {
                 repo: repo.to_owned(),
                 digest: digest.to_owned(),
-                size: descriptor["size"].as_u64().context("descriptor without size")?,
+                size: descriptor["size"]
+                    .as_u64()
+                    .context("descriptor without size")?,
                 path: blob_path(digest)?,
             });
         }
         Ok(())
     };
-    let top_digest = top["digest"].as_str().context("descriptor without digest")?;
-    let top_type = top["mediaType"].as_str().context("descriptor without mediaType")?;
+    let top_digest = top["digest"]
+        .as_str()
+        .context("descriptor without digest")?;
+    let top_type = top["mediaType"]
+        .as_str()
+        .context("descriptor without mediaType")?;
     let top_json: Value = serde_json::from_slice(&std::fs::read(blob_path(top_digest)?)?)?;
     let image_manifests: Vec<Value> = match top_json["manifests"].as_array() {
         Some(children) => children.clone(),
@@ -168,19 +202,28 @@ fn plan_layout(
         let digest = child["digest"].as_str().context("child without digest")?;
         let json: Value = serde_json::from_slice(&std::fs::read(blob_path(digest)?)?)?;
         add_blob(&json["config"])?;
-        for layer in json["layers"].as_array().context("manifest without layers")? {
+        for layer in json["layers"]
+            .as_array()
+            .context("manifest without layers")?
+        {
             add_blob(layer)?;
         }
         manifests.push(Manifest {
             repo: repo.to_owned(),
             reference: digest.to_owned(),
-            media_type: child["mediaType"].as_str().context("child without mediaType")?.to_owned(),
+            media_type: child["mediaType"]
+                .as_str()
+                .context("child without mediaType")?
+                .to_owned(),
             path: blob_path(digest)?,
         });
     }
     if image_manifests.is_empty() {
         add_blob(&top_json["config"])?;
-        for layer in top_json["layers"].as_array().context("manifest without layers")? {
+        for layer in top_json["layers"]
+            .as_array()
+            .context("manifest without layers")?
+        {
             add_blob(layer)?;
         }
     }
@@ -205,7 +248,9 @@ fn push_blob(conn: &mut Conn, blob: &Blob, head: bool) -> Result<bool> {
     let path = format!("/v2/{}/blobs/uploads/", blob.repo);
     let response = conn.request("POST", &path, &[], Body::None)?;
     ensure!(response.status == 202, "POST {path}: {}", response.status);
-    let location = response.header("location").context("POST answered no Location")?;
+    let location = response
+        .header("location")
+        .context("POST answered no Location")?;
     // Absolute (http://host/…) or a path.
     let location = match location.find("://") {
         Some(i) => {
@@ -264,7 +309,11 @@ impl Conn {
         let stream = TcpStream::connect(host).with_context(|| format!("connect to {host}"))?;
         stream.set_nodelay(true)?;
         let reader = BufReader::with_capacity(64 * 1024, stream.try_clone()?);
-        Ok(Conn { host: host.to_owned(), stream, reader })
+        Ok(Conn {
+            host: host.to_owned(),
+            stream,
+            reader,
+        })
     }
 
     fn request(
@@ -308,7 +357,12 @@ impl Conn {
             // SAFETY: both descriptors are open for the call (borrowed from `self.stream` and
             // `file`), and `offset` is a valid, exclusively borrowed off_t that the kernel updates.
             let sent = unsafe {
-                libc::sendfile(self.stream.as_raw_fd(), file.as_raw_fd(), &mut offset, count)
+                libc::sendfile(
+                    self.stream.as_raw_fd(),
+                    file.as_raw_fd(),
+                    &mut offset,
+                    count,
+                )
             };
             if sent < 0 {
                 let error = std::io::Error::last_os_error();
@@ -342,7 +396,11 @@ impl Conn {
             let (name, value) = trimmed.split_once(':').context("bad header line")?;
             headers.push((name.trim().to_owned(), value.trim().to_owned()));
         }
-        let mut response = Response { status, headers, body: Vec::new() };
+        let mut response = Response {
+            status,
+            headers,
+            body: Vec::new(),
+        };
         if response
             .header("transfer-encoding")
             .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
