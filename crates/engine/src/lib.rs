@@ -27,9 +27,11 @@ use std::time::Duration;
 use hoist_registry::{Registries, RegistryConfig};
 use hoist_store::Store;
 
+pub use hoist_store::Descriptor;
+
 pub use auth::{AuthConfig, normalize_server};
 pub use error::{EngineError, ErrorKind};
-pub use images::{DeleteResponse, HistoryEntry, ImageInspect, ImageSummary, ListFilters};
+pub use images::{HistoryEntry, ImageDetails, ImageSummary, ListFilters, Removal};
 pub use import::{ImportJob, ImportRequest};
 pub use load::LoadedImage;
 pub use names::ImageView;
@@ -38,7 +40,7 @@ pub use progress::ProgressBoard;
 pub use pull::{PullEvent, PullJob, PullLayerState, PullRequest};
 pub use push::{LayerState, PushEvent, PushJob, PushRequest};
 pub use save::SavePlan;
-pub use system::SystemInfo;
+pub use system::{RegistrySettings, SystemInfo, kernel_version};
 
 /// Daemon settings the engine needs.
 #[derive(Clone, Debug)]
