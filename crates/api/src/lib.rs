@@ -1,5 +1,7 @@
 //! The Docker Engine API over HTTP: routes at `/v1.NN/…` and bare, version checks, JSON message
-//! streams, and the single mapping from engine errors to statuses.
+//! streams, the answers' wire types, and the single mapping from engine errors to statuses.
+
+#![forbid(unsafe_code)]
 
 #![forbid(unsafe_code)]
 
@@ -8,28 +10,16 @@ mod jsonmessage;
 mod params;
 mod registry_auth;
 mod routes;
+mod state;
 mod version;
+mod wire;
 
 use axum::Router;
 use axum::routing::{get, post};
-use hoist_engine::Engine;
 
 pub use error::ApiError;
+pub use state::{AppState, ServerInfo};
 pub use version::{MAX_API_VERSION, MIN_API_VERSION};
-
-/// What the daemon tells clients about itself.
-#[derive(Clone, Debug)]
-pub struct ServerInfo {
-    pub version: String,
-    pub git_commit: String,
-    pub debug: bool,
-}
-
-#[derive(Clone)]
-pub struct AppState {
-    pub engine: Engine,
-    pub server: ServerInfo,
-}
 
 /// The whole API as one service. The version layer runs before routing, so routes are written
 /// without the `/v1.NN` prefix.

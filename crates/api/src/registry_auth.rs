@@ -1,14 +1,48 @@
-//! Decoding `X-Registry-Auth`.
+//! The registry credentials a client sends with a push or pull: the `X-Registry-Auth` header.
 
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use base64::Engine as _;
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use hoist_engine::AuthConfig;
 
+/// The decoded `X-Registry-Auth` header; None when the request has none, or an empty one.
+pub struct RegistryAuth(Option<AuthConfig>);
+
+impl RegistryAuth {
+    /// The header's credentials; anonymous without them.
+    pub fn or_anonymous(self) -> AuthConfig {
+        self.0.unwrap_or_default()
+    }
+
+    /// The header's credentials, else those of a JSON request body (docker-py sends them, or
+    /// `{}`, that way), else anonymous.
+    pub fn or_json_body(self, body: &[u8]) -> AuthConfig {
+        self.0
+            .unwrap_or_else(|| serde_json::from_slice(body).unwrap_or_default())
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for RegistryAuth {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<RegistryAuth, Self::Rejection> {
+        Ok(RegistryAuth(
+            parts
+                .headers
+                .get("X-Registry-Auth")
+                .and_then(|v| v.to_str().ok())
+                .filter(|v| !v.is_empty())
+                .map(decode_registry_auth),
+        ))
+    }
+}
+
 /// The header is base64url JSON. The docker CLI pads it, other clients do not, and some (bollard)
 /// use the standard alphabet, so accept all of these. Anything undecodable means anonymous, as
 /// in moby: a push never fails because of this header.
-pub fn decode_registry_auth(header: &str) -> AuthConfig {
+fn decode_registry_auth(header: &str) -> AuthConfig {
     let config =
         GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
     let text = header.trim();

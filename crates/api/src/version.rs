@@ -9,8 +9,8 @@ use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::AppState;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 /// An Engine API version, compared component by component as integers, as moby does (so
 /// `1.5 < 1.50`).

@@ -3,97 +3,78 @@
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use hoist_reference::Reference;
+use hoist_reference::{Digest, Reference};
 use hoist_store::{Descriptor, ImageChange};
-use serde::Serialize;
 
 use crate::image_content::{PlatformImage, describe_target};
 use crate::names::{self, Lookup};
+use crate::platform::Platform;
 use crate::{Engine, EngineError};
 
-/// One row of `GET /images/json` (moby's `image.Summary`).
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "PascalCase")]
+/// One image of the local list.
+#[derive(Debug)]
 pub struct ImageSummary {
-    pub id: String,
-    pub parent_id: String,
-    pub repo_tags: Vec<String>,
-    pub repo_digests: Vec<String>,
+    pub id: Digest,
+    /// Familiar tag references (`foo:latest`); with a reference filter, only those it matched.
+    pub tags: Vec<String>,
+    /// Familiar digest references (`foo@sha256:…`).
+    pub digests: Vec<String>,
+    /// Seconds since the Unix epoch: the config's `created`, else when the image was stored.
     pub created: i64,
+    /// Bytes of content of the platform shown (the target alone when none is stored).
     pub size: u64,
-    pub shared_size: i64,
     pub labels: BTreeMap<String, String>,
-    pub containers: i64,
-    pub descriptor: Descriptor,
+    pub target: Descriptor,
 }
 
-/// `GET /images/{name}/json` (moby's `image.InspectResponse`).
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct ImageInspect {
-    pub id: String,
-    pub repo_tags: Vec<String>,
-    pub repo_digests: Vec<String>,
-    pub parent: String,
-    pub comment: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+/// One image in detail: its names, what its config says, and the layers it is made of.
+#[derive(Debug)]
+pub struct ImageDetails {
+    pub id: Digest,
+    /// Familiar tag references (`foo:latest`).
+    pub tags: Vec<String>,
+    /// Familiar digest references (`foo@sha256:…`).
+    pub digests: Vec<String>,
+    /// The config's `created`, as written there; None when it has none.
     pub created: Option<String>,
+    pub comment: String,
     pub docker_version: String,
     pub author: String,
-    pub config: serde_json::Value,
-    pub architecture: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub variant: String,
-    pub os: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub os_version: String,
+    /// The config's runtime section (`config`), an empty object when it has none.
+    pub runtime_config: serde_json::Value,
+    /// The config's platform fields; empty strings for those it lacks.
+    pub platform: Platform,
+    /// Bytes of content of the platform shown (the target alone when none is stored).
     pub size: u64,
-    pub graph_driver: GraphDriver,
-    #[serde(rename = "RootFS")]
-    pub root_fs: RootFs,
-    pub metadata: Metadata,
-    pub descriptor: Descriptor,
+    /// The uncompressed layer digests (`rootfs.diff_ids`).
+    pub diff_ids: Vec<String>,
+    /// When a tag was last set on this image.
+    pub last_tag_time: Option<SystemTime>,
+    pub target: Descriptor,
 }
 
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct GraphDriver {
-    pub name: String,
-    pub data: Option<BTreeMap<String, String>>,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct RootFs {
-    #[serde(rename = "Type")]
-    pub kind: String,
-    pub layers: Vec<String>,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct Metadata {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_tag_time: Option<String>,
-}
-
-/// One row of `GET /images/{name}/history`.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "PascalCase")]
+/// One step of an image's history, newest first.
+#[derive(Debug)]
 pub struct HistoryEntry {
-    pub id: String,
+    /// The image's ID on the newest step; None on older steps, which are no image of their own.
+    pub id: Option<Digest>,
+    /// Seconds since the Unix epoch; 0 when the step has no readable time.
     pub created: i64,
     pub created_by: String,
-    pub tags: Option<Vec<String>>,
+    /// The image's familiar tag references, on the newest step only.
+    pub tags: Vec<String>,
+    /// Bytes of the layer the step made; 0 for a step that made none.
     pub size: u64,
     pub comment: String,
 }
 
-/// One line of the `DELETE /images/{name}` answer.
-#[derive(Debug, Serialize)]
-pub enum DeleteResponse {
+/// What removing an image did, one name or image at a time.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Removal {
+    /// A familiar name that no longer points at the image.
     Untagged(String),
-    Deleted(String),
+    /// The image itself, gone with its last name.
+    Deleted(Digest),
 }
 
 /// Filters of `GET /images/json` that hoist understands.
@@ -144,10 +125,9 @@ impl Engine {
                 continue;
             }
             out.push(ImageSummary {
-                id: view.id().to_string(),
-                parent_id: String::new(),
-                repo_tags: tags.iter().map(|t| t.familiar_string()).collect(),
-                repo_digests: view
+                id: view.id().clone(),
+                tags: tags.iter().map(|t| t.familiar_string()).collect(),
+                digests: view
                     .digests
                     .iter()
                     .map(Reference::familiar_string)
@@ -160,10 +140,8 @@ impl Engine {
                     .as_ref()
                     .map(PlatformImage::content_size)
                     .unwrap_or(view.target.size),
-                shared_size: -1,
                 labels,
-                containers: -1,
-                descriptor: view.target.clone(),
+                target: view.target.clone(),
             });
         }
         // Newest first, as `docker images` lists them.
@@ -171,13 +149,13 @@ impl Engine {
         Ok(out)
     }
 
-    pub async fn inspect_image(&self, name: &str) -> Result<ImageInspect, EngineError> {
+    pub async fn inspect_image(&self, name: &str) -> Result<ImageDetails, EngineError> {
         let engine = self.clone();
         let name = name.to_owned();
         self.blocking(move || engine.inspect_blocking(&name)).await
     }
 
-    fn inspect_blocking(&self, name: &str) -> Result<ImageInspect, EngineError> {
+    fn inspect_blocking(&self, name: &str) -> Result<ImageDetails, EngineError> {
         let (view, _) = names::resolve(&self.store, name)?;
         let described = describe_target(&self.store, &view.target, &self.host_platform)?;
         let config = described.as_ref().map(|d| &d.config);
@@ -197,15 +175,15 @@ impl Engine {
                     .collect()
             })
             .unwrap_or_default();
-        Ok(ImageInspect {
-            id: view.id().to_string(),
-            repo_tags: view.tags.iter().map(Reference::familiar_string).collect(),
-            repo_digests: view
+        let non_empty = |text: String| (!text.is_empty()).then_some(text);
+        Ok(ImageDetails {
+            id: view.id().clone(),
+            tags: view.tags.iter().map(Reference::familiar_string).collect(),
+            digests: view
                 .digests
                 .iter()
                 .map(Reference::familiar_string)
                 .collect(),
-            parent: String::new(),
             comment: field("comment"),
             created: config
                 .and_then(|c| c.get("created"))
@@ -213,30 +191,24 @@ impl Engine {
                 .map(str::to_owned),
             docker_version: field("docker_version"),
             author: field("author"),
-            config: config
+            runtime_config: config
                 .and_then(|c| c.get("config"))
                 .cloned()
                 .unwrap_or(serde_json::Value::Object(Default::default())),
-            architecture: field("architecture"),
-            variant: field("variant"),
-            os: field("os"),
-            os_version: field("os.version"),
+            platform: Platform {
+                architecture: field("architecture"),
+                os: field("os"),
+                os_version: non_empty(field("os.version")),
+                os_features: None,
+                variant: non_empty(field("variant")),
+            },
             size: described
                 .as_ref()
                 .map(PlatformImage::content_size)
                 .unwrap_or(view.target.size),
-            graph_driver: GraphDriver {
-                name: "hoist".into(),
-                data: None,
-            },
-            root_fs: RootFs {
-                kind: "layers".into(),
-                layers: diff_ids,
-            },
-            metadata: Metadata {
-                last_tag_time: view.last_tag_time.map(rfc3339),
-            },
-            descriptor: view.target.clone(),
+            diff_ids,
+            last_tag_time: view.last_tag_time,
+            target: view.target.clone(),
         })
     }
 
@@ -272,14 +244,14 @@ impl Engine {
                         .to_owned()
                 };
                 HistoryEntry {
-                    id: "<missing>".into(),
+                    id: None,
                     created: h
                         .get("created")
                         .and_then(serde_json::Value::as_str)
                         .and_then(parse_rfc3339)
                         .unwrap_or(0),
                     created_by: text("created_by"),
-                    tags: None,
+                    tags: Vec::new(),
                     size: if empty {
                         0
                     } else {
@@ -291,9 +263,8 @@ impl Engine {
             .collect();
         entries.reverse();
         if let Some(top) = entries.first_mut() {
-            top.id = view.id().to_string();
-            let tags: Vec<String> = view.tags.iter().map(Reference::familiar_string).collect();
-            top.tags = (!tags.is_empty()).then_some(tags);
+            top.id = Some(view.id().clone());
+            top.tags = view.tags.iter().map(Reference::familiar_string).collect();
         }
         Ok(entries)
     }
@@ -403,11 +374,7 @@ impl Engine {
     }
 
     /// `docker rmi`. `noprune` is accepted and ignored: hoist has no parent images to keep.
-    pub async fn remove_image(
-        &self,
-        name: &str,
-        force: bool,
-    ) -> Result<Vec<DeleteResponse>, EngineError> {
+    pub async fn remove_image(&self, name: &str, force: bool) -> Result<Vec<Removal>, EngineError> {
         let engine = self.clone();
         let name = name.to_owned();
         self.blocking(move || engine.remove_blocking(&name, force))
@@ -417,11 +384,7 @@ impl Engine {
     /// As moby's containerd store (`ImageDelete`): a name that covers only some of the image's
     /// names removes just those ("Untagged"); otherwise the image goes with every name. By ID, an
     /// image with several names that are not one reference needs `force`.
-    fn remove_blocking(
-        &self,
-        input: &str,
-        force: bool,
-    ) -> Result<Vec<DeleteResponse>, EngineError> {
+    fn remove_blocking(&self, input: &str, force: bool) -> Result<Vec<Removal>, EngineError> {
         let _guard = self
             .names_lock
             .lock()
@@ -446,7 +409,7 @@ impl Engine {
         {
             return Err(EngineError::NoSuchImage(reference.familiar_string()));
         }
-        let untagged = |name: &str| DeleteResponse::Untagged(names::familiar_record_name(name));
+        let untagged = |name: &str| Removal::Untagged(names::familiar_record_name(name));
         if named.is_some() && same.len() != all.len() {
             let responses = same.iter().map(|n| untagged(n)).collect();
             let changes = same
@@ -464,12 +427,12 @@ impl Engine {
                 view.id().short_id()
             )));
         }
-        let mut responses: Vec<DeleteResponse> = all
+        let mut responses: Vec<Removal> = all
             .iter()
             .filter(|n| !matches!(names::classify(n), names::RecordName::Dangling))
             .map(|n| untagged(n))
             .collect();
-        responses.push(DeleteResponse::Deleted(view.id().to_string()));
+        responses.push(Removal::Deleted(view.id().clone()));
         let changes = all
             .into_iter()
             .map(|name| ImageChange::Delete { name })
@@ -527,10 +490,6 @@ fn unix(t: SystemTime) -> i64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
-}
-
-pub(crate) fn rfc3339(t: SystemTime) -> String {
-    chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
 }
 
 #[cfg(test)]

@@ -28,10 +28,12 @@ mod system;
 mod transfer;
 mod uploads;
 
+pub use hoist_store::Descriptor;
+
 pub use auth::{AuthConfig, normalize_server};
 pub use engine::{Engine, EngineConfig};
 pub use error::{EngineError, ErrorKind};
-pub use images::{DeleteResponse, HistoryEntry, ImageInspect, ImageSummary, ListFilters};
+pub use images::{HistoryEntry, ImageDetails, ImageSummary, ListFilters, Removal};
 pub use import::{ImportJob, ImportRequest};
 pub use load::LoadedImage;
 pub use names::ImageView;
@@ -40,4 +42,4 @@ pub use progress::ProgressBoard;
 pub use pull::{PullEvent, PullJob, PullLayerState, PullRequest};
 pub use push::{LayerState, PushEvent, PushJob, PushRequest};
 pub use save::SavePlan;
-pub use system::SystemInfo;
+pub use system::{RegistrySettings, SystemInfo, kernel_version};

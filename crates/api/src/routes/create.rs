@@ -3,23 +3,22 @@
 
 use axum::body::Body;
 use axum::extract::{Extension, Path, State};
-use axum::http::HeaderMap;
 use axum::response::Response;
 use hoist_engine::{ImportRequest, Platform, PullEvent, PullLayerState, PullRequest};
 
-use crate::AppState;
 use crate::error::ApiError;
 use crate::jsonmessage::JsonMessage;
 use crate::params::Params;
-use crate::registry_auth::decode_registry_auth;
+use crate::registry_auth::RegistryAuth;
 use crate::routes::{json_stream_response, progress_response, request_body_reader};
+use crate::state::AppState;
 use crate::version::ApiVersion;
 
 pub async fn create(
     State(state): State<AppState>,
     Extension(version): Extension<ApiVersion>,
     params: Params,
-    headers: HeaderMap,
+    auth: RegistryAuth,
     body: Body,
 ) -> Result<Response, ApiError> {
     // A plain `os/arch[/variant]` here, unlike push's JSON; ignored before API 1.32, as in moby.
@@ -29,17 +28,11 @@ pub async fn create(
     };
     match params.non_empty("fromImage") {
         Some(image) => {
-            let auth = headers
-                .get("X-Registry-Auth")
-                .and_then(|v| v.to_str().ok())
-                .filter(|v| !v.is_empty())
-                .map(decode_registry_auth)
-                .unwrap_or_default();
             let request = PullRequest {
                 image: image.to_owned(),
                 tag: params.non_empty("tag").map(str::to_owned),
                 platform,
-                auth,
+                auth: auth.or_anonymous(),
             };
             pull(state, request).await
         }

@@ -13,12 +13,14 @@ use hoist_engine::{ListFilters, LoadedImage};
 use serde_json::Value;
 use tokio_util::io::ReaderStream;
 
-use crate::AppState;
 use crate::error::ApiError;
 use crate::jsonmessage::JsonMessage;
 use crate::params::Params;
+use crate::registry_auth::RegistryAuth;
 use crate::routes::{json_stream_response, push, request_body_reader};
+use crate::state::AppState;
 use crate::version::ApiVersion;
+use crate::wire::images::{DeleteItem, HistoryItem, Inspect, Summary};
 
 /// `POST /images/{*rest}`: `<name>/push` or `<name>/tag`; names may contain `/`.
 pub async fn post_by_name(
@@ -26,12 +28,12 @@ pub async fn post_by_name(
     version: Extension<ApiVersion>,
     Path(rest): Path<String>,
     params: Params,
-    headers: axum::http::HeaderMap,
+    auth: RegistryAuth,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     match rest.rsplit_once('/') {
         Some((name, "push")) => {
-            push::push(state, version, name.to_owned(), params, headers, body).await
+            push::push(state, version, name.to_owned(), params, auth, body).await
         }
         Some((name, "tag")) => tag(state, name, params).await,
         _ => Err(ApiError::NotFound("page not found".into())),
@@ -46,9 +48,7 @@ pub async fn get_by_name(
 ) -> Result<Response, ApiError> {
     match rest.rsplit_once('/') {
         Some((name, "json")) => inspect(state, version, name).await,
-        Some((name, "history")) => {
-            Ok(Json(state.engine.image_history(name).await?).into_response())
-        }
+        Some((name, "history")) => history(state, name).await,
         Some((name, "get")) => save(state, vec![name.to_owned()]).await,
         _ => Err(ApiError::NotFound("page not found".into())),
     }
@@ -60,11 +60,7 @@ pub async fn delete(
     Path(name): Path<String>,
     params: Params,
 ) -> Result<Response, ApiError> {
-    let deleted = state
-        .engine
-        .remove_image(&name, params.flag("force"))
-        .await?;
-    Ok(Json(deleted).into_response())
+    remove(&state, &name, &params).await
 }
 
 /// `DELETE /images/` (an empty name): the engine refuses it as moby does, 400.
@@ -72,8 +68,16 @@ pub async fn delete_unnamed(
     State(state): State<AppState>,
     params: Params,
 ) -> Result<Response, ApiError> {
-    let deleted = state.engine.remove_image("", params.flag("force")).await?;
-    Ok(Json(deleted).into_response())
+    remove(&state, "", &params).await
+}
+
+async fn remove(state: &AppState, name: &str, params: &Params) -> Result<Response, ApiError> {
+    let removed = state
+        .engine
+        .remove_image(name, params.flag("force"))
+        .await?;
+    let items: Vec<DeleteItem> = removed.into_iter().map(DeleteItem::from).collect();
+    Ok(Json(items).into_response())
 }
 
 async fn tag(
@@ -97,15 +101,14 @@ async fn inspect(
     Extension(version): Extension<ApiVersion>,
     name: &str,
 ) -> Result<Response, ApiError> {
-    let inspect = state.engine.inspect_image(name).await?;
-    let mut value =
-        serde_json::to_value(inspect).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    if !version.at_least("1.48")
-        && let Some(obj) = value.as_object_mut()
-    {
-        obj.remove("Descriptor");
-    }
-    Ok(Json(value).into_response())
+    let image = state.engine.inspect_image(name).await?;
+    Ok(Json(Inspect::new(image, &version)).into_response())
+}
+
+async fn history(State(state): State<AppState>, name: &str) -> Result<Response, ApiError> {
+    let entries = state.engine.image_history(name).await?;
+    let items: Vec<HistoryItem> = entries.into_iter().map(HistoryItem::from).collect();
+    Ok(Json(items).into_response())
 }
 
 /// `GET /images/json`.
@@ -121,22 +124,11 @@ pub async fn list(
         filters.reference.push(legacy.to_owned());
     }
     let images = state.engine.list_images(filters).await?;
-    let mut out = Vec::with_capacity(images.len());
-    for image in images {
-        let size = image.size;
-        let mut value =
-            serde_json::to_value(image).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-        if let Some(obj) = value.as_object_mut() {
-            if !version.at_least("1.44") {
-                obj.insert("VirtualSize".into(), size.into());
-            }
-            if !version.at_least("1.48") {
-                obj.remove("Descriptor");
-            }
-        }
-        out.push(value);
-    }
-    Ok(Json(out).into_response())
+    let rows: Vec<Summary> = images
+        .into_iter()
+        .map(|image| Summary::new(image, &version))
+        .collect();
+    Ok(Json(rows).into_response())
 }
 
 /// moby's `filters.FromJSON`: `{"key":{"value":true}}`, or the older `{"key":["value"]}`.

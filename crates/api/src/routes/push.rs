@@ -1,17 +1,16 @@
 //! `POST /images/{name}/push`.
 
 use axum::extract::{Extension, State};
-use axum::http::HeaderMap;
 use axum::response::Response;
 use bytes::Bytes;
-use hoist_engine::{AuthConfig, LayerState, Platform, PushEvent, PushRequest};
+use hoist_engine::{LayerState, Platform, PushEvent, PushRequest};
 
-use crate::AppState;
 use crate::error::ApiError;
 use crate::jsonmessage::JsonMessage;
 use crate::params::Params;
-use crate::registry_auth::decode_registry_auth;
+use crate::registry_auth::RegistryAuth;
 use crate::routes::progress_response;
+use crate::state::AppState;
 use crate::version::ApiVersion;
 
 pub async fn push(
@@ -19,18 +18,9 @@ pub async fn push(
     Extension(version): Extension<ApiVersion>,
     name: String,
     params: Params,
-    headers: HeaderMap,
+    auth: RegistryAuth,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let auth = match headers
-        .get("X-Registry-Auth")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty())
-    {
-        Some(header) => decode_registry_auth(header),
-        // docker-py sends its credentials (or `{}`) as a JSON body instead.
-        None => serde_json::from_slice::<AuthConfig>(&body).unwrap_or_default(),
-    };
     let platform = match params.non_empty("platform") {
         Some(json) if version.at_least("1.46") => Some(Platform::from_json(json)?),
         _ => None,
@@ -39,7 +29,7 @@ pub async fn push(
         name,
         tag: params.get("tag").map(str::to_owned),
         platform,
-        auth,
+        auth: auth.or_json_body(&body),
     })?;
 
     Ok(progress_response(

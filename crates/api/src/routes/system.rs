@@ -4,11 +4,11 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use hoist_engine::kernel_version;
 
-use crate::AppState;
 use crate::error::ApiError;
-use crate::version::{MAX_API_VERSION, MIN_API_VERSION};
+use crate::state::AppState;
+use crate::wire::system::{self, Info};
 
 fn ping_headers(response: &mut Response) {
     let h = response.headers_mut();
@@ -40,53 +40,11 @@ pub async fn ping_head() -> Response {
     response
 }
 
-fn arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
-    }
-}
-
 pub async fn version(State(state): State<AppState>) -> Json<serde_json::Value> {
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_default();
-    let server = &state.server;
-    Json(json!({
-        "Platform": {"Name": "hoist"},
-        "Components": [{
-            "Name": "Engine",
-            "Version": server.version,
-            "Details": {
-                "ApiVersion": MAX_API_VERSION,
-                "Arch": arch(),
-                "BuildTime": "",
-                "Experimental": "false",
-                "GitCommit": server.git_commit,
-                "GoVersion": "",
-                "KernelVersion": kernel,
-                "MinAPIVersion": MIN_API_VERSION,
-                "Os": std::env::consts::OS,
-            }
-        }],
-        "Version": server.version,
-        "ApiVersion": MAX_API_VERSION,
-        "MinAPIVersion": MIN_API_VERSION,
-        "GitCommit": server.git_commit,
-        "GoVersion": "",
-        "Os": std::env::consts::OS,
-        "Arch": arch(),
-        "KernelVersion": kernel,
-        "BuildTime": "",
-    }))
+    Json(system::version(&state.server, kernel_version()))
 }
 
-pub async fn info(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(
-        state
-            .engine
-            .system_info(&state.server.version, state.server.debug)
-            .await?,
-    ))
+pub async fn info(State(state): State<AppState>) -> Result<Json<Info>, ApiError> {
+    let info = state.engine.system_info().await?;
+    Ok(Json(Info::new(info, &state.server)))
 }
