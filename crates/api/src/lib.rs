@@ -3,8 +3,6 @@
 
 #![forbid(unsafe_code)]
 
-#![forbid(unsafe_code)]
-
 mod error;
 mod jsonmessage;
 mod params;
