@@ -21,20 +21,17 @@
 //!   ([`RegistryError::is_retryable`], [`RegistryError::body_interrupted`], …).
 
 mod auth;
+mod challenge;
 mod config;
 mod credentials;
+mod endpoint;
 mod error;
-mod file_body;
-mod insecure;
+mod http_util;
 mod login;
 mod manifest;
-mod proxy;
 mod registries;
 mod repository;
-mod sendfile_upload;
 mod tags;
-mod tls;
-mod token;
 mod transport;
 mod upload;
 
