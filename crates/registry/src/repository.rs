@@ -21,17 +21,7 @@ use crate::upload::{
 
 #[derive(Clone)]
 pub struct Repository {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    domain: String,
-    path: String,
-    access: Access,
-    /// The configured chunk size for this registry, if any.
-    chunk_size: Option<u64>,
-    transport: Transport,
-    files: FileSender,
+    inner: Arc<Parts>,
 }
 
 /// What a repository handle is made of.
@@ -57,23 +47,8 @@ impl std::fmt::Debug for Repository {
 
 impl Repository {
     pub(crate) fn new(parts: Parts) -> Self {
-        let Parts {
-            domain,
-            path,
-            access,
-            chunk_size,
-            transport,
-            files,
-        } = parts;
         Repository {
-            inner: Arc::new(Inner {
-                domain,
-                path,
-                access,
-                chunk_size,
-                transport,
-                files,
-            }),
+            inner: Arc::new(parts),
         }
     }
 

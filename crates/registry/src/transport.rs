@@ -151,15 +151,7 @@ impl Transport {
                 "registry response"
             );
             if response.status() == StatusCode::UNAUTHORIZED && for_registry && !reauthenticated {
-                let retry = self
-                    .auth
-                    .after_unauthorized(
-                        &self.host,
-                        response.headers(),
-                        &presented,
-                        &self.credentials,
-                    )
-                    .await;
+                let retry = self.after_unauthorized(&response, &presented).await;
                 if let Some(extra) = retry {
                     push_unique(&mut scopes, extra);
                     reauthenticated = true;
@@ -246,15 +238,7 @@ impl Transport {
         );
         let mut token_refused_at = None;
         if response.status() == StatusCode::UNAUTHORIZED && for_registry {
-            let retry = self
-                .auth
-                .after_unauthorized(
-                    &self.host,
-                    response.headers(),
-                    &presented,
-                    &self.credentials,
-                )
-                .await;
+            let retry = self.after_unauthorized(&response, &presented).await;
             // Only a token can be renewed; refused Basic credentials stay refused.
             if retry.is_some() && presented.is_renewable_token() {
                 token_refused_at = Some(Instant::now());
@@ -264,6 +248,18 @@ impl Transport {
             response,
             token_refused_at,
         })
+    }
+
+    /// Learns from a 401 to a request that carried `presented`: the extra scopes to retry with,
+    /// or `None` when a retry cannot succeed.
+    async fn after_unauthorized(
+        &self,
+        response: &Response,
+        presented: &Presented,
+    ) -> Option<Vec<String>> {
+        self.auth
+            .after_unauthorized(&self.host, response.headers(), presented, &self.credentials)
+            .await
     }
 
     /// Picks the scheme: the remembered one, or for an insecure host HTTPS first and plain HTTP

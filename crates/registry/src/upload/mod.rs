@@ -112,24 +112,6 @@ impl Uploads<'_> {
         }
     }
 
-    /// Sends the blob's bytes through `session` and commits them.
-    pub(crate) async fn upload(
-        &self,
-        session: UploadSession,
-        blob: &BlobSource,
-        mode: UploadMode,
-        progress: &Progress,
-    ) -> Result<(), RegistryError> {
-        blob.check_length().await?;
-        match mode {
-            UploadMode::Monolithic => self.upload_monolithic(session, blob, progress).await,
-            UploadMode::Chunked { chunk_size } => {
-                self.upload_chunked(session, blob, chunk_size, progress)
-                    .await
-            }
-        }
-    }
-
     /// Best-effort `DELETE` of a session; many registries refuse it (no `delete` scope).
     pub(crate) async fn cancel(&self, session: &UploadSession) {
         let call = Call::new(
@@ -150,7 +132,8 @@ impl Uploads<'_> {
         format!("/v2/{}/blobs/uploads/{rest}", self.repository)
     }
 
-    async fn upload_monolithic(
+    /// The whole blob in one `PUT ?digest=`. The caller has checked the file's length.
+    pub(crate) async fn monolithic(
         &self,
         session: UploadSession,
         blob: &BlobSource,
@@ -183,7 +166,9 @@ impl Uploads<'_> {
         }
     }
 
-    async fn upload_chunked(
+    /// `PATCH` chunks resumed in-session after failures, then the committing `PUT`. The caller
+    /// has checked the file's length.
+    pub(crate) async fn chunked(
         &self,
         session: UploadSession,
         blob: &BlobSource,
