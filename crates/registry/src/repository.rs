@@ -101,7 +101,14 @@ impl Repository {
         mode: UploadMode,
         progress: &Progress,
     ) -> Result<(), RegistryError> {
-        self.uploads().upload(session, blob, mode, progress).await
+        blob.check_length().await?;
+        let uploads = self.uploads();
+        match mode {
+            UploadMode::Monolithic => uploads.monolithic(session, blob, progress).await,
+            UploadMode::Chunked { chunk_size } => {
+                uploads.chunked(session, blob, chunk_size, progress).await
+            }
+        }
     }
 
     /// Best-effort `DELETE` of a session; many registries refuse it (no `delete` scope).
