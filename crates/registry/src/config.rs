@@ -36,3 +36,9 @@ pub enum Access {
     Pull,
     PullPush,
 }
+
+/// A setting hoist cannot use: certs.d contents, proxy variables, insecure-registry entries.
+/// It becomes [`crate::RegistryError::Config`] with the same message.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct ConfigError(pub(crate) String);

@@ -13,6 +13,11 @@ use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use serde::Deserialize;
 
+use crate::challenge::{BearerError, BearerRefusal};
+use crate::config::ConfigError;
+use crate::endpoint::tls;
+use crate::http_util::{read_bounded, without_query};
+
 /// Error bodies larger than this are not worth reading: no registry sends one.
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
@@ -146,7 +151,7 @@ impl RegistryError {
             }
             // A TLS failure (bad certificate, plain HTTP where TLS was expected) is the same on
             // every attempt; connection and timeout errors may pass.
-            RegistryError::Transport { source, .. } => !is_tls_failure(source.as_ref()),
+            RegistryError::Transport { source, .. } => tls::failure_in(source.as_ref()).is_none(),
             RegistryError::DigestMismatch { .. }
             | RegistryError::InvalidResponse { .. }
             | RegistryError::LocalIo { .. }
@@ -270,6 +275,12 @@ impl RegistryError {
     }
 }
 
+impl From<ConfigError> for RegistryError {
+    fn from(error: ConfigError) -> RegistryError {
+        RegistryError::Config(error.0)
+    }
+}
+
 impl ResponseError {
     fn has_code(&self, code: &str) -> bool {
         self.errors
@@ -279,13 +290,12 @@ impl ResponseError {
 }
 
 /// Describes an error chain without reqwest's and hyper's wrappers ("error sending request
-/// for url (…)", "client error (Connect)"), which repeat what the operation and host say.
+/// for url (…)", "client error (Connect)"), which repeat what the operation and host say; a
+/// failed TLS handshake is explained with what to do about it.
 fn root_cause(error: &reqwest::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
-    let mut tls = None;
     let mut next: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(error);
     while let Some(e) = next {
-        tls = tls.or_else(|| rustls_error(e));
         let text = e.to_string();
         let wrapper = text.starts_with("client error (") && text.ends_with(')');
         if !wrapper && !parts.iter().any(|p| p.contains(&text)) {
@@ -300,59 +310,9 @@ fn root_cause(error: &reqwest::Error) -> String {
         return error.to_string();
     }
     let cause = parts.join(": ");
-    match tls {
-        Some(rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType)) => format!(
-            "TLS handshake failed: {cause} (the registry seems to speak plain HTTP; \
-             list it in insecure-registries to allow that)"
-        ),
-        // Our verifier's own explanation says it all; the chain around it only repeats it.
-        Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other)))
-            if other
-                .0
-                .downcast_ref::<crate::tls::CertificateRejected>()
-                .is_some() =>
-        {
-            format!("TLS handshake failed: {}", other.0)
-        }
-        Some(rustls::Error::InvalidCertificate(_)) => format!(
-            "TLS handshake failed: {cause} (add its CA as a .crt file in the certs.d \
-             directory for this host, or list it in insecure-registries)"
-        ),
-        Some(rustls::Error::AlertReceived(
-            rustls::AlertDescription::BadCertificate
-            | rustls::AlertDescription::CertificateRequired
-            | rustls::AlertDescription::UnknownCA
-            | rustls::AlertDescription::CertificateUnknown,
-        )) => format!(
-            "TLS handshake failed: {cause} (the registry refused our side of the handshake; if \
-             it requires a client certificate, put one in the certs.d directory for this host \
-             as client.cert with its client.key)"
-        ),
-        Some(_) => format!("TLS handshake failed: {cause}"),
+    match tls::failure_in(error) {
+        Some(failure) => tls::explain(failure, cause),
         None => cause,
-    }
-}
-
-/// Whether a TLS handshake or certificate check failed somewhere in the chain.
-fn is_tls_failure(error: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
-    let mut next: Option<&(dyn std::error::Error + 'static)> = error.source();
-    while let Some(e) = next {
-        if rustls_error(e).is_some() {
-            return true;
-        }
-        next = e.source();
-    }
-    false
-}
-
-/// The rustls error in a chain link; io::Error hides its inner error from `source()`, and
-/// hyper-rustls nests io errors.
-fn rustls_error<'a>(mut e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
-    loop {
-        if let Some(found) = e.downcast_ref::<rustls::Error>() {
-            return Some(found);
-        }
-        e = e.downcast_ref::<std::io::Error>()?.get_ref()?;
     }
 }
 
@@ -429,34 +389,29 @@ pub(crate) fn decode_error(
 
 /// RFC 6750 errors in a Bearer challenge say more than the bare status.
 fn challenge_error(headers: &HeaderMap) -> Option<ErrorCode> {
-    for challenge in crate::auth::read_challenges(headers)
-        .iter()
-        .filter(|c| c.is("bearer"))
-    {
-        let code = match challenge.param("error") {
-            Some("invalid_token") => "UNAUTHORIZED",
-            Some("insufficient_scope") => "DENIED",
-            _ => continue,
-        };
-        let message = match (
-            challenge.param("error_description"),
-            challenge.param("scope"),
-        ) {
-            (Some(description), _) if !description.is_empty() => description.to_owned(),
-            // Name what the token lacked: the token server granted less than was asked.
-            (_, Some(scope)) if code == "DENIED" && !scope.is_empty() => format!(
+    let bearer = BearerError::from_headers(headers)?;
+    let code = match bearer.refusal {
+        BearerRefusal::InvalidToken => "UNAUTHORIZED",
+        BearerRefusal::InsufficientScope => "DENIED",
+    };
+    let message = match (bearer.description, bearer.scope) {
+        (Some(description), _) if !description.is_empty() => description,
+        // Name what the token lacked: the token server granted less than was asked.
+        (_, Some(scope))
+            if bearer.refusal == BearerRefusal::InsufficientScope && !scope.is_empty() =>
+        {
+            format!(
                 "{} (insufficient_scope: the token does not grant all of {scope})",
                 default_message(code)
-            ),
-            _ => default_message(code).to_owned(),
-        };
-        return Some(ErrorCode {
-            code: code.to_owned(),
-            message,
-            detail: None,
-        });
-    }
-    None
+            )
+        }
+        _ => default_message(code).to_owned(),
+    };
+    Some(ErrorCode {
+        code: code.to_owned(),
+        message,
+        detail: None,
+    })
 }
 
 /// Parses `{"errors":[…]}`, token servers' `{"details":"…"}` and OAuth2's
@@ -583,30 +538,6 @@ pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
     Some(delta.to_std().unwrap_or(Duration::ZERO))
 }
 
-pub(crate) fn without_query(url: &url::Url) -> String {
-    let mut shown = url.clone();
-    shown.set_query(None);
-    shown.set_fragment(None);
-    let _ = shown.set_password(None);
-    let _ = shown.set_username("");
-    shown.to_string()
-}
-
-/// Reads at most `limit` bytes of a body; errors just end the read (the status is what matters).
-pub(crate) async fn read_bounded(mut response: reqwest::Response, limit: usize) -> Vec<u8> {
-    let mut body = Vec::new();
-    while body.len() < limit {
-        match response.chunk().await {
-            Ok(Some(chunk)) => {
-                let take = chunk.len().min(limit - body.len());
-                body.extend_from_slice(&chunk[..take]);
-            }
-            Ok(None) | Err(_) => break,
-        }
-    }
-    body
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -724,11 +655,5 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(parse_retry_after("soon"), None);
-    }
-
-    #[test]
-    fn query_is_never_shown() {
-        let url = url::Url::parse("https://u:p@r/v2/x/blobs/uploads/1?_state=abc&sig=s").unwrap();
-        assert_eq!(without_query(&url), "https://r/v2/x/blobs/uploads/1");
     }
 }

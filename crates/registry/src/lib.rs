@@ -8,6 +8,24 @@
 //!   material, insecure-registry fallback and proxy settings, plus shared auth state.
 //! - [`Repository`] is one repository on one registry, with the operations on it.
 //!
+//! Modules, each depending only on those below it (or beside it, left to right):
+//!
+//! ```text
+//! registries   the factory: hands each repository its transport and file sender
+//! login        `docker login` against a registry
+//! repository   one repository: ping, blobs; manifest, tags add their operations
+//! upload/      sessions, PUT/PATCH chunks, resume; BlobSource
+//!   sender       a file range as a body: file_body (mmap windows) or sendfile/ (plain HTTP)
+//! transport    one repository's requests: scheme fallback, credentials, 401 retry
+//! auth/        Authorization per request: remembered challenges, token fetch and cache
+//! error        RegistryError, distribution error bodies, classification
+//! challenge    WWW-Authenticate parsing
+//! endpoint/    host -> client and scheme: insecure, proxy, tls/ (certs.d, verifiers,
+//!              handshake diagnosis)
+//! http_util    bounded body reads, URL redaction
+//! config, credentials   what the daemon hands over
+//! ```
+//!
 //! Behaviour the engine can rely on:
 //! - Nothing here retries on its own except two protocol-level recoveries: one re-authentication
 //!   after a 401 on a request that carried a token (every request, blob bodies included: they
@@ -21,20 +39,17 @@
 //!   ([`RegistryError::is_retryable`], [`RegistryError::body_interrupted`], …).
 
 mod auth;
+mod challenge;
 mod config;
 mod credentials;
+mod endpoint;
 mod error;
-mod file_body;
-mod insecure;
+mod http_util;
 mod login;
 mod manifest;
-mod proxy;
 mod registries;
 mod repository;
-mod sendfile_upload;
 mod tags;
-mod tls;
-mod token;
 mod transport;
 mod upload;
 

@@ -10,11 +10,12 @@ use reqwest::header::AUTHORIZATION;
 use reqwest::{Method, StatusCode};
 
 use crate::RegistryError;
-use crate::auth::{Challenge, basic_header, bearer_header, parse_challenges};
+use crate::auth::{Auth, TokenAsk, basic_header, bearer_header};
+use crate::challenge::Challenge;
 use crate::credentials::Credentials;
+use crate::endpoint::api_host;
 use crate::error::from_response;
-use crate::registries::{Registries, Shared, api_host};
-use crate::token::{self, TokenAsk};
+use crate::registries::Registries;
 use crate::transport::{Call, Target, Transport};
 
 /// A successful login.
@@ -61,13 +62,8 @@ impl Registries {
         credentials: &Credentials,
     ) -> Result<LoginOutcome, LoginError> {
         let host = api_host(domain);
-        let transport = Transport::new(
-            self.shared.clone(),
-            host.clone(),
-            Credentials::Anonymous,
-            Vec::new(),
-        );
-        match log_in(&self.shared, &transport, &host, credentials).await {
+        let transport = self.transport(host.clone(), Credentials::Anonymous, Vec::new());
+        match log_in(self.auth(), &transport, &host, credentials).await {
             Ok(outcome) => Ok(outcome),
             Err(source) => Err(LoginError {
                 url: transport.url_text("/v2/").await,
@@ -86,7 +82,7 @@ fn ping() -> Call<'static> {
 }
 
 async fn log_in(
-    shared: &Shared,
+    auth: &Auth,
     transport: &Transport,
     host: &str,
     credentials: &Credentials,
@@ -101,7 +97,7 @@ async fn log_in(
     if response.status() != StatusCode::UNAUTHORIZED {
         return Err(from_response(response, "GET", false).await);
     }
-    let (header, identity_token) = match parse_challenges(response.headers()) {
+    let (header, identity_token) = match Challenge::from_headers(response.headers()) {
         Some(Challenge::Bearer {
             realm,
             service,
@@ -114,7 +110,7 @@ async fn log_in(
                 scopes: &scopes,
                 offline: true,
             };
-            let fetched = token::fetch(shared, &ask, credentials).await?;
+            let fetched = auth.fetch_token(&ask, credentials).await?;
             let identity = fetched.refresh_token.clone().or_else(|| match credentials {
                 // The server kept the refresh token it was given: it stays the identity.
                 Credentials::IdentityToken(token) => Some(token.clone()),

@@ -9,7 +9,8 @@ use reqwest::{Method, StatusCode};
 use sha2::Digest as _;
 
 use crate::RegistryError;
-use crate::error::{from_response, read_bounded};
+use crate::error::from_response;
+use crate::http_util::read_bounded;
 use crate::repository::{Repository, header_length};
 use crate::transport::{Call, Target};
 

@@ -1,5 +1,5 @@
-//! A handle on one repository of one registry: existence checks, blob downloads, and the
-//! entry point for uploads (`upload.rs`) and manifests (`manifest.rs`).
+//! A handle on one repository of one registry: existence checks, blob downloads, uploads
+//! (carried out by the `upload` module), and the entry point for manifests and tags.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -15,17 +15,24 @@ use crate::RegistryError;
 use crate::config::Access;
 use crate::error::from_response;
 use crate::transport::{Call, Target, Transport};
+use crate::upload::{
+    BlobSource, FileSender, MountOutcome, Progress, UploadMode, UploadSession, Uploads,
+};
 
 #[derive(Clone)]
 pub struct Repository {
-    inner: Arc<Inner>,
+    inner: Arc<Parts>,
 }
 
-struct Inner {
-    domain: String,
-    path: String,
-    access: Access,
-    transport: Transport,
+/// What a repository handle is made of.
+pub(crate) struct Parts {
+    /// The reference domain (`docker.io`, not its API host).
+    pub(crate) domain: String,
+    pub(crate) path: String,
+    pub(crate) access: Access,
+    pub(crate) chunk_size: Option<u64>,
+    pub(crate) transport: Transport,
+    pub(crate) files: FileSender,
 }
 
 impl std::fmt::Debug for Repository {
@@ -39,14 +46,9 @@ impl std::fmt::Debug for Repository {
 }
 
 impl Repository {
-    pub(crate) fn new(domain: String, path: String, access: Access, transport: Transport) -> Self {
+    pub(crate) fn new(parts: Parts) -> Self {
         Repository {
-            inner: Arc::new(Inner {
-                domain,
-                path,
-                access,
-                transport,
-            }),
+            inner: Arc::new(parts),
         }
     }
 
@@ -65,11 +67,7 @@ impl Repository {
 
     /// The chunk size configured for this registry, if uploads to it should be chunked.
     pub fn configured_chunk_size(&self) -> Option<u64> {
-        let sizes = &self.inner.transport.config().chunk_sizes;
-        sizes
-            .get(&self.inner.domain)
-            .or_else(|| sizes.get(self.inner.transport.host()))
-            .copied()
+        self.inner.chunk_size
     }
 
     pub(crate) fn transport(&self) -> &Transport {
@@ -79,6 +77,51 @@ impl Repository {
     /// `/v2/<path>/<rest>`.
     pub(crate) fn api_path(&self, rest: &str) -> String {
         format!("/v2/{}/{}", self.inner.path, rest)
+    }
+
+    /// `POST /v2/<name>/blobs/uploads/`: opens an upload session.
+    pub async fn start_upload(&self) -> Result<UploadSession, RegistryError> {
+        self.uploads().start().await
+    }
+
+    /// Cross-repository mount of `digest` from repository `from` on the same registry.
+    pub async fn mount_blob(
+        &self,
+        digest: &Digest,
+        from: &str,
+    ) -> Result<MountOutcome, RegistryError> {
+        self.uploads().mount(digest, from).await
+    }
+
+    /// Sends the blob's bytes through `session` and commits them.
+    pub async fn upload_blob(
+        &self,
+        session: UploadSession,
+        blob: &BlobSource,
+        mode: UploadMode,
+        progress: &Progress,
+    ) -> Result<(), RegistryError> {
+        blob.check_length().await?;
+        let uploads = self.uploads();
+        match mode {
+            UploadMode::Monolithic => uploads.monolithic(session, blob, progress).await,
+            UploadMode::Chunked { chunk_size } => {
+                uploads.chunked(session, blob, chunk_size, progress).await
+            }
+        }
+    }
+
+    /// Best-effort `DELETE` of a session; many registries refuse it (no `delete` scope).
+    pub async fn cancel_upload(&self, session: &UploadSession) {
+        self.uploads().cancel(session).await
+    }
+
+    fn uploads(&self) -> Uploads<'_> {
+        Uploads {
+            transport: &self.inner.transport,
+            files: &self.inner.files,
+            repository: &self.inner.path,
+        }
     }
 
     /// `GET /v2/`: learns whether the registry speaks HTTPS or plain HTTP (insecure registries)

@@ -6,7 +6,8 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::RegistryError;
-use crate::error::{from_response, read_bounded};
+use crate::error::from_response;
+use crate::http_util::read_bounded;
 use crate::repository::Repository;
 use crate::transport::{Call, Target};
 

@@ -2,6 +2,7 @@
 //! insecure-registry HTTP fallback, credentials only for the registry's own origin, and one
 //! re-authentication after a 401.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -11,12 +12,10 @@ use reqwest::{Method, Response, StatusCode};
 use url::Url;
 
 use crate::RegistryError;
-use crate::auth::{self, Presented};
+use crate::auth::{Auth, Presented};
 use crate::credentials::Credentials;
-use crate::error::without_query;
-use crate::file_body::{FileRange, file_body};
-use crate::registries::{CONNECT_TIMEOUT, Endpoint, Scheme, Shared};
-use crate::sendfile_upload::{self, FileRequest};
+use crate::endpoint::{Endpoint, Endpoints, Scheme};
+use crate::http_util::{url_host, without_query};
 
 /// Where a request goes.
 pub(crate) enum Target {
@@ -51,8 +50,8 @@ impl<'a> Call<'a> {
     }
 }
 
-/// A streamed upload request, without its body.
-pub(crate) struct StreamUpload {
+/// A request whose body can be sent only once (a range of a blob file), without its body.
+pub(crate) struct OneShot {
     pub(crate) operation: &'static str,
     pub(crate) method: Method,
     pub(crate) url: Url,
@@ -61,8 +60,18 @@ pub(crate) struct StreamUpload {
     pub(crate) refused_at: Option<Instant>,
 }
 
-/// The answer to a streamed upload.
-pub(crate) struct StreamResponse {
+/// A [`OneShot`] with its credentials attached, for the caller to send with its body.
+pub(crate) struct Ready {
+    pub(crate) operation: &'static str,
+    pub(crate) method: Method,
+    pub(crate) url: Url,
+    pub(crate) headers: HeaderMap,
+    /// The registry's client, for a body reqwest sends.
+    pub(crate) client: reqwest::Client,
+}
+
+/// The answer to a [`OneShot`].
+pub(crate) struct OneShotResponse {
     pub(crate) response: Response,
     /// The registry refused the token it was shown (at this instant): sending the body again,
     /// once, with a token fetched since may succeed.
@@ -70,7 +79,8 @@ pub(crate) struct StreamResponse {
 }
 
 pub(crate) struct Transport {
-    shared: Arc<Shared>,
+    endpoints: Endpoints,
+    auth: Auth,
     /// The host actually contacted (`registry-1.docker.io` for `docker.io`).
     host: String,
     credentials: Credentials,
@@ -80,13 +90,15 @@ pub(crate) struct Transport {
 
 impl Transport {
     pub(crate) fn new(
-        shared: Arc<Shared>,
+        endpoints: Endpoints,
+        auth: Auth,
         host: String,
         credentials: Credentials,
         scopes: Vec<String>,
     ) -> Transport {
         Transport {
-            shared,
+            endpoints,
+            auth,
             host,
             credentials,
             scopes,
@@ -97,12 +109,8 @@ impl Transport {
         &self.host
     }
 
-    pub(crate) fn config(&self) -> &crate::RegistryConfig {
-        &self.shared.config
-    }
-
-    pub(crate) async fn endpoint(&self) -> Result<Arc<Endpoint>, RegistryError> {
-        self.shared.endpoint(&self.host).await
+    async fn endpoint(&self) -> Result<Arc<Endpoint>, RegistryError> {
+        Ok(self.endpoints.registry(&self.host).await?)
     }
 
     /// Sends a request with a rebuildable body and returns the response whatever its status.
@@ -115,17 +123,12 @@ impl Transport {
         loop {
             let for_registry = match &call.target {
                 Target::Registry(_) => true,
-                Target::Url(url) => same_origin(&endpoint, url),
+                Target::Url(url) => endpoint.is_origin_of(url),
             };
             let presented = if for_registry {
-                auth::authorize(
-                    &self.shared,
-                    &self.host,
-                    &self.credentials,
-                    &scopes,
-                    refused_at,
-                )
-                .await?
+                self.auth
+                    .authorize(&self.host, &self.credentials, &scopes, refused_at)
+                    .await?
             } else {
                 Presented::None
             };
@@ -148,18 +151,11 @@ impl Transport {
                 "registry response"
             );
             if response.status() == StatusCode::UNAUTHORIZED && for_registry && !reauthenticated {
-                let retry = auth::after_unauthorized(
-                    &self.shared,
-                    &self.host,
-                    response.headers(),
-                    &presented,
-                    &self.credentials,
-                )
-                .await;
+                let retry = self.after_unauthorized(&response, &presented).await;
                 if let Some(extra) = retry {
                     push_unique(&mut scopes, extra);
                     reauthenticated = true;
-                    if matches!(presented, Presented::Token { .. }) {
+                    if presented.is_renewable_token() {
                         refused_at = Some(Instant::now());
                     }
                     continue;
@@ -194,65 +190,47 @@ impl Transport {
         format!("{}://{}{path}", scheme.as_str(), self.host)
     }
 
-    /// Sends a request whose body is part of a file (a blob upload): with `sendfile` over an
-    /// unproxied plain-HTTP connection, otherwise as a streamed reqwest body. It is not re-sent
-    /// from here: after a 401 that a fresh token may answer, the auth state is renewed and the
-    /// answer says so, and the caller sends the body again once.
-    pub(crate) async fn send_stream(
+    /// Sends a request whose body cannot be rebuilt here: credentials are attached and `send`
+    /// sends it with its body. It is not re-sent from here: after a 401 that a fresh token may
+    /// answer, the auth state is renewed and the answer says so, and the caller sends the body
+    /// again once.
+    pub(crate) async fn send_once<F, Fut>(
         &self,
-        upload: StreamUpload,
-        body: FileRange<'_>,
-    ) -> Result<StreamResponse, RegistryError> {
-        let StreamUpload {
+        request: OneShot,
+        send: F,
+    ) -> Result<OneShotResponse, RegistryError>
+    where
+        F: FnOnce(Ready) -> Fut,
+        Fut: Future<Output = Result<Response, RegistryError>>,
+    {
+        let OneShot {
             operation,
             method,
             url,
-            headers,
+            mut headers,
             refused_at,
-        } = upload;
+        } = request;
         let endpoint = self.endpoint().await?;
-        let for_registry = same_origin(&endpoint, &url);
+        let for_registry = endpoint.is_origin_of(&url);
         let presented = if for_registry {
-            auth::authorize(
-                &self.shared,
-                &self.host,
-                &self.credentials,
-                &self.scopes,
-                refused_at,
-            )
-            .await?
+            self.auth
+                .authorize(&self.host, &self.credentials, &self.scopes, refused_at)
+                .await?
         } else {
             Presented::None
         };
-        let mut headers = headers;
         if let Some(value) = presented.header() {
             headers.insert(AUTHORIZATION, value.clone());
         }
         log_request(operation, &method, &url);
-        let response =
-            if sendfile_upload::applies(&url, self.shared.proxy.proxy_for(&url), body.len) {
-                let request = FileRequest {
-                    operation,
-                    method: &method,
-                    url: &url,
-                    headers: &headers,
-                    user_agent: &self.shared.config.user_agent,
-                    body: &body,
-                };
-                let pool = &self.shared.upload_connections;
-                sendfile_upload::send(request, pool, CONNECT_TIMEOUT).await?
-            } else {
-                let request = endpoint
-                    .client
-                    .request(method.clone(), url.clone())
-                    .headers(headers)
-                    .body(file_body(&body).await?);
-                request.send().await.map_err(|e| {
-                    // A connect error happens before any byte of the body went out.
-                    let body_interrupted = !e.is_connect();
-                    RegistryError::transport(operation, url_host(&url), e, body_interrupted)
-                })?
-            };
+        let response = send(Ready {
+            operation,
+            method,
+            url,
+            headers,
+            client: endpoint.client.clone(),
+        })
+        .await?;
         tracing::debug!(
             operation,
             status = response.status().as_u16(),
@@ -260,23 +238,28 @@ impl Transport {
         );
         let mut token_refused_at = None;
         if response.status() == StatusCode::UNAUTHORIZED && for_registry {
-            let retry = auth::after_unauthorized(
-                &self.shared,
-                &self.host,
-                response.headers(),
-                &presented,
-                &self.credentials,
-            )
-            .await;
+            let retry = self.after_unauthorized(&response, &presented).await;
             // Only a token can be renewed; refused Basic credentials stay refused.
-            if retry.is_some() && matches!(presented, Presented::Token { .. }) {
+            if retry.is_some() && presented.is_renewable_token() {
                 token_refused_at = Some(Instant::now());
             }
         }
-        Ok(StreamResponse {
+        Ok(OneShotResponse {
             response,
             token_refused_at,
         })
+    }
+
+    /// Learns from a 401 to a request that carried `presented`: the extra scopes to retry with,
+    /// or `None` when a retry cannot succeed.
+    async fn after_unauthorized(
+        &self,
+        response: &Response,
+        presented: &Presented,
+    ) -> Option<Vec<String>> {
+        self.auth
+            .after_unauthorized(&self.host, response.headers(), presented, &self.credentials)
+            .await
     }
 
     /// Picks the scheme: the remembered one, or for an insecure host HTTPS first and plain HTTP
@@ -365,29 +348,6 @@ fn registry_url(scheme: Scheme, host: &str, path: &str) -> Result<Url, RegistryE
     let text = format!("{}://{}{}", scheme.as_str(), host, path);
     Url::parse(&text)
         .map_err(|e| RegistryError::Config(format!("invalid registry URL {text}: {e}")))
-}
-
-/// Credentials go only where they belong: same scheme, host and port as the registry.
-pub(crate) fn same_origin(endpoint: &Endpoint, url: &Url) -> bool {
-    let Some(scheme) = endpoint.scheme() else {
-        return false;
-    };
-    let Ok(base) = Url::parse(&format!("{}://{}/", scheme.as_str(), endpoint.host)) else {
-        return false;
-    };
-    url.scheme() == base.scheme()
-        && url.host_str().map(str::to_ascii_lowercase)
-            == base.host_str().map(str::to_ascii_lowercase)
-        && url.port_or_known_default() == base.port_or_known_default()
-}
-
-/// `host[:port]` of a URL, for error messages and endpoint lookup.
-pub(crate) fn url_host(url: &Url) -> String {
-    let host = url.host_str().unwrap_or("");
-    match url.port() {
-        Some(port) => format!("{host}:{port}"),
-        None => host.to_owned(),
-    }
 }
 
 fn log_request(operation: &str, method: &Method, url: &Url) {

@@ -674,10 +674,9 @@ async fn a_missing_blob_file_is_a_local_error() {
         FakeRegistry::start(|_, _| empty(202, &[("location", "/upload/1".to_owned())])).await;
     let repo = repo_on(&registries(), &fake.host(), Credentials::Anonymous);
     let session = repo.start_upload().await.unwrap();
-    let blob = hoist_registry::BlobSource {
-        path: "/nonexistent/hoist/blob".into(),
-        digest: sha256(b"x"),
-        size: 1,
+    // SAFETY: the file does not exist, so nothing can change it while it is read.
+    let blob = unsafe {
+        hoist_registry::BlobSource::new("/nonexistent/hoist/blob".into(), sha256(b"x"), 1)
     };
     let error = repo
         .upload_blob(session, &blob, UploadMode::Monolithic, &Progress::default())

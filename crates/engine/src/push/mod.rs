@@ -355,10 +355,14 @@ impl PushJob {
         let engine = &self.engine;
         let job = BlobJob {
             repository: repository.clone(),
-            blob: BlobSource {
-                path: engine.store.blob_path(&desc.digest),
-                digest: desc.digest.clone(),
-                size: desc.size,
+            // SAFETY: content-store blobs are immutable: written once through a temporary file
+            // renamed into place, never modified or truncated afterwards, only unlinked.
+            blob: unsafe {
+                BlobSource::new(
+                    engine.store.blob_path(&desc.digest),
+                    desc.digest.clone(),
+                    desc.size,
+                )
             },
             check_existing,
             mount_from: engine.mount_candidates(repository, &desc.digest),

@@ -40,11 +40,8 @@ pub fn blob_file(dir: &Path, bytes: &[u8]) -> BlobSource {
     let digest = sha256(bytes);
     let path = dir.join(digest.hex());
     std::fs::write(&path, bytes).unwrap();
-    BlobSource {
-        path,
-        digest,
-        size: bytes.len() as u64,
-    }
+    // SAFETY: the test owns the file in its temporary directory and never writes it again.
+    unsafe { BlobSource::new(path, digest, bytes.len() as u64) }
 }
 
 /// A config that ignores the machine's certs.d, so tests do not depend on it.

@@ -10,7 +10,8 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use url::Url;
 
-use crate::RegistryError;
+use crate::config::ConfigError;
+use crate::http_util::without_query;
 
 #[derive(Debug, Default, Clone)]
 pub(crate) struct ProxyRules {
@@ -37,13 +38,13 @@ struct DomainMatch {
 }
 
 impl ProxyRules {
-    pub(crate) fn from_env() -> Result<ProxyRules, RegistryError> {
+    pub(crate) fn from_env() -> Result<ProxyRules, ConfigError> {
         ProxyRules::from_lookup(|name| std::env::var(name).ok())
     }
 
     pub(crate) fn from_lookup(
         get: impl Fn(&str) -> Option<String>,
-    ) -> Result<ProxyRules, RegistryError> {
+    ) -> Result<ProxyRules, ConfigError> {
         let any = |upper: &str, lower: &str| {
             get(upper)
                 .filter(|v| !v.is_empty())
@@ -178,18 +179,18 @@ fn split_entry(entry: &str) -> (&str, Option<u16>) {
     }
 }
 
-fn parse_proxy(value: &str) -> Result<Url, RegistryError> {
+fn parse_proxy(value: &str) -> Result<Url, ConfigError> {
     // Go accepts a bare `host:port` and reads it as http.
     let url = match Url::parse(value) {
         Ok(url) if url.has_host() => url,
         _ => Url::parse(&format!("http://{value}"))
-            .map_err(|e| RegistryError::Config(format!("invalid proxy address {value:?}: {e}")))?,
+            .map_err(|e| ConfigError(format!("invalid proxy address {value:?}: {e}")))?,
     };
     match url.scheme() {
         "http" | "https" => Ok(url),
-        other => Err(RegistryError::Config(format!(
+        other => Err(ConfigError(format!(
             "proxy scheme {other} is not supported (proxy {})",
-            crate::error::without_query(&url)
+            without_query(&url)
         ))),
     }
 }

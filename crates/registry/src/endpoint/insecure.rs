@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use crate::RegistryError;
+use crate::config::ConfigError;
 
 /// A name lookup that hangs must not hold up a push for long: the host is then secure.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -20,20 +20,20 @@ pub(crate) struct InsecureRules {
 }
 
 impl InsecureRules {
-    pub(crate) fn new(entries: &[String], loopback: bool) -> Result<InsecureRules, RegistryError> {
+    pub(crate) fn new(entries: &[String], loopback: bool) -> Result<InsecureRules, ConfigError> {
         let mut names = HashSet::new();
         let mut cidrs = Vec::new();
         for entry in entries {
             let entry = entry.trim();
             // dockerd refuses schemes here rather than guess what was meant.
             if entry.contains("://") {
-                return Err(RegistryError::Config(format!(
+                return Err(ConfigError(format!(
                     "insecure registry {entry} should not contain '://'"
                 )));
             }
             if entry.contains('/') {
                 let net = entry.parse::<IpNet>().map_err(|_| {
-                    RegistryError::Config(format!("insecure registry {entry} is not a valid CIDR"))
+                    ConfigError(format!("insecure registry {entry} is not a valid CIDR"))
                 })?;
                 cidrs.push(net.trunc());
             } else if !entry.is_empty() {

@@ -1,63 +1,43 @@
-//! Request bodies read from blob files.
+//! Request bodies read from blob files, for registries the sendfile path does not serve.
 //!
-//! The bytes are handed to hyper as read-only memory maps instead of being read into buffers:
-//! profiling a 1 GiB push showed a third of hoistd's CPU in the read path (the kernel's copy into
-//! our buffer, tokio's second copy between its own buffer and ours, and a trip to the blocking
-//! pool per 512 KiB read). Only the copy into the socket remains.
+//! The bytes are handed to hyper as read-only memory maps instead of being read into buffers,
+//! so the only copy left is the one into the socket.
 //!
 //! Files are mapped a window at a time, on the blocking pool with the pages pre-faulted, so a
 //! cold disk never stalls the async workers; each window is unmapped once hyper has written it,
 //! which keeps the file's pages out of the daemon's resident memory.
 
 use std::fs::File;
-use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::TryStreamExt;
 
+use super::range::{FileRange, Progress};
 use crate::RegistryError;
-use crate::upload::{Progress, ReadFailure};
 
-/// How much of a file is mapped at once. Measured on a 1 GiB push: 4 MiB windows cost about
-/// 30% less CPU than 512 KiB reads did, and five uploads' windows keep well under 64 MiB of
-/// resident memory (2 MiB saved less CPU; buffered reads of the same size saved none).
+/// How much of a file is mapped at once: large enough that mapping costs little per byte, small
+/// enough that the windows of several concurrent uploads stay a few MiB of resident memory.
 const WINDOW: u64 = 4 * 1024 * 1024;
 
 /// What hyper is handed at a time: a zero-copy slice of the current window. Small enough that
 /// progress (counted as hyper takes each slice) moves smoothly.
 const SLICE: usize = 256 * 1024;
 
-/// `len` bytes of the file at `path` from `offset`: a request body, whichever way it is sent.
-pub(crate) struct FileRange<'a> {
-    pub(crate) path: &'a Path,
-    pub(crate) offset: u64,
-    pub(crate) len: u64,
-    /// Grows as the bytes are taken for sending.
-    pub(crate) progress: &'a Progress,
-    /// Where a failed read of the file is kept, since hyper reports it only as a body error.
-    pub(crate) read_failure: &'a ReadFailure,
-}
-
 /// The range as a reqwest body. `progress` grows as hyper takes each slice, which socket
-/// backpressure keeps close to what was sent. The file must not change while the body is in
-/// use (see [`crate::BlobSource`]).
+/// backpressure keeps close to what was sent.
 pub(crate) async fn file_body(range: &FileRange<'_>) -> Result<reqwest::Body, RegistryError> {
     let FileRange {
-        path,
+        source,
         offset,
         len,
         progress,
         read_failure,
     } = *range;
-    let local = |source| RegistryError::LocalIo {
-        path: path.to_owned(),
-        source,
-    };
     let file = Arc::new(
-        tokio::fs::File::open(path)
+        tokio::fs::File::open(source.path())
             .await
-            .map_err(local)?
+            .map_err(|e| source.read_error(e))?
             .into_std()
             .await,
     );
@@ -74,6 +54,7 @@ pub(crate) async fn file_body(range: &FileRange<'_>) -> Result<reqwest::Body, Re
     Ok(reqwest::Body::wrap_stream(stream))
 }
 
+/// The file of a [`super::BlobSource`], mapped a window at a time.
 struct Windows {
     file: Arc<File>,
     /// Where the next window starts.
@@ -101,12 +82,14 @@ async fn next_slice(mut windows: Windows) -> std::io::Result<Option<(Bytes, Wind
     Ok(Some((slice, windows)))
 }
 
+/// Maps `len` bytes of a blob source's file from `offset`, within the blob's size.
 fn map(file: &File, offset: u64, len: u64) -> std::io::Result<Bytes> {
     let len = usize::try_from(len).map_err(std::io::Error::other)?;
-    // SAFETY: mapping a file is unsound only if the file changes while mapped. Blob files are
-    // immutable by contract (`BlobSource`): hoist's store writes each once through a temporary
-    // file renamed into place, read-only, and removes it by unlinking, which leaves existing
-    // mappings intact.
+    // SAFETY: a file mapping is sound while the file neither changes nor shrinks. `file` is the
+    // file of a `BlobSource`, whose constructor's contract is that it is never modified or
+    // truncated while hoist may read it (unlinking or replacing it leaves this mapping intact),
+    // and the window lies within the blob's size, which the upload checked against the file's
+    // length before reading.
     let mapping = unsafe {
         memmap2::MmapOptions::new()
             .offset(offset)

@@ -1,15 +1,12 @@
 //! Blob bodies sent straight from the file with `sendfile(2)`, for registries reached over
 //! plain HTTP without a proxy: the local and CI registries where a push is CPU-bound.
 //!
-//! Why by hand: hyper sends only bodies it is handed as memory, so every byte crosses into the
-//! kernel with a copy. Profiling 8 concurrent pushes to a loopback registry put that copy and
-//! the page mapping behind it at about 40% of hoistd's CPU, and when the registry saturates the
-//! machine every CPU-second of the pusher's is wall time. `sendfile` gives page-cache pages to
-//! the socket without touching them. No maintained crate sends a request body that way, so this
-//! module writes one HTTP/1.1 request (head, then the file range) and reads the response with
-//! `httparse`. Connections are kept alive in a small pool of their own, as hyper's would be: a
-//! new connection per blob cost the registry about 1 ms a blob (measured on 50 × 1 MiB). TLS and
-//! proxied registries keep the reqwest path.
+//! hyper sends only bodies it is handed as memory, so every byte would cross into the kernel
+//! with a copy; `sendfile` gives page-cache pages to the socket without touching them. No
+//! maintained crate sends a request body that way, so this module writes one HTTP/1.1 request
+//! (head, then the file range) and reads the response with `httparse`. Connections are kept
+//! alive in a small pool of their own, as hyper's would be, so consecutive blobs do not pay a
+//! new connection each. TLS and proxied registries keep the reqwest path.
 //!
 //! Like hyper, it watches for an answer while it sends: a registry that refuses the upload
 //! (401, 403, 413) may answer before it reads the body and then close the connection.
@@ -29,9 +26,9 @@ use tokio::io::Interest;
 use tokio::net::TcpStream;
 use url::Url;
 
+use super::range::FileRange;
 use crate::RegistryError;
-use crate::file_body::FileRange;
-use crate::transport::url_host;
+use crate::http_util::url_host;
 
 pub(crate) use pool::ConnectionPool;
 use response::{READ_STEP, parse_head, read_response, read_some, recv_now};
@@ -39,6 +36,7 @@ use response::{READ_STEP, parse_head, read_response, read_some, recv_now};
 /// At most this much per `sendfile` call; the socket buffer usually takes less. Also the
 /// readahead window asked of the kernel ahead of the bytes being sent.
 const SEND_STEP: u64 = 4 * 1024 * 1024;
+
 /// One request whose body is a range of a blob file.
 pub(crate) struct FileRequest<'a> {
     pub(crate) operation: &'a str,
@@ -51,9 +49,8 @@ pub(crate) struct FileRequest<'a> {
     pub(crate) body: &'a FileRange<'a>,
 }
 
-/// Bodies smaller than this go through reqwest, on the connection that opened the session.
-/// Measured on 50 × 1 MiB layers (8 interleaved rounds): sendfile saved hoistd 0.02 s but cost
-/// the registry 0.04 s more CPU, so the push was slower; at 64 MiB it saved twice what it cost.
+/// Bodies smaller than this go through reqwest, on the connection that opened the session: for
+/// small blobs the separate connection costs the registry more than the copy saves hoistd.
 const MIN_BODY: u64 = 4 * 1024 * 1024;
 
 /// Whether a request to `url` with a body of `len` bytes takes this path: a body worth it, plain
@@ -69,11 +66,9 @@ pub(crate) async fn send(
     connect_timeout: Duration,
 ) -> Result<reqwest::Response, RegistryError> {
     let host = url_host(request.url);
-    let local = |source| RegistryError::LocalIo {
-        path: request.body.path.to_owned(),
-        source,
-    };
-    let file = tokio::fs::File::open(request.body.path)
+    let blob = request.body.source;
+    let local = |source| blob.read_error(source);
+    let file = tokio::fs::File::open(blob.path())
         .await
         .map_err(local)?
         .into_std()
@@ -263,7 +258,8 @@ fn sendfile(stream: &TcpStream, file: &File, position: u64, len: u64) -> io::Res
     let mut offset = libc::off_t::try_from(position).map_err(io::Error::other)?;
     let len = usize::try_from(len).map_err(io::Error::other)?;
     // SAFETY: both descriptors are open for the duration of the call (borrowed), and `offset`
-    // is a valid, exclusively borrowed off_t that the kernel updates.
+    // is a valid, exclusively borrowed off_t that the kernel updates. sendfile only reads the
+    // file, whatever happens to it meanwhile, so no memory of ours is at stake.
     let sent = unsafe { libc::sendfile(stream.as_raw_fd(), file.as_raw_fd(), &mut offset, len) };
     if sent < 0 {
         return Err(io::Error::last_os_error());
@@ -285,7 +281,7 @@ fn advise(file: &File, offset: u64, len: u64, advice: libc::c_int) {
     let (Ok(offset), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else {
         return;
     };
-    // SAFETY: plain syscall on an open descriptor; no memory is passed.
+    // SAFETY: the descriptor is open (borrowed) for the call, and no memory is passed.
     unsafe {
         libc::posix_fadvise(file.as_raw_fd(), offset, len, advice);
     }
@@ -293,15 +289,17 @@ fn advise(file: &File, offset: u64, len: u64, advice: libc::c_int) {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
     use super::*;
-    use crate::upload::{Progress, ReadFailure};
+    use crate::upload::range::{Progress, ReadFailure};
+    use crate::upload::source::BlobSource;
 
     fn head_of(url: &Url, headers: &HeaderMap, method: &Method) -> String {
         let (progress, read_failure) = (Progress::default(), ReadFailure::default());
+        let digest = hoist_reference::Digest::sha256_from_bytes(&[0; 32]);
+        // SAFETY: the file does not exist and nothing reads it; only the request head is made.
+        let source = unsafe { BlobSource::new("/nonexistent".into(), digest, 42) };
         let body = FileRange {
-            path: Path::new("/nonexistent"),
+            source: &source,
             offset: 0,
             len: 42,
             progress: &progress,

@@ -1,0 +1,216 @@
+//! Reaching registry hosts: for each host (or token server) one HTTP client with its certs.d
+//! material, insecure-registry settings and proxy rules, and the scheme that worked for it.
+//! Shared by every repository handle, so connection pools and learned schemes are reused.
+
+mod insecure;
+mod proxy;
+pub(crate) mod tls;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::OnceCell;
+use url::Url;
+
+use crate::config::{ConfigError, RegistryConfig};
+use insecure::{InsecureRules, is_docker_hub};
+pub(crate) use proxy::ProxyRules;
+use tls::CertsDir;
+
+/// Docker Hub's reference domain is not where its registry API lives.
+const DOCKER_HUB_REGISTRY: &str = "registry-1.docker.io";
+
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+const TCP_KEEPALIVE: Duration = Duration::from_secs(30);
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// Enough for the engine's per-host upload concurrency, small enough not to hoard sockets.
+const POOL_MAX_IDLE_PER_HOST: usize = 8;
+
+/// The host a reference domain's registry API lives on (`docker.io` → Docker Hub's).
+pub(crate) fn api_host(domain: &str) -> String {
+    if is_docker_hub(&domain.to_ascii_lowercase()) {
+        DOCKER_HUB_REGISTRY.to_owned()
+    } else {
+        domain.to_owned()
+    }
+}
+
+/// Every host's [`Endpoint`], each built once on first use. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Endpoints {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    certs_dir: PathBuf,
+    user_agent: String,
+    insecure: InsecureRules,
+    proxy: Arc<ProxyRules>,
+    endpoints: Mutex<HashMap<String, Arc<OnceCell<Arc<Endpoint>>>>>,
+}
+
+/// One registry (or token server) host and how to reach it.
+pub(crate) struct Endpoint {
+    /// `host` or `host:port`, as in URLs and certs.d directory names.
+    pub(crate) host: String,
+    pub(crate) insecure: bool,
+    pub(crate) client: reqwest::Client,
+    scheme: AtomicU8,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Scheme {
+    Https = 1,
+    Http = 2,
+}
+
+impl Scheme {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Https => "https",
+            Scheme::Http => "http",
+        }
+    }
+}
+
+impl Endpoint {
+    /// The scheme that worked for this host, once known. Secure hosts only ever use HTTPS.
+    pub(crate) fn scheme(&self) -> Option<Scheme> {
+        match self.scheme.load(Ordering::Acquire) {
+            1 => Some(Scheme::Https),
+            2 => Some(Scheme::Http),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn remember(&self, scheme: Scheme) {
+        self.scheme.store(scheme as u8, Ordering::Release);
+    }
+
+    /// Whether `url` has this host's scheme, host and port: credentials go only there. False
+    /// while the scheme is not known yet.
+    pub(crate) fn is_origin_of(&self, url: &Url) -> bool {
+        let Some(scheme) = self.scheme() else {
+            return false;
+        };
+        let Ok(base) = Url::parse(&format!("{}://{}/", scheme.as_str(), self.host)) else {
+            return false;
+        };
+        url.scheme() == base.scheme()
+            && url.host_str().map(str::to_ascii_lowercase)
+                == base.host_str().map(str::to_ascii_lowercase)
+            && url.port_or_known_default() == base.port_or_known_default()
+    }
+}
+
+impl Endpoints {
+    /// Reads the insecure-registry entries and the proxy environment; nothing is contacted.
+    pub(crate) fn new(config: &RegistryConfig) -> Result<Endpoints, ConfigError> {
+        tls::install_crypto_provider();
+        let insecure = InsecureRules::new(&config.insecure_registries, config.insecure_loopback)?;
+        let proxy = Arc::new(ProxyRules::from_env()?);
+        Ok(Endpoints {
+            inner: Arc::new(Inner {
+                certs_dir: config.certs_dir.clone(),
+                user_agent: config.user_agent.clone(),
+                insecure,
+                proxy,
+                endpoints: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// The proxy rules every client follows.
+    pub(crate) fn proxy_rules(&self) -> Arc<ProxyRules> {
+        self.inner.proxy.clone()
+    }
+
+    /// Whether `host` (a reference domain) gets unverified TLS and plain-HTTP fallback.
+    pub(crate) async fn is_insecure(&self, host: &str) -> bool {
+        self.inner.insecure.is_insecure(host).await
+    }
+
+    /// The endpoint for registry `host`.
+    pub(crate) async fn registry(&self, host: &str) -> Result<Arc<Endpoint>, ConfigError> {
+        let cell = self.cell(host);
+        cell.get_or_try_init(|| async {
+            let insecure = self.inner.insecure.is_insecure(host).await;
+            let tls = CertsDir::load(&self.inner.certs_dir, host)?;
+            let endpoint = self.build(host, insecure, tls)?;
+            if !insecure {
+                endpoint.remember(Scheme::Https);
+            }
+            tracing::debug!(host, insecure, "registry endpoint ready");
+            Ok(Arc::new(endpoint))
+        })
+        .await
+        .cloned()
+    }
+
+    /// The endpoint for the token server `realm_host` of registry `registry_host`. The
+    /// registry's settings carry over, as in dockerd (which fetches tokens through the
+    /// registry's own transport): an insecure registry's token server is not verified either,
+    /// and the registry's certs.d CAs (and client certificate, when the token server's own
+    /// directory has none) apply besides the token server's own.
+    pub(crate) async fn token_server(
+        &self,
+        registry_host: &str,
+        realm_host: &str,
+    ) -> Result<Arc<Endpoint>, ConfigError> {
+        if realm_host.eq_ignore_ascii_case(registry_host) {
+            return self.registry(registry_host).await;
+        }
+        let registry = self.registry(registry_host).await?;
+        let cell = self.cell(&format!("{realm_host} for {registry_host}"));
+        cell.get_or_try_init(|| async {
+            let insecure = registry.insecure || self.inner.insecure.is_insecure(realm_host).await;
+            let certs_dir = &self.inner.certs_dir;
+            let tls = CertsDir::load(certs_dir, realm_host)?
+                .merge(CertsDir::load(certs_dir, registry_host)?);
+            let endpoint = self.build(realm_host, insecure, tls)?;
+            tracing::debug!(
+                realm_host,
+                registry_host,
+                insecure,
+                "token server endpoint ready"
+            );
+            Ok(Arc::new(endpoint))
+        })
+        .await
+        .cloned()
+    }
+
+    fn cell(&self, key: &str) -> Arc<OnceCell<Arc<Endpoint>>> {
+        let mut endpoints = self
+            .inner
+            .endpoints
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        endpoints.entry(key.to_owned()).or_default().clone()
+    }
+
+    fn build(&self, host: &str, insecure: bool, tls: CertsDir) -> Result<Endpoint, ConfigError> {
+        let proxy = self.inner.proxy.clone();
+        let client = reqwest::Client::builder()
+            .user_agent(&self.inner.user_agent)
+            // HTTP/1.1 only: HTTP/2 flow control windows throttle large blob uploads.
+            .http1_only()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_keepalive(TCP_KEEPALIVE)
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
+            .proxy(reqwest::Proxy::custom(move |url| proxy.proxy_for(url)))
+            .tls_backend_preconfigured(tls.client_config(insecure)?)
+            .build()
+            .map_err(|e| ConfigError(format!("building HTTP client for {host}: {e}")))?;
+        Ok(Endpoint {
+            host: host.to_owned(),
+            insecure,
+            client,
+            scheme: AtomicU8::new(0),
+        })
+    }
+}

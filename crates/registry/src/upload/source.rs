@@ -1,0 +1,68 @@
+//! The local file a blob is uploaded from.
+
+use std::path::{Path, PathBuf};
+
+use hoist_reference::Digest;
+
+use crate::RegistryError;
+
+/// A blob in a local file, to be uploaded. Request bodies are read from a memory map of the
+/// file, so it must not change while hoist may read it; only the `unsafe` constructor can vouch
+/// for that.
+#[derive(Clone, Debug)]
+pub struct BlobSource {
+    path: PathBuf,
+    pub digest: Digest,
+    /// The blob's length; an upload checks it against the file before reading any of it.
+    pub size: u64,
+}
+
+impl BlobSource {
+    /// Describes the blob `digest` of `size` bytes held in the file at `path`.
+    ///
+    /// # Safety
+    ///
+    /// The file at `path` must never be modified or truncated while the process may read it:
+    /// the source, its clones and request bodies made from them (which can outlive the upload
+    /// call) map it into memory, and a mapped file that changes is undefined behaviour, one that
+    /// shrinks a `SIGBUS`. Replacing the path by a rename or unlinking it is fine: open
+    /// descriptors and mappings keep the old file. A content-store blob, written once through a
+    /// temporary file and renamed into place, meets this.
+    pub unsafe fn new(path: PathBuf, digest: Digest, size: u64) -> BlobSource {
+        BlobSource { path, digest, size }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Fails unless the file exists and holds exactly `size` bytes, so that no read goes past
+    /// its end.
+    pub(crate) async fn check_length(&self) -> Result<(), RegistryError> {
+        let local = |source| RegistryError::LocalIo {
+            path: self.path.clone(),
+            source,
+        };
+        let metadata = tokio::fs::metadata(&self.path).await.map_err(local)?;
+        if metadata.len() != self.size {
+            return Err(local(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "file holds {} bytes but blob {} has {}",
+                    metadata.len(),
+                    self.digest,
+                    self.size
+                ),
+            )));
+        }
+        Ok(())
+    }
+
+    /// Where reading the file failed, as an error of ours rather than the registry's.
+    pub(crate) fn read_error(&self, source: std::io::Error) -> RegistryError {
+        RegistryError::LocalIo {
+            path: self.path.clone(),
+            source,
+        }
+    }
+}
