@@ -357,6 +357,7 @@ impl PushJob {
             repository: repository.clone(),
             // SAFETY: content-store blobs are immutable: written once through a temporary file
             // renamed into place, never modified or truncated afterwards, only unlinked.
+            #[allow(unsafe_code)]
             blob: unsafe {
                 BlobSource::new(
                     engine.store.blob_path(&desc.digest),
