@@ -15,6 +15,12 @@ use crate::http_util::{url_host, without_query};
 
 /// What the token spec says a token lasts when the server does not say.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(60);
+/// The longest life believed: a token is renewed at least daily, whatever `expires_in` says, so
+/// a hostile or broken token server cannot push the renewal time past what a clock can hold.
+const MAX_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
+/// A token response is a small JSON document (a JWT is a few KiB); anything larger is refused
+/// rather than held in memory.
+const MAX_TOKEN_RESPONSE_BYTES: usize = 1 << 20;
 /// Refresh this long before expiry at most: the request using the token must still arrive
 /// while it is valid.
 const MAX_REFRESH_MARGIN: Duration = Duration::from_secs(30);
@@ -105,7 +111,10 @@ pub(crate) async fn fetch(
         return Err(from_response(response, method, false).await);
     }
     let received = Instant::now();
-    let body: TokenResponse = response.json().await.map_err(|e| {
+    let bytes = read_token_response(response).await.map_err(|message| {
+        RegistryError::invalid_response("fetch token from", &realm_host, message)
+    })?;
+    let body: TokenResponse = serde_json::from_slice(&bytes).map_err(|e| {
         RegistryError::invalid_response(
             "fetch token from",
             &realm_host,
@@ -126,9 +135,32 @@ pub(crate) async fn fetch(
     let lifetime = remaining_lifetime(body.expires_in, body.issued_at.as_deref());
     Ok(FetchedToken {
         value,
-        refresh_at: received + lifetime - refresh_margin(lifetime),
+        refresh_at: received + (lifetime - refresh_margin(lifetime)),
         refresh_token: body.refresh_token.filter(|t| !t.is_empty()),
     })
+}
+
+/// The body of a token response, refused once it grows past [`MAX_TOKEN_RESPONSE_BYTES`].
+async fn read_token_response(mut response: reqwest::Response) -> Result<Vec<u8>, String> {
+    let too_large = || format!("token response is larger than {MAX_TOKEN_RESPONSE_BYTES} bytes");
+    if response
+        .content_length()
+        .is_some_and(|length| length > MAX_TOKEN_RESPONSE_BYTES as u64)
+    {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| format!("unreadable token response: {e}"))?
+    {
+        if body.len() + chunk.len() > MAX_TOKEN_RESPONSE_BYTES {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 async fn get_token(
@@ -192,7 +224,7 @@ async fn oauth_post(
 /// (distribution's client raises it to 60 s and then uses expired tokens until refused).
 fn remaining_lifetime(expires_in: Option<u64>, issued_at: Option<&str>) -> Duration {
     let lifetime = match expires_in {
-        Some(seconds) if seconds > 0 => Duration::from_secs(seconds),
+        Some(seconds) if seconds > 0 => Duration::from_secs(seconds).min(MAX_LIFETIME),
         _ => DEFAULT_LIFETIME,
     };
     let age = issued_at
@@ -217,6 +249,48 @@ fn refresh_margin(lifetime: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_endless_lifetime_is_capped_and_renewal_time_computable() {
+        let lifetime = remaining_lifetime(Some(u64::MAX), None);
+        assert_eq!(lifetime, MAX_LIFETIME);
+        let received = Instant::now();
+        let refresh_at = received + (lifetime - refresh_margin(lifetime));
+        assert!(refresh_at > received);
+    }
+
+    /// A response with `body`, its length declared, or streamed in 64 KiB chunks of unknown
+    /// total length.
+    fn response(body: Vec<u8>, declared: bool) -> reqwest::Response {
+        let builder = http::Response::builder().status(200);
+        let response = if declared {
+            builder.body(reqwest::Body::from(body))
+        } else {
+            let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+                body.chunks(64 * 1024).map(|c| Ok(c.to_vec())).collect();
+            builder.body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+                chunks,
+            )))
+        };
+        reqwest::Response::from(response.expect("a response"))
+    }
+
+    #[tokio::test]
+    async fn a_token_response_is_read_up_to_its_bound() {
+        let within = format!(
+            r#"{{"token":"{}"}}"#,
+            "a".repeat(MAX_TOKEN_RESPONSE_BYTES - 20)
+        );
+        let read = read_token_response(response(within.clone().into_bytes(), true)).await;
+        assert_eq!(read.as_deref(), Ok(within.as_bytes()));
+        let over = vec![b' '; MAX_TOKEN_RESPONSE_BYTES + 1];
+        for declared in [true, false] {
+            let error = read_token_response(response(over.clone(), declared))
+                .await
+                .expect_err("an oversized token response is refused");
+            assert_eq!(error, "token response is larger than 1048576 bytes");
+        }
+    }
 
     #[test]
     fn lifetime_defaults_and_floors() {
