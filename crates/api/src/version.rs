@@ -19,12 +19,21 @@ pub struct ApiVersion(Vec<u32>);
 
 impl ApiVersion {
     pub fn parse(text: &str) -> ApiVersion {
-        // moby's `versions.compare` reads a non-number as 0.
-        ApiVersion(text.split('.').map(|p| p.parse().unwrap_or(0)).collect())
+        ApiVersion(text.split('.').map(component).collect())
     }
 
     pub fn at_least(&self, text: &str) -> bool {
         *self >= ApiVersion::parse(text)
+    }
+}
+
+/// One component as moby's `versions.compare` reads it with `strconv.Atoi`: a number too large
+/// is clamped to the largest (so it is too new, never too old), anything else not a number is 0.
+fn component(part: &str) -> u32 {
+    match part.parse::<u32>() {
+        Ok(n) => n,
+        Err(e) if *e.kind() == std::num::IntErrorKind::PosOverflow => u32::MAX,
+        Err(_) => 0,
     }
 }
 
@@ -162,6 +171,8 @@ mod tests {
         assert!(ApiVersion::parse("1.41").at_least("1.24"));
         assert!(!ApiVersion::parse("1.45").at_least("1.46"));
         assert_eq!(ApiVersion::parse("1.50").to_string(), "1.50");
+        assert!(ApiVersion::parse("1.99999999999999999999") > ApiVersion::parse(MAX_API_VERSION));
+        assert_eq!(ApiVersion::parse("1.x"), ApiVersion::parse("1.0"));
     }
 
     #[test]

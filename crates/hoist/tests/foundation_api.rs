@@ -160,6 +160,8 @@ fn versions_outside_1_24_to_1_50_are_refused_with_moby_wording() {
         ("1.52", "/images/json"),
         ("2.0", "/version"),
         ("1.100", "/info"),
+        // A component beyond any integer is clamped, as Go's strconv.Atoi does: too new.
+        ("1.99999999999999999999", "/_ping"),
     ] {
         let response = daemon.request("GET", &format!("/v{version}{path}"), &[], b"");
         assert_json_error(
