@@ -33,7 +33,9 @@ impl<T: Send + 'static> BlockingDrop<T> {
     /// does (a garbage collection) is over when this returns.
     pub async fn release(mut self) {
         if let Some(value) = self.value.take() {
-            let _ = tokio::task::spawn_blocking(move || drop(value)).await;
+            if let Err(error) = tokio::task::spawn_blocking(move || drop(value)).await {
+                tracing::error!(%error, "releasing on the blocking pool failed");
+            }
         }
     }
 }
