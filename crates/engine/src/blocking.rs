@@ -32,10 +32,10 @@ impl<T: Send + 'static> BlockingDrop<T> {
     /// Drops the value on the blocking pool and waits until that is done, so that what the drop
     /// does (a garbage collection) is over when this returns.
     pub async fn release(mut self) {
-        if let Some(value) = self.value.take() {
-            if let Err(error) = tokio::task::spawn_blocking(move || drop(value)).await {
-                tracing::error!(%error, "releasing on the blocking pool failed");
-            }
+        if let Some(value) = self.value.take()
+            && let Err(error) = tokio::task::spawn_blocking(move || drop(value)).await
+        {
+            tracing::error!(%error, "releasing on the blocking pool failed");
         }
     }
 }
