@@ -30,13 +30,13 @@ pub fn app(state: AppState) -> Router {
         .route("/version", get(routes::system::version))
         .route("/auth", post(routes::auth::login))
         .route("/info", get(routes::system::info))
-        .route("/images/json", get(routes::images::list))
-        .route("/images/load", post(routes::images::load))
+        .route("/images/json", get(routes::list::list))
+        .route("/images/load", post(routes::load::load))
         .route(
             "/images/create",
             post(routes::create::create).delete(routes::create::delete_named_create),
         )
-        .route("/images/get", get(routes::images::save_many))
+        .route("/images/get", get(routes::save::save_many))
         .route(
             "/images/",
             axum::routing::delete(routes::images::delete_unnamed),

@@ -3,7 +3,10 @@
 pub mod auth;
 pub mod create;
 pub mod images;
+pub mod list;
+pub mod load;
 pub mod push;
+pub mod save;
 pub mod system;
 
 use std::collections::VecDeque;

@@ -1,0 +1,102 @@
+//! `GET /images/{name}/json`: one image in detail.
+
+use std::time::SystemTime;
+
+use hoist_reference::{Digest, Reference};
+use hoist_store::Descriptor;
+
+use crate::image_content::{PlatformImage, describe_target};
+use crate::names;
+use crate::platform::Platform;
+use crate::{Engine, EngineError};
+
+/// One image in detail: its names, what its config says, and the layers it is made of.
+#[derive(Debug)]
+pub struct ImageDetails {
+    pub id: Digest,
+    /// Familiar tag references (`foo:latest`).
+    pub tags: Vec<String>,
+    /// Familiar digest references (`foo@sha256:…`).
+    pub digests: Vec<String>,
+    /// The config's `created`, as written there; None when it has none.
+    pub created: Option<String>,
+    pub comment: String,
+    pub docker_version: String,
+    pub author: String,
+    /// The config's runtime section (`config`), an empty object when it has none.
+    pub runtime_config: serde_json::Value,
+    /// The config's platform fields; empty strings for those it lacks.
+    pub platform: Platform,
+    /// Bytes of content of the platform shown (the target alone when none is stored).
+    pub size: u64,
+    /// The uncompressed layer digests (`rootfs.diff_ids`).
+    pub diff_ids: Vec<String>,
+    /// When a tag was last set on this image.
+    pub last_tag_time: Option<SystemTime>,
+    pub target: Descriptor,
+}
+
+impl Engine {
+    pub async fn inspect_image(&self, name: &str) -> Result<ImageDetails, EngineError> {
+        let engine = self.clone();
+        let name = name.to_owned();
+        self.blocking(move || engine.inspect_blocking(&name)).await
+    }
+
+    fn inspect_blocking(&self, name: &str) -> Result<ImageDetails, EngineError> {
+        let (view, _) = names::resolve(&self.store, name)?;
+        let described = describe_target(&self.store, &view.target, &self.host_platform)?;
+        let config = described.as_ref().map(|d| &d.config);
+        let field = |key: &str| {
+            config
+                .and_then(|c| c.get(key))
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let diff_ids = config
+            .and_then(|c| c.pointer("/rootfs/diff_ids"))
+            .and_then(serde_json::Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let non_empty = |text: String| (!text.is_empty()).then_some(text);
+        Ok(ImageDetails {
+            id: view.id().clone(),
+            tags: view.tags.iter().map(Reference::familiar_string).collect(),
+            digests: view
+                .digests
+                .iter()
+                .map(Reference::familiar_string)
+                .collect(),
+            comment: field("comment"),
+            created: config
+                .and_then(|c| c.get("created"))
+                .and_then(|v| v.as_str())
+                .map(str::to_owned),
+            docker_version: field("docker_version"),
+            author: field("author"),
+            runtime_config: config
+                .and_then(|c| c.get("config"))
+                .cloned()
+                .unwrap_or(serde_json::Value::Object(Default::default())),
+            platform: Platform {
+                architecture: field("architecture"),
+                os: field("os"),
+                os_version: non_empty(field("os.version")),
+                os_features: None,
+                variant: non_empty(field("variant")),
+            },
+            size: described
+                .as_ref()
+                .map(PlatformImage::content_size)
+                .unwrap_or(view.target.size),
+            diff_ids,
+            last_tag_time: view.last_tag_time,
+            target: view.target.clone(),
+        })
+    }
+}
