@@ -139,6 +139,47 @@ impl DockerCli {
         cmd.envs(env.iter().copied());
         run_with_timeout(cmd, None, self.timeout)
     }
+
+    /// Runs `node -e <script>` with `DOCKER_HOST` and `DOCKER_CONFIG` set as for the CLI and
+    /// `env` added, for dockerode tests; `require('dockerode')` resolves to the package
+    /// `scripts/test` installs under `crates/testkit/js`. Fails clearly when `node` or dockerode
+    /// is missing.
+    pub fn node(&self, script: &str, env: &[(&str, &str)]) -> CliOutput {
+        require_dockerode();
+        let mut cmd = Command::new("node");
+        cmd.arg("-e").arg(script).env("NODE_PATH", node_modules());
+        self.isolate(&mut cmd);
+        cmd.envs(env.iter().copied());
+        run_with_timeout(cmd, None, self.timeout)
+    }
+}
+
+/// Where `scripts/test` installs the Node.js clients (`npm ci` in `crates/testkit/js`).
+fn node_modules() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("js/node_modules")
+}
+
+/// Checks once per test binary that `node` runs and finds the `dockerode` package.
+fn require_dockerode() {
+    static CHECKED: OnceLock<Result<(), String>> = OnceLock::new();
+    let result = CHECKED.get_or_init(|| {
+        require_program("node", "install Node.js (Debian package nodejs) and npm");
+        let mut cmd = Command::new("node");
+        cmd.args(["-e", "require('dockerode')"])
+            .env("NODE_PATH", node_modules());
+        let output = run_with_timeout(cmd, None, Duration::from_secs(60));
+        if output.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "`require('dockerode')` failed; dockerode tests need `npm ci` in \
+                 crates/testkit/js (scripts/test runs it):\n{output}"
+            ))
+        }
+    });
+    if let Err(message) = result {
+        panic!("{message}");
+    }
 }
 
 /// Checks once per test binary that `python3` runs and has the `docker` package.
