@@ -49,6 +49,7 @@ pub fn app(state: AppState) -> Router {
         )
         .fallback(error::page_not_found)
         .method_not_allowed_fallback(error::page_not_found)
+        .layer(axum::middleware::from_fn(error::json_errors))
         .with_state(state.clone());
     let versioned = axum::middleware::from_fn_with_state(state, version::version_layer);
     Router::new().fallback_service(tower::Layer::layer(&versioned, routes))

@@ -11,6 +11,7 @@ use hoist_engine::EngineConfig;
 use serde::Deserialize;
 
 use crate::cli::Cli;
+use crate::listen::Limits;
 
 #[derive(Debug)]
 pub struct Settings {
@@ -26,6 +27,8 @@ pub struct Settings {
     pub tlskey: PathBuf,
     /// The data root and everything the engine and its registry client are opened with.
     pub engine: EngineConfig,
+    /// Bounds of the API listeners.
+    pub limits: Limits,
     /// Unknown keys of the config file, for a warning once logging is up.
     pub unknown_keys: Vec<String>,
 }
@@ -56,9 +59,48 @@ struct FileConfig {
     upload_chunk_size: Option<HashMap<String, u64>>,
     upload_fallback_chunk_size: Option<u64>,
     docker_hub_pull_origin: Option<String>,
+    api_limits: Option<LimitsFile>,
     /// Every other key: reported, not rejected, so that a daemon.json shared with dockerd works.
     #[serde(flatten)]
     unknown: BTreeMap<String, serde_json::Value>,
+}
+
+/// daemon.json's `api-limits`: durations in seconds.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct LimitsFile {
+    header_read_timeout: Option<u64>,
+    body_idle_timeout: Option<u64>,
+    tls_handshake_timeout: Option<u64>,
+    max_connections: Option<usize>,
+}
+
+impl LimitsFile {
+    fn apply(self, limits: &mut Limits) -> anyhow::Result<()> {
+        let seconds = |key: &str, value: Option<u64>| -> anyhow::Result<Option<Duration>> {
+            match value {
+                Some(0) => bail!("api-limits: {key} must be at least 1 second"),
+                other => Ok(other.map(Duration::from_secs)),
+            }
+        };
+        set(
+            &mut limits.header_read_timeout,
+            seconds("header-read-timeout", self.header_read_timeout)?,
+        );
+        set(
+            &mut limits.body_idle_timeout,
+            seconds("body-idle-timeout", self.body_idle_timeout)?,
+        );
+        set(
+            &mut limits.tls_handshake_timeout,
+            seconds("tls-handshake-timeout", self.tls_handshake_timeout)?,
+        );
+        if self.max_connections == Some(0) {
+            bail!("api-limits: max-connections must be at least 1");
+        }
+        set(&mut limits.max_connections, self.max_connections);
+        Ok(())
+    }
 }
 
 impl FileConfig {
@@ -207,6 +249,12 @@ impl Settings {
         set(&mut registry.certs_dir, file.certs_dir);
         set(&mut registry.chunk_sizes, file.upload_chunk_size);
 
+        let mut limits = Limits::default();
+        file.api_limits
+            .unwrap_or_default()
+            .apply(&mut limits)
+            .with_context(|| format!("invalid configuration file {}", config_path.display()))?;
+
         let cert_dir = std::env::var_os("DOCKER_CERT_PATH")
             .map(PathBuf::from)
             .unwrap_or_else(|| home().join(".docker"));
@@ -221,6 +269,7 @@ impl Settings {
             tlscert: tlscert.unwrap_or_else(|| cert_dir.join("cert.pem")),
             tlskey: tlskey.unwrap_or_else(|| cert_dir.join("key.pem")),
             engine,
+            limits,
             unknown_keys: file.unknown.into_keys().collect(),
         })
     }

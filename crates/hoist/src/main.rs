@@ -95,8 +95,15 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     });
     let shutdown = CancellationToken::new();
     let mut servers = tokio::task::JoinSet::new();
+    let slots = listen::ConnectionSlots::new(&settings.limits);
     for b in bound {
-        servers.spawn(listen::serve(b, app.clone(), shutdown.clone()));
+        servers.spawn(listen::serve(
+            b,
+            app.clone(),
+            shutdown.clone(),
+            settings.limits,
+            slots.clone(),
+        ));
     }
     tracing::info!(version = VERSION, data_root = %settings.engine.data_root.display(), "hoistd started");
 
