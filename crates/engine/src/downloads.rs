@@ -174,6 +174,7 @@ impl Worker {
     ) -> Result<(), EngineError> {
         let policy = &self.retry;
         let mut attempt = 1;
+        let mut first_failure = None;
         loop {
             if slot.is_none() {
                 *slot = Some(self.reporter.slot(SLOT_PRIORITY).await);
@@ -185,9 +186,10 @@ impl Worker {
                 Err(AttemptError::Transient { error, retry_after }) => (error, retry_after),
             };
             if source.mirror || attempt >= policy.max_attempts {
-                return Err(error);
+                return Err(EngineError::after_attempts(error, attempt, first_failure));
             }
             tracing::info!(digest = %self.request.digest, attempt, %error, "blob download failed; retrying");
+            first_failure.get_or_insert_with(|| error.to_string());
             // Give the slot to someone else while we wait.
             *slot = None;
             self.reporter

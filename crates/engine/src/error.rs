@@ -53,6 +53,25 @@ pub enum EngineError {
     /// An error of a transfer that several pushes were watching.
     #[error("{0}")]
     Shared(std::sync::Arc<EngineError>),
+    /// A transfer that failed on every attempt: the last error, and the first one, which is
+    /// usually the cause (later attempts often fail only because the first broke the session).
+    #[error(
+        "{last} (gave up after {attempts} attempts{})",
+        first_cause(first, last)
+    )]
+    GaveUp {
+        attempts: u32,
+        first: String,
+        last: Box<EngineError>,
+    },
+}
+
+fn first_cause(first: &str, last: &EngineError) -> String {
+    if first == last.to_string() {
+        String::new()
+    } else {
+        format!("; the first failed with: {first}")
+    }
 }
 
 impl EngineError {
@@ -70,6 +89,23 @@ impl EngineError {
             | EngineError::Io { .. }
             | EngineError::Internal(_) => ErrorKind::Internal,
             EngineError::Shared(inner) => inner.kind(),
+            EngineError::GaveUp { last, .. } => last.kind(),
+        }
+    }
+
+    /// `last` as the outcome of `attempts` attempts, the first of which failed with `first`.
+    pub(crate) fn after_attempts(
+        last: EngineError,
+        attempts: u32,
+        first: Option<String>,
+    ) -> EngineError {
+        match first {
+            Some(first) if attempts > 1 => EngineError::GaveUp {
+                attempts,
+                first,
+                last: Box::new(last),
+            },
+            _ => last,
         }
     }
 

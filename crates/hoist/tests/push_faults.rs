@@ -368,6 +368,59 @@ fn retries_stop_after_five_attempts() {
 }
 
 #[test]
+fn a_lost_upload_session_is_retried_with_backoff_and_the_first_cause_reported() {
+    let config = json!({"upload-fallback-chunk-size": 1_048_576});
+    let s = Scenario::new("lost-session", 113, &[3_000_000], config);
+    let layer = s.image.layers[0].blob.digest.clone();
+    // The first PUT is cut mid-body; the registry then forgets every session it is sent to, as
+    // a registry behind a restarting proxy does.
+    s.proxy.add_rule(
+        s.on_put_of(&layer, FaultAction::ResetAfterBodyBytes(256 * 1024))
+            .once(),
+    );
+    let unknown = br#"{"errors":[{"code":"BLOB_UPLOAD_UNKNOWN","message":"blob upload unknown to registry"}]}"#;
+    s.proxy.add_rule(FaultRule::new(
+        "PATCH",
+        "/blobs/uploads/",
+        FaultAction::respond(404, &[("Content-Type", "application/json")], unknown),
+    ));
+    let path = format!("/v1.50/images/{}/push", s.name);
+    let answer = s
+        .hoistd
+        .request("POST", &path, &[("X-Registry-Auth", "e30=")], b"");
+    let lines = answer.json_lines();
+    let countdowns: std::collections::BTreeSet<&str> = lines
+        .iter()
+        .filter_map(|l| l["status"].as_str())
+        .filter(|status| status.starts_with("Retrying in"))
+        .collect();
+    // Four waits of 1, 2, 4 and 8 s (with jitter): a countdown from at least 7 shows the
+    // backoff grew on lost sessions too.
+    assert!(
+        countdowns.contains("Retrying in 7 seconds"),
+        "every retry waits, growing: {countdowns:?}"
+    );
+    let error = lines
+        .last()
+        .and_then(|l| l["error"].as_str())
+        .unwrap_or_else(|| panic!("the push failed in-stream: {lines:#?}"))
+        .to_owned();
+    assert!(error.contains("blob upload unknown"), "{error}");
+    assert!(error.contains("gave up after 5 attempts"), "{error}");
+    // The cause is the reset, and how far the first attempt got.
+    let first = error
+        .split_once("the first failed with: ")
+        .map(|(_, first)| first)
+        .unwrap_or_else(|| panic!("the first cause is named: {error}"));
+    let size = s.image.layers[0].blob.size;
+    assert!(
+        first.contains("reset") && first.contains(&format!("of {size} bytes")),
+        "{error}"
+    );
+    assert!(s.registry.tags(&s.repo).is_empty());
+}
+
+#[test]
 fn a_stalled_upload_is_aborted_and_retried() {
     let s = Scenario::new("stall", 112, &[500_000], json!({"upload-stall-timeout": 2}));
     let layer = s.image.layers[0].blob.digest.clone();

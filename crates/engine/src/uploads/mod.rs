@@ -130,10 +130,12 @@ impl BlobWorker {
             Ok(outcome) => return Ok(outcome),
             Err(session) => session,
         };
-        let mut permit = Some(self.upload_permit().await);
+        // Held while an attempt runs; given back during each wait between attempts.
+        let mut permit = self.upload_permit().await;
         let mut chunked = self.job.chunk_size;
         let policy = &self.settings.retry;
         let mut attempt = 1;
+        let mut first_failure = None;
         loop {
             self.reporter.show(UploadPhase::Uploading { attempt });
             let outcome = self.attempt(session.take(), chunked).await;
@@ -163,28 +165,36 @@ impl BlobWorker {
                 ),
             };
             if !retryable || attempt >= policy.max_attempts {
-                return Err(match err {
+                let last = match err {
                     AttemptError::Registry(e) => EngineError::Registry(e),
                     AttemptError::Stalled => EngineError::Internal(message),
-                });
+                };
+                return Err(EngineError::after_attempts(last, attempt, first_failure));
             }
             tracing::info!(%digest, attempt, error = %message, "blob upload failed; retrying");
+            first_failure.get_or_insert_with(|| {
+                if interrupted {
+                    format!(
+                        "{message}, with {sent} of {} bytes handed to the connection",
+                        self.job.blob.size
+                    )
+                } else {
+                    message
+                }
+            });
             if interrupted && chunked.is_none() {
                 // A single PUT died mid-body: smaller requests get through flaky links and can
                 // resume, so retry this blob in chunks.
                 chunked = Some(self.settings.fallback_chunk_size);
             }
-            let upload_unknown = matches!(&err, AttemptError::Registry(e) if e.is_upload_unknown());
-            if !upload_unknown {
-                // Give the slot to someone else while we wait.
-                permit = None;
-                self.reporter
-                    .retry_countdown(policy.delay(attempt, retry_after))
-                    .await;
-            }
-            if permit.is_none() {
-                permit = Some(self.upload_permit().await);
-            }
+            // Every retry waits, a lost upload session too: the failure that lost it (a reset,
+            // a proxy restart) is usually still going on, and retrying at once burns the
+            // attempts in a second. The slot goes to someone else meanwhile.
+            drop(permit);
+            self.reporter
+                .retry_countdown(policy.delay(attempt, retry_after))
+                .await;
+            permit = self.upload_permit().await;
             attempt += 1;
         }
     }
