@@ -453,6 +453,45 @@ fn wait_for_upload(proxy: &FaultProxy) {
 }
 
 #[test]
+fn an_image_removed_during_its_push_stays_removed() {
+    let s = Scenario::new("rmi-during-push", 114, &[6_000_000, 3_000_000], json!({}));
+    s.slow_uploads(4_000_000);
+    let layer_files: Vec<std::path::PathBuf> = s
+        .image
+        .layers
+        .iter()
+        .map(|l| {
+            let hex = &l.blob.digest["sha256:".len()..];
+            s.hoistd.data_root().join("blobs/sha256").join(hex)
+        })
+        .collect();
+    assert!(layer_files.iter().all(|p| p.exists()), "{layer_files:?}");
+    let push = s.cli.spawn(&["push", &s.name]);
+    wait_for_upload(&s.proxy);
+    s.cli
+        .run(&["rmi", "-f", &s.name])
+        .assert_success("docker rmi -f during the push");
+    push.wait(Duration::from_secs(120))
+        .assert_success("the push of the removed image completes");
+    // The push reached the registry whole, yet the image does not come back as `<none>`.
+    s.assert_pushed();
+    let listed = s.cli.run(&["images", "-a", "--no-trunc", "-q"]);
+    listed.assert_success("docker images");
+    assert_eq!(listed.stdout.trim(), "", "the removed image came back");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for path in &layer_files {
+        while path.exists() {
+            assert!(
+                Instant::now() < deadline,
+                "the removed image's layer {} is never freed",
+                path.display()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+#[test]
 fn a_client_that_disconnects_cancels_its_uploads_within_a_second() {
     let mut s = Scenario::new("cancel", 113, &[120_000_000, 80_000_000], json!({}));
     // Throttled so that the push is still running when the client dies, but not so hard that

@@ -485,7 +485,14 @@ impl Engine {
                 .names_lock
                 .lock()
                 .map_err(|_| EngineError::Internal("names lock poisoned".into()))?;
-            if self.store.image(&name).is_none() {
+            // Only an image that still has a name gets its RepoDigest: one removed while it was
+            // being pushed stays removed.
+            let still_stored = self
+                .store
+                .images()
+                .iter()
+                .any(|record| record.target.digest == target.digest);
+            if still_stored && self.store.image(&name).is_none() {
                 self.store.apply(vec![ImageChange::Put { name, target }])?;
             }
         }
