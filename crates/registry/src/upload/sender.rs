@@ -63,13 +63,16 @@ impl FileSender {
             };
             return sendfile::send(request, &self.inner.connections, CONNECT_TIMEOUT).await;
         }
+        let before = body.progress.get();
         let request = client
             .request(method, url.clone())
             .headers(headers)
             .body(file_body(body).await?);
         request.send().await.map_err(|e| {
-            // A connect error happens before any byte of the body went out.
-            let body_interrupted = !e.is_connect();
+            // Only a failure after hyper took part of the body can have cost part of it: a
+            // connect error, or a kept-alive connection found closed before the body started,
+            // cost nothing.
+            let body_interrupted = !e.is_connect() && body.progress.get() > before;
             RegistryError::transport(operation, url_host(&url), e, body_interrupted)
         })
     }

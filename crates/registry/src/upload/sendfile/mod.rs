@@ -74,28 +74,50 @@ pub(crate) async fn send(
         .into_std()
         .await;
     // Plain HTTP only, so `host[:port]` names the server unambiguously.
-    let stream = match pool.take(&host) {
-        Some(stream) => stream,
-        None => connect(request.url, connect_timeout)
-            .await
-            .map_err(|e| RegistryError::transport_io(request.operation, &host, e, false))?,
-    };
     let head = request_head(&request);
-    match exchange(&stream, &head, &file, request.url, request.body).await {
-        Ok((response, reusable)) => {
-            if reusable {
-                pool.put(host, stream);
+    let fresh = || async {
+        connect(request.url, connect_timeout)
+            .await
+            .map_err(|e| RegistryError::transport_io(request.operation, &host, e, false))
+    };
+    let (mut stream, mut reused) = match pool.take(&host) {
+        Some(stream) => (stream, true),
+        None => (fresh().await?, false),
+    };
+    loop {
+        match exchange(&stream, &head, &file, request.url, request.body).await {
+            Ok((response, reusable)) => {
+                if reusable {
+                    pool.put(host, stream);
+                }
+                return Ok(response);
             }
-            Ok(response)
+            Err(Failure::Local(source)) => return Err(local(source)),
+            // A kept-alive connection the server closed while it idled: the request never
+            // reached it, so it goes once more, on a new connection.
+            Err(Failure::Unsent(e)) if reused => {
+                tracing::debug!(%host, error = %e, "a kept-alive connection was closed; sending on a new one");
+                stream = fresh().await?;
+                reused = false;
+            }
+            Err(Failure::Unsent(e)) => {
+                return Err(RegistryError::transport_io(
+                    request.operation,
+                    &host,
+                    e,
+                    false,
+                ));
+            }
+            // Whatever failed after the body started may have cost part of it.
+            Err(Failure::Connection(e)) => {
+                return Err(RegistryError::transport_io(
+                    request.operation,
+                    &host,
+                    e,
+                    true,
+                ));
+            }
         }
-        Err(Failure::Local(source)) => Err(local(source)),
-        // Whatever failed after connecting may have cost part of the body.
-        Err(Failure::Connection(e)) => Err(RegistryError::transport_io(
-            request.operation,
-            &host,
-            e,
-            true,
-        )),
     }
 }
 
@@ -103,6 +125,9 @@ enum Failure {
     /// Reading the blob file failed.
     Local(io::Error),
     Connection(io::Error),
+    /// The connection failed before any byte of the body went out and before the registry
+    /// said anything: on a kept-alive connection, the server had closed it while it idled.
+    Unsent(io::Error),
 }
 
 impl From<io::Error> for Failure {
@@ -168,23 +193,50 @@ async fn exchange(
     url: &Url,
     body: &FileRange<'_>,
 ) -> Result<(reqwest::Response, bool), Failure> {
-    let mut received = BytesMut::new();
+    let mut state = SendState::default();
+    if let Err(failure) = send_all(stream, head, file, body, &mut state).await {
+        return Err(match failure {
+            Failure::Connection(e) if state.body_sent == 0 && state.received.is_empty() => {
+                Failure::Unsent(e)
+            }
+            other => other,
+        });
+    }
+    let (response, reusable) = read_response(stream, state.received, url).await?;
+    // After an early answer the rest of the body was never sent: the connection is out of step.
+    Ok((response, reusable && state.body_sent == body.len))
+}
+
+/// How far a request got: body bytes handed to the socket, and what the registry sent back.
+#[derive(Default)]
+struct SendState {
+    body_sent: u64,
+    received: BytesMut,
+}
+
+/// Sends head and body, stopping early when the registry's final answer arrives.
+async fn send_all(
+    stream: &TcpStream,
+    head: &[u8],
+    file: &File,
+    body: &FileRange<'_>,
+    state: &mut SendState,
+) -> Result<(), Failure> {
     let mut head_sent = 0usize;
-    let mut body_sent = 0u64;
     let mut readahead_until = body.offset;
     advise_sequential(file, body.offset, body.len);
-    while head_sent < head.len() || body_sent < body.len {
+    while head_sent < head.len() || state.body_sent < body.len {
         tokio::select! {
             biased;
             ready = stream.readable() => {
                 ready?;
-                let read = match read_some(stream, &mut received) {
+                let read = match read_some(stream, &mut state.received) {
                     Ok(read) => read,
-                    Err(_) if answer_arrived(stream, &mut received) => break,
+                    Err(_) if answer_arrived(stream, &mut state.received) => break,
                     Err(e) => return Err(e.into()),
                 };
                 if read == Some(0) {
-                    if parse_head(&received)?.is_some() {
+                    if parse_head(&state.received)?.is_some() {
                         break;
                     }
                     return Err(Failure::Connection(io::Error::new(
@@ -192,7 +244,7 @@ async fn exchange(
                         "the registry closed the connection before the whole body was sent",
                     )));
                 }
-                if parse_head(&received)?.is_some_and(|h| !h.interim) {
+                if parse_head(&state.received)?.is_some_and(|h| !h.interim) {
                     // The registry answered before taking the whole body (a refusal).
                     break;
                 }
@@ -203,17 +255,17 @@ async fn exchange(
                     match stream.try_write(&head[head_sent..]) {
                         Ok(n) => head_sent += n,
                         Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                        Err(_) if answer_arrived(stream, &mut received) => break,
+                        Err(_) if answer_arrived(stream, &mut state.received) => break,
                         Err(e) => return Err(e.into()),
                     }
                     continue;
                 }
-                let position = body.offset + body_sent;
+                let position = body.offset + state.body_sent;
                 if position >= readahead_until {
                     readahead_until = position + SEND_STEP;
                     advise_will_need(file, readahead_until, SEND_STEP);
                 }
-                let step = (body.len - body_sent).min(SEND_STEP);
+                let step = (body.len - state.body_sent).min(SEND_STEP);
                 match stream.try_io(Interest::WRITABLE, || sendfile(stream, file, position, step)) {
                     Ok(0) => {
                         return Err(Failure::Local(io::Error::new(
@@ -222,21 +274,19 @@ async fn exchange(
                         )));
                     }
                     Ok(n) => {
-                        body_sent += n as u64;
+                        state.body_sent += n as u64;
                         body.progress.add(n as u64);
                     }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => {}
                     // EIO is the disk; every other error is the connection's.
                     Err(e) if e.raw_os_error() == Some(libc::EIO) => return Err(Failure::Local(e)),
-                    Err(_) if answer_arrived(stream, &mut received) => break,
+                    Err(_) if answer_arrived(stream, &mut state.received) => break,
                     Err(e) => return Err(e.into()),
                 }
             }
         }
     }
-    let (response, reusable) = read_response(stream, received, url).await?;
-    // After an early answer the rest of the body was never sent: the connection is out of step.
-    Ok((response, reusable && body_sent == body.len))
+    Ok(())
 }
 
 /// After a failed send or read: whether the registry's answer is already here. A registry that
@@ -358,5 +408,42 @@ mod tests {
         assert!(!applies(&http, None, 1024 * 1024));
         assert!(!applies(&https, None, big));
         assert!(!applies(&http, Some(proxy), big));
+    }
+
+    #[tokio::test]
+    async fn a_connection_closed_before_the_body_started_is_unsent_not_interrupted() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = Url::parse(&format!(
+            "http://{}/v2/a/blobs/uploads/x",
+            listener.local_addr().expect("address")
+        ))
+        .expect("url");
+        let client = TcpStream::connect(listener.local_addr().expect("address"))
+            .await
+            .expect("connect");
+        // The server closes the connection, as one closes a kept-alive connection it idled.
+        let (server, _) = listener.accept().await.expect("accept");
+        drop(server);
+        client.readable().await.expect("the close arrives");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("blob");
+        std::fs::write(&path, vec![7u8; 1024]).expect("write blob");
+        let file = File::open(&path).expect("open blob");
+        let (progress, read_failure) = (Progress::default(), ReadFailure::default());
+        let digest = hoist_reference::Digest::sha256_from_bytes(&[0; 32]);
+        // SAFETY: the test's own file, not changed while it is mapped.
+        let source = unsafe { BlobSource::new(path.clone(), digest, 1024) };
+        let body = FileRange {
+            source: &source,
+            offset: 0,
+            len: 1024,
+            progress: &progress,
+            read_failure: &read_failure,
+        };
+        let failure = exchange(&client, b"PUT / HTTP/1.1\r\n\r\n", &file, &url, &body).await;
+        assert!(matches!(failure, Err(Failure::Unsent(_))));
+        assert_eq!(progress.get(), 0);
     }
 }
