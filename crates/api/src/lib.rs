@@ -53,10 +53,7 @@ pub fn app(state: AppState) -> Router {
                 .get(routes::images::get_by_name)
                 .delete(routes::images::delete),
         )
-        .route(
-            "/distribution/{*rest}",
-            get(routes::distribution::inspect),
-        )
+        .route("/distribution/{*rest}", get(routes::distribution::inspect))
         .fallback(error::page_not_found)
         .method_not_allowed_fallback(error::page_not_found)
         .with_state(state.clone());

@@ -117,12 +117,19 @@ fn registry_error(error: RegistryError, _: &Reference) -> EngineError {
     match code.as_str() {
         "UNAUTHORIZED" => EngineError::Unauthorized(message),
         "DENIED" => EngineError::Forbidden(message),
-        "NAME_UNKNOWN" | "MANIFEST_UNKNOWN" | "BLOB_UNKNOWN" | "BLOB_UPLOAD_UNKNOWN"
+        "NAME_UNKNOWN"
+        | "MANIFEST_UNKNOWN"
+        | "BLOB_UNKNOWN"
+        | "BLOB_UPLOAD_UNKNOWN"
         | "BLOB_UPLOAD_INVALID" => EngineError::NotFound(message),
-        "DIGEST_INVALID" | "SIZE_INVALID" | "NAME_INVALID" | "TAG_INVALID" | "MANIFEST_INVALID"
-        | "MANIFEST_UNVERIFIED" | "MANIFEST_BLOB_UNKNOWN" | "PAGINATION_NUMBER_INVALID" => {
-            EngineError::InvalidArgument(message)
-        }
+        "DIGEST_INVALID"
+        | "SIZE_INVALID"
+        | "NAME_INVALID"
+        | "TAG_INVALID"
+        | "MANIFEST_INVALID"
+        | "MANIFEST_UNVERIFIED"
+        | "MANIFEST_BLOB_UNKNOWN"
+        | "PAGINATION_NUMBER_INVALID" => EngineError::InvalidArgument(message),
         _ => EngineError::Registry(error),
     }
 }
@@ -139,7 +146,9 @@ mod tests {
             "docker.io/library/foo:latest"
         );
         assert_eq!(
-            remote_reference("127.0.0.1:5000/a/b:1").unwrap().to_string(),
+            remote_reference("127.0.0.1:5000/a/b:1")
+                .unwrap()
+                .to_string(),
             "127.0.0.1:5000/a/b:1"
         );
         let id = "a".repeat(64);

@@ -133,7 +133,10 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>) {
     }
 }
 
-async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn handle(
+    req: Request<Incoming>,
+    state: Arc<State>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let path = req.uri().path();
     if path == "/v1/_ping" {
         return Ok(reply(200, json!({"standalone": true})));
@@ -160,7 +163,10 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Fu
         Some(wanted) => user_pass.as_ref() == Some(wanted),
     };
     let response = if !authorized {
-        let mut r = reply(401, json!({"detail": "Authentication credentials were not provided."}));
+        let mut r = reply(
+            401,
+            json!({"detail": "Authentication credentials were not provided."}),
+        );
         r.headers_mut().insert(
             hyper::header::WWW_AUTHENTICATE,
             hyper::header::HeaderValue::from_static("Basic realm=\"search\""),
@@ -212,7 +218,11 @@ async fn handle(req: Request<Incoming>, state: Arc<State>) -> Result<Response<Fu
 }
 
 fn basic_credentials(req: &Request<Incoming>) -> Option<(String, String)> {
-    let value = req.headers().get(hyper::header::AUTHORIZATION)?.to_str().ok()?;
+    let value = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
     let encoded = value.strip_prefix("Basic ")?;
     let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
     let (user, password) = decoded.split_once(':')?;
