@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod error;
+mod filters;
 mod jsonmessage;
 mod params;
 mod registry_auth;

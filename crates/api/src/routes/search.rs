@@ -1,13 +1,12 @@
 //! `GET /images/search`: repositories an index knows, through its v1 search API.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use hoist_engine::{SearchFilters, SearchRequest};
-use serde_json::Value;
 
 use crate::error::ApiError;
 use crate::params::Params;
@@ -49,7 +48,7 @@ pub async fn search(
 /// moby's checks, in its order: known keys, `is-automated` (true matches nothing, so the rest
 /// is not looked at), `is-official`, then every `stars` value.
 fn search_filters(text: &str) -> Result<SearchFilters, ApiError> {
-    let args = filter_args(text)?;
+    let args = crate::filters::parse(Some(text))?;
     if let Some(key) = args
         .keys()
         .find(|k| !matches!(k.as_str(), "is-automated" | "is-official" | "stars"))
@@ -80,42 +79,13 @@ fn search_filters(text: &str) -> Result<SearchFilters, ApiError> {
     Ok(filters)
 }
 
-/// moby's `filters.FromJSON`: `{"key":{"value":true}}`, or the older `{"key":["value"]}`.
-fn filter_args(text: &str) -> Result<BTreeMap<String, BTreeSet<String>>, ApiError> {
-    if text.is_empty() {
-        return Ok(BTreeMap::new());
-    }
-    let invalid = || ApiError::BadRequest("invalid filter".into());
-    let raw: BTreeMap<String, Value> = serde_json::from_str(text).map_err(|_| invalid())?;
-    raw.into_iter()
-        .map(|(key, value)| {
-            let values = match value {
-                Value::Object(map) => map
-                    .into_iter()
-                    .filter(|(_, v)| v.as_bool().unwrap_or(false))
-                    .map(|(k, _)| k)
-                    .collect(),
-                Value::Array(items) => items
-                    .into_iter()
-                    .map(|v| v.as_str().map(str::to_owned).ok_or_else(invalid))
-                    .collect::<Result<_, _>>()?,
-                _ => return Err(invalid()),
-            };
-            Ok((key, values))
-        })
-        .collect()
-}
-
 /// moby's `GetBoolOrDefault`: `1`/`true` or `0`/`false`; none, both or anything else is invalid.
-fn filter_bool(
-    args: &BTreeMap<String, BTreeSet<String>>,
-    key: &str,
-) -> Result<Option<bool>, ApiError> {
+fn filter_bool(args: &BTreeMap<String, Vec<String>>, key: &str) -> Result<Option<bool>, ApiError> {
     let Some(values) = args.get(key) else {
         return Ok(None);
     };
-    let is_true = values.contains("1") || values.contains("true");
-    let is_false = values.contains("0") || values.contains("false");
+    let is_true = values.iter().any(|v| v == "1" || v == "true");
+    let is_false = values.iter().any(|v| v == "0" || v == "false");
     if is_true == is_false {
         let listed: Vec<&str> = values.iter().map(String::as_str).collect();
         let shown = if listed.is_empty() {
