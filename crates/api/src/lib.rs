@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod error;
+mod filters;
 mod jsonmessage;
 mod params;
 mod registry_auth;
@@ -41,12 +42,19 @@ pub fn app(state: AppState) -> Router {
             "/images/",
             axum::routing::delete(routes::images::delete_unnamed),
         )
+        // Beside the catch-all below (static paths win): moby reads `DELETE /images/search`
+        // as removing the image named `search`.
+        .route(
+            "/images/search",
+            get(routes::search::search).delete(routes::images::delete_named_search),
+        )
         .route(
             "/images/{*rest}",
             post(routes::images::post_by_name)
                 .get(routes::images::get_by_name)
                 .delete(routes::images::delete),
         )
+        .route("/distribution/{*rest}", get(routes::distribution::inspect))
         .fallback(error::page_not_found)
         .method_not_allowed_fallback(error::page_not_found)
         .layer(axum::middleware::from_fn(error::json_errors))

@@ -10,6 +10,7 @@
 
 mod auth;
 mod blocking;
+mod distribution;
 mod downloads;
 mod engine;
 mod error;
@@ -26,6 +27,7 @@ mod pull;
 mod push;
 mod retry;
 mod save;
+mod search;
 mod system;
 mod transfer;
 mod uploads;
@@ -33,6 +35,7 @@ mod uploads;
 pub use hoist_store::Descriptor;
 
 pub use auth::{AuthConfig, normalize_server};
+pub use distribution::DistributionInfo;
 pub use engine::{Engine, EngineConfig};
 pub use error::{EngineError, ErrorKind};
 pub use images::{HistoryEntry, ImageDetails, ImageSummary, ListFilters, Removal};
@@ -44,4 +47,5 @@ pub use progress::ProgressBoard;
 pub use pull::{PullEvent, PullJob, PullLayerState, PullRequest};
 pub use push::{LayerState, PushEvent, PushJob, PushRequest};
 pub use save::SavePlan;
+pub use search::{SearchFilters, SearchRequest, SearchResult};
 pub use system::{RegistrySettings, SystemInfo, kernel_version};

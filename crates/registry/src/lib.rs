@@ -13,6 +13,7 @@
 //! ```text
 //! registries   the factory: hands each repository its transport and file sender
 //! login        `docker login` against a registry
+//! search       Docker Hub's v1 search on an index
 //! repository   one repository: ping, blobs; manifest, tags add their operations
 //! upload/      sessions, PUT/PATCH chunks, resume; BlobSource
 //!   sender       a file range as a body: file_body (mmap windows) or sendfile/ (plain HTTP)
@@ -49,6 +50,7 @@ mod login;
 mod manifest;
 mod registries;
 mod repository;
+mod search;
 mod tags;
 mod transport;
 mod upload;
@@ -60,4 +62,5 @@ pub use login::{LoginError, LoginOutcome};
 pub use manifest::FetchedManifest;
 pub use registries::Registries;
 pub use repository::{BlobStream, Repository};
+pub use search::{SearchHit, SearchResults};
 pub use upload::{BlobSource, MountOutcome, Progress, UploadMode, UploadSession};

@@ -7,6 +7,7 @@
 //! - [`archive`]: `docker load` archives (legacy, blobs, OCI, both; partial; deliberately broken).
 //! - [`registry`]: the real registry on loopback, plus direct HTTP helpers to seed and read it.
 //! - [`skopeo`]: an independent client to put generated images into a registry.
+//! - [`search_index`]: a stand-in for Docker Hub's v1 search API (no registry here has one).
 //! - [`token_server`]: a registry token server (JWTs, scopes, refresh tokens) for token auth.
 //! - [`tls`]: test CAs, server and client certificates, self-signed CA-as-leaf certificates.
 //! - [`proxy`]: a fault-injecting, observing HTTP proxy in front of a registry.
@@ -22,6 +23,7 @@ pub mod image;
 pub mod process;
 pub mod proxy;
 pub mod registry;
+pub mod search_index;
 pub mod skopeo;
 pub mod tls;
 pub mod token_server;

@@ -56,6 +56,14 @@ pub async fn delete(
     remove(&state, &name, &params).await
 }
 
+/// `DELETE /images/search`: the image named `search` (the search route owns the path).
+pub async fn delete_named_search(
+    State(state): State<AppState>,
+    params: Params,
+) -> Result<Response, ApiError> {
+    remove(&state, "search", &params).await
+}
+
 /// `DELETE /images/` (an empty name): the engine refuses it as moby does, 400.
 pub async fn delete_unnamed(
     State(state): State<AppState>,

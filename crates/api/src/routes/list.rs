@@ -1,12 +1,9 @@
 //! `GET /images/json`: the image list and moby's filter syntax.
 
-use std::collections::BTreeMap;
-
 use axum::Json;
 use axum::extract::{Extension, State};
 use axum::response::{IntoResponse, Response};
 use hoist_engine::ListFilters;
-use serde_json::Value;
 
 use crate::error::ApiError;
 use crate::params::Params;
@@ -34,27 +31,10 @@ pub async fn list(
     Ok(Json(rows).into_response())
 }
 
-/// moby's `filters.FromJSON`: `{"key":{"value":true}}`, or the older `{"key":["value"]}`.
+/// The list's filters: `dangling`, `reference` and `label`.
 fn parse_filters(text: Option<&str>) -> Result<ListFilters, ApiError> {
     let mut filters = ListFilters::default();
-    let Some(text) = text.filter(|t| !t.is_empty()) else {
-        return Ok(filters);
-    };
-    let raw: BTreeMap<String, Value> = serde_json::from_str(text)
-        .map_err(|e| ApiError::BadRequest(format!("invalid filter: {e}")))?;
-    for (key, value) in raw {
-        let values: Vec<String> = match value {
-            Value::Object(map) => map
-                .into_iter()
-                .filter(|(_, v)| v.as_bool().unwrap_or(false))
-                .map(|(k, _)| k)
-                .collect(),
-            Value::Array(items) => items
-                .into_iter()
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect(),
-            _ => return Err(ApiError::BadRequest(format!("invalid filter '{key}'"))),
-        };
+    for (key, values) in crate::filters::parse(text)? {
         match key.as_str() {
             "dangling" => {
                 for v in values {

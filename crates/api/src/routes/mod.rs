@@ -2,11 +2,13 @@
 
 pub mod auth;
 pub mod create;
+pub mod distribution;
 pub mod images;
 pub mod list;
 pub mod load;
 pub mod push;
 pub mod save;
+pub mod search;
 pub mod system;
 
 use std::collections::VecDeque;

@@ -3,7 +3,9 @@
 //! that are present or absent, decided when the answer is built.
 
 pub mod auth;
+pub mod distribution;
 pub mod images;
+pub mod search;
 pub mod system;
 mod time;
 

@@ -12,7 +12,7 @@
 mod errors;
 mod events;
 mod layers;
-mod resolve;
+pub(crate) mod resolve;
 mod source;
 
 use hoist_reference::{Digest, Reference};

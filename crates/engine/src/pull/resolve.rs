@@ -40,10 +40,21 @@ impl Resolved {
 
 /// Fetches `reference`'s top manifest. Sources are tried in order and the ones before the
 /// answering source are dropped from `sources`, so the rest of the pull starts where it worked.
+/// A registry failure reads as a pull's (`pull access denied …`).
 pub(crate) async fn resolve_top(
     sources: &mut Vec<Source>,
     reference: &Reference,
     policy: &RetryPolicy,
+) -> Result<Resolved, EngineError> {
+    resolve_top_reporting(sources, reference, policy, resolve_error).await
+}
+
+/// [`resolve_top`], with `report` turning the last source's registry failure into the error.
+pub(crate) async fn resolve_top_reporting(
+    sources: &mut Vec<Source>,
+    reference: &Reference,
+    policy: &RetryPolicy,
+    report: fn(RegistryError, &Reference) -> EngineError,
 ) -> Result<Resolved, EngineError> {
     let wanted = match (reference.digest(), reference.tag()) {
         (Some(digest), _) => digest.to_string(),
@@ -56,7 +67,7 @@ pub(crate) async fn resolve_top(
     };
     let (fetched, answered) = fetch_manifest(sources, &wanted, policy)
         .await
-        .map_err(|e| resolve_error(e, reference))?;
+        .map_err(|e| report(e, reference))?;
     sources.drain(..answered);
     let resolved = Resolved::from_fetched(fetched);
     let media_type = &resolved.descriptor.media_type;
