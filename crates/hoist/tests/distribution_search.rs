@@ -324,6 +324,7 @@ fn docker_py_and_dockerode_search_and_errors_read_as_mobys() {
 print(json.dumps({{
     "anonymous": call(lambda: client.api.search("{term}", limit=2)),
     "too_many": call(lambda: client.api.search("{term}", limit=101)),
+    "negative": call(lambda: client.api.search("{term}", limit=-1)),
     "scheme": call(lambda: client.api.search("https://{term}")),
 }}))
 "#
@@ -334,6 +335,7 @@ print(json.dumps({{
         json!({
             "anonymous": [500, "Unexpected status code 401"],
             "too_many": [400, "limit 101 is outside the range of [1, 100]"],
+            "negative": [400, "limit -1 is outside the range of [1, 100]"],
             "scheme": [400, format!(
                 "invalid repository name: repository name (https://{term}) should not have a scheme"
             )],
