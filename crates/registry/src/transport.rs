@@ -280,6 +280,14 @@ impl Transport {
                 .await
                 .map_err(|e| RegistryError::transport(call.operation, &endpoint.host, e, false));
         }
+        if endpoint.https_never_answers().await {
+            tracing::debug!(host = %endpoint.host, "the TLS handshake timed out on an insecure registry; using plain HTTP");
+            let response = attempt(registry_url(Scheme::Http, &endpoint.host, path)?)
+                .await
+                .map_err(|e| RegistryError::transport(call.operation, &endpoint.host, e, false))?;
+            endpoint.remember(Scheme::Http);
+            return Ok(response);
+        }
         let https_error = match attempt(registry_url(Scheme::Https, &endpoint.host, path)?).await {
             Ok(response) => {
                 endpoint.remember(Scheme::Https);

@@ -313,3 +313,71 @@ async fn a_client_certificate_without_its_key_is_a_configuration_error() {
     );
     assert!(error.to_string().contains("missing key"), "{error}");
 }
+
+/// A port that speaks plain HTTP, but holds a TLS client forever without a word, as a
+/// firewall or a half-dead proxy in front of an insecure registry may.
+async fn silent_to_tls_server() -> (String, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    let http_requests = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&http_requests);
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            let counter = Arc::clone(&counter);
+            tokio::spawn(async move {
+                let mut first = [0u8; 1];
+                if socket.peek(&mut first).await.is_err() {
+                    return;
+                }
+                if first[0] == 0x16 {
+                    // A TLS hello: never answered, the connection held open.
+                    let mut sink = [0u8; 4096];
+                    while matches!(socket.read(&mut sink).await, Ok(n) if n > 0) {}
+                    return;
+                }
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                counter.fetch_add(1, Ordering::SeqCst);
+                let _ = socket
+                    .write_all(
+                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    )
+                    .await;
+            });
+        }
+    });
+    (host, http_requests)
+}
+
+#[tokio::test]
+async fn an_insecure_registry_that_never_answers_tls_is_reached_over_http_after_the_handshake_timeout()
+ {
+    let (host, http_requests) = silent_to_tls_server().await;
+    let registries = Registries::new(RegistryConfig {
+        insecure_registries: vec![host.clone()],
+        ..test_config()
+    })
+    .unwrap();
+    let repo = registries.repository(&host, "team/app", Access::Pull, Credentials::Anonymous);
+    let digest = common::sha256(b"absent");
+    let started = std::time::Instant::now();
+    let found = repo.blob_exists(&digest).await.unwrap();
+    assert_eq!(found, None);
+    assert_eq!(http_requests.load(Ordering::SeqCst), 1);
+    // dockerd gives up on a handshake after 10 s; the 30 s connect bound is not waited out.
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+}

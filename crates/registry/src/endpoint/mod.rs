@@ -2,6 +2,7 @@
 //! material, insecure-registry settings and proxy rules, and the scheme that worked for it.
 //! Shared by every repository handle, so connection pools and learned schemes are reused.
 
+mod handshake;
 mod insecure;
 mod proxy;
 pub(crate) mod tls;
@@ -16,6 +17,7 @@ use tokio::sync::OnceCell;
 use url::Url;
 
 use crate::config::{ConfigError, RegistryConfig};
+use handshake::HandshakeProbe;
 use insecure::{InsecureRules, is_docker_hub};
 pub(crate) use proxy::ProxyRules;
 use tls::CertsDir;
@@ -59,6 +61,9 @@ pub(crate) struct Endpoint {
     pub(crate) insecure: bool,
     pub(crate) client: reqwest::Client,
     scheme: AtomicU8,
+    /// For an insecure host reached without a proxy: a handshake on its own, so that a port
+    /// that never answers TLS is found out quickly.
+    handshake: Option<HandshakeProbe>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,6 +93,16 @@ impl Endpoint {
 
     pub(crate) fn remember(&self, scheme: Scheme) {
         self.scheme.store(scheme as u8, Ordering::Release);
+    }
+
+    /// True when this insecure host's HTTPS port accepts connections but lets the TLS
+    /// handshake time out, so plain HTTP is the only hope. False for secure hosts, proxied
+    /// ones, and every other outcome.
+    pub(crate) async fn https_never_answers(&self) -> bool {
+        match &self.handshake {
+            Some(probe) => probe.handshake_times_out(&self.host).await,
+            None => false,
+        }
     }
 
     /// Whether `url` has this host's scheme, host and port: credentials go only there. False
@@ -194,6 +209,10 @@ impl Endpoints {
 
     fn build(&self, host: &str, insecure: bool, tls: CertsDir) -> Result<Endpoint, ConfigError> {
         let proxy = self.inner.proxy.clone();
+        let tls = tls.client_config(insecure)?;
+        let direct = Url::parse(&format!("https://{host}/"))
+            .is_ok_and(|url| self.inner.proxy.proxy_for(&url).is_none());
+        let handshake = (insecure && direct).then(|| HandshakeProbe::new(Arc::new(tls.clone())));
         let client = reqwest::Client::builder()
             .user_agent(&self.inner.user_agent)
             // HTTP/1.1 only: HTTP/2 flow control windows throttle large blob uploads.
@@ -203,7 +222,7 @@ impl Endpoints {
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
             .proxy(reqwest::Proxy::custom(move |url| proxy.proxy_for(url)))
-            .tls_backend_preconfigured(tls.client_config(insecure)?)
+            .tls_backend_preconfigured(tls)
             .build()
             .map_err(|e| ConfigError(format!("building HTTP client for {host}: {e}")))?;
         Ok(Endpoint {
@@ -211,6 +230,7 @@ impl Endpoints {
             insecure,
             client,
             scheme: AtomicU8::new(0),
+            handshake,
         })
     }
 }
