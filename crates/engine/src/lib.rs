@@ -10,6 +10,7 @@
 
 mod auth;
 mod blocking;
+mod disk_usage;
 mod downloads;
 mod engine;
 mod error;
@@ -22,6 +23,7 @@ mod media;
 mod names;
 mod platform;
 mod progress;
+mod prune;
 mod pull;
 mod push;
 mod retry;
@@ -33,14 +35,17 @@ mod uploads;
 pub use hoist_store::Descriptor;
 
 pub use auth::{AuthConfig, normalize_server};
+pub use disk_usage::DiskUsage;
 pub use engine::{Engine, EngineConfig};
 pub use error::{EngineError, ErrorKind};
 pub use images::{HistoryEntry, ImageDetails, ImageSummary, ListFilters, Removal};
+pub use images::{ImageData, ListOptions, ManifestKind, ManifestSummary};
 pub use import::{ImportJob, ImportRequest};
 pub use load::LoadedImage;
 pub use names::ImageView;
 pub use platform::Platform;
 pub use progress::ProgressBoard;
+pub use prune::{PruneReport, PrunedItem};
 pub use pull::{PullEvent, PullJob, PullLayerState, PullRequest};
 pub use push::{LayerState, PushEvent, PushJob, PushRequest};
 pub use save::SavePlan;

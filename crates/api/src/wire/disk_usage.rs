@@ -1,0 +1,16 @@
+//! `GET /system/df` (moby's `types.DiskUsage`), in its field order. Each section is null when
+//! not asked for; hoist has no containers, volumes or build cache, so those are empty lists.
+
+use serde::Serialize;
+
+use crate::wire::images::Summary;
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DiskUsageAnswer {
+    pub layers_size: u64,
+    pub images: Option<Vec<Summary>>,
+    pub containers: Option<[(); 0]>,
+    pub volumes: Option<[(); 0]>,
+    pub build_cache: Option<[(); 0]>,
+}
