@@ -33,30 +33,25 @@ pub fn parse_filter_time(value: &str, now: DateTime<Local>) -> Result<SystemTime
 /// The layouts moby tries, chosen by the shape of the value.
 fn parse_time(value: &str, local: FixedOffset) -> Option<DateTime<FixedOffset>> {
     let in_location = !value.contains(['z', 'Z', '+']) && value.matches('-').count() != 3;
-    if in_location {
-        let naive = if value.contains('.') || value.contains('T') {
-            ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H"]
-                .iter()
-                .find_map(|f| naive_parse(value, f))?
-        } else {
-            NaiveDate::parse_from_str(value, "%Y-%m-%d")
-                .ok()?
-                .and_hms_opt(0, 0, 0)?
-        };
-        return local.from_local_datetime(&naive).single();
-    }
-    // A zone: `Z` or `±hh:mm` at the end.
-    let (body, zone) = split_zone(value)?;
-    let naive = if body.contains('T') {
-        ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H"]
-            .iter()
-            .find_map(|f| naive_parse(body, f))?
+    // Else a zone: `Z` or `±hh:mm` at the end.
+    let (body, zone) = if in_location {
+        (value, local)
     } else {
-        NaiveDate::parse_from_str(body, "%Y-%m-%d")
-            .ok()?
-            .and_hms_opt(0, 0, 0)?
+        split_zone(value)?
     };
-    zone.from_local_datetime(&naive).single()
+    zone.from_local_datetime(&date_time(body)?).single()
+}
+
+/// A date, or a date and time to the hour, minute, second or fraction.
+fn date_time(text: &str) -> Option<NaiveDateTime> {
+    if text.contains('T') {
+        return ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H"]
+            .iter()
+            .find_map(|f| naive_parse(text, f));
+    }
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()?
+        .and_hms_opt(0, 0, 0)
 }
 
 fn naive_parse(text: &str, format: &str) -> Option<NaiveDateTime> {

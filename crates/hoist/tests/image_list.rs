@@ -8,6 +8,7 @@ use hoist_testkit::archive::{ArchiveBuilder, ArchiveFormat};
 use hoist_testkit::docker::DockerCli;
 use hoist_testkit::hoistd::Hoistd;
 use hoist_testkit::image::{Flavor, Image, ImageBuilder, ImageIndex, IndexBuilder, LayerSpec};
+use hoist_testkit::registry::TestRegistry;
 use serde_json::json;
 
 /// Three images created years apart, with labels, loaded under `<prefix>-{old,mid,new}:1`; the
@@ -286,6 +287,44 @@ return {{
             {"org.hoist.testkit.seed": seed(&f.old), "tier": "base", "color": "red"},
         ])
     );
+}
+
+#[test]
+fn a_reference_filter_shows_no_row_for_a_digest_of_another_repository() {
+    let registry = TestRegistry::shared();
+    let daemon = start_daemon();
+    let docker = DockerCli::new(&daemon.socket());
+    let repo = unique_repo("pushed");
+    let local = unique_repo("local");
+    let image = ImageBuilder::new(Flavor::Docker)
+        .layer(LayerSpec::single(3_000))
+        .build();
+    let pushed = format!("{}/{repo}:1", registry.host());
+    let scratch = Scratch::new();
+    let archive = scratch.archive(
+        "image.tar",
+        &ArchiveBuilder::new(ArchiveFormat::Oci).image(&image, &[&pushed, &format!("{local}:1")]),
+    );
+    docker_load(&docker, &archive);
+    // The push records the digest of the pushed repository.
+    docker.run(&["push", &pushed]).assert_success("docker push");
+
+    let format = "{{.Repository}}:{{.Tag}} {{.Digest}}";
+    let rows = docker_ok(&docker, &["image", "ls", "--format", format, &local]);
+    assert_eq!(rows.trim(), format!("{local}:1 {}", image.digest()));
+    let rows = docker_ok(&docker, &["image", "ls", &local]);
+    assert_eq!(table(&rows).len(), 2, "header and one row:\n{rows}");
+    let rows = docker_ok(
+        &docker,
+        &[
+            "image",
+            "ls",
+            "--format",
+            format,
+            &format!("{}/{repo}", registry.host()),
+        ],
+    );
+    assert_eq!(rows.trim(), format!("{pushed} {}", image.digest()));
 }
 
 /// A multi-platform image of which only linux/amd64 is present, with attestations.

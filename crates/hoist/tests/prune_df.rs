@@ -418,7 +418,7 @@ fn a_prune_during_a_push_leaves_the_pushed_content_until_the_push_ends() {
 
     let out = docker_ok(&docker, &["image", "prune", "-a", "-f"]);
     let (untagged, deleted, total) = pruned(&out);
-    assert_eq!(untagged, [name.clone()], "{out}");
+    assert_eq!(untagged, [name.as_str()], "{out}");
     assert!(
         deleted.is_empty(),
         "leased content was reported deleted:\n{out}"
