@@ -366,7 +366,14 @@ const inspect = await new Promise((resolve, reject) => docker.modem.dial({{
   path: '/images/{name}/json?', method: 'GET', options: {{ manifests: true }},
   statusCodes: {{ 200: true, 404: 'no such image' }},
 }}, (err, data) => err ? reject(err) : resolve(data)));
-return {{ list, inspect: inspect.Manifests }};
+const socketPath = process.env.DOCKER_HOST.replace('unix://', '');
+const old = await new Docker({{ socketPath, version: 'v1.46' }}).listImages({{ manifests: true }});
+const v147 = new Docker({{ socketPath, version: 'v1.47' }});
+const oldInspect = await new Promise((resolve, reject) => v147.modem.dial({{
+  path: '/images/{name}/json?', method: 'GET', options: {{ manifests: true }},
+  statusCodes: {{ 200: true }},
+}}, (err, data) => err ? reject(err) : resolve(data)));
+return {{ list, inspect: inspect.Manifests, old: old.map((i) => 'Manifests' in i), oldInspect: 'Manifests' in oldInspect }};
 "#
         ),
     );
@@ -411,6 +418,9 @@ return {{ list, inspect: inspect.Manifests }};
         .sum();
     assert_eq!(image["Size"], total);
     assert_eq!(result["inspect"], image["Manifests"]);
+    // Older API versions do not know the parameter.
+    assert_eq!(result["old"], json!([false]));
+    assert_eq!(result["oldInspect"], false);
 
     let tree = without_ansi(&docker_ok(&docker, &["image", "ls", "--tree"]));
     let rows = table(&tree);
