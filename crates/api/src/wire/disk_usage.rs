@@ -10,7 +10,10 @@ use crate::wire::images::Summary;
 pub struct DiskUsageAnswer {
     pub layers_size: u64,
     pub images: Option<Vec<Summary>>,
+    /// Always empty (`[]`) when asked for: hoist has no containers.
     pub containers: Option<[(); 0]>,
+    /// Always empty when asked for: hoist has no volumes.
     pub volumes: Option<[(); 0]>,
+    /// Always empty when asked for: hoist builds nothing.
     pub build_cache: Option<[(); 0]>,
 }

@@ -88,8 +88,8 @@ fn visit(
 ) -> Result<(), EngineError> {
     let desc = &entry.descriptor;
     if media::is_manifest(&desc.media_type) {
-        let manifest = summarize_manifest(store, entry)?;
-        for blob in present_children(store, desc)? {
+        let (manifest, present) = summarize_manifest(store, entry)?;
+        for blob in present {
             if seen.insert(blob.digest.clone()) {
                 summary.blobs.push(blob);
             }
@@ -109,7 +109,11 @@ fn visit(
     Ok(())
 }
 
-fn summarize_manifest(store: &Store, entry: &IndexEntry) -> Result<ManifestSummary, EngineError> {
+/// The summary of one manifest, and its blobs present locally.
+fn summarize_manifest(
+    store: &Store,
+    entry: &IndexEntry,
+) -> Result<(ManifestSummary, Vec<Descriptor>), EngineError> {
     let desc = &entry.descriptor;
     let present = present_children(store, desc)?;
     let doc = if store.has_blob(&desc.digest) {
@@ -146,14 +150,15 @@ fn summarize_manifest(store: &Store, entry: &IndexEntry) -> Result<ManifestSumma
         };
         ManifestKind::Image(ImageData { platform })
     };
-    Ok(ManifestSummary {
+    let summary = ManifestSummary {
         descriptor: desc.clone(),
         platform: entry.platform.clone(),
         annotations: entry.annotations.clone(),
         available,
         content_size: present.iter().map(|d| d.size).sum(),
         kind,
-    })
+    };
+    Ok((summary, present))
 }
 
 fn config_platform(
