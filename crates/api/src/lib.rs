@@ -4,12 +4,13 @@
 #![forbid(unsafe_code)]
 
 mod error;
-mod filters;
+mod filter_args;
 mod jsonmessage;
 mod params;
 mod registry_auth;
 mod routes;
 mod state;
+mod timestamp;
 mod version;
 mod wire;
 
@@ -32,6 +33,12 @@ pub fn app(state: AppState) -> Router {
         .route("/auth", post(routes::auth::login))
         .route("/info", get(routes::system::info))
         .route("/images/json", get(routes::list::list))
+        .route("/images/prune", post(routes::prune::images))
+        .route("/containers/prune", post(routes::prune::containers))
+        .route("/networks/prune", post(routes::prune::networks))
+        .route("/volumes/prune", post(routes::prune::volumes))
+        .route("/build/prune", post(routes::prune::build_cache))
+        .route("/system/df", get(routes::disk_usage::disk_usage))
         .route("/images/load", post(routes::load::load))
         .route(
             "/images/create",

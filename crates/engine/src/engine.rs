@@ -65,6 +65,8 @@ pub struct Engine {
     /// Serialises read-modify-write changes of image names (tag moves, dangling records), which
     /// the store applies atomically but cannot decide for us.
     pub(crate) names_lock: Arc<Mutex<()>>,
+    /// Set while an image prune runs: a second one is refused, as in moby.
+    pub(crate) prune_running: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Engine {
@@ -96,6 +98,7 @@ impl Engine {
             retry,
             host_platform: Platform::host(),
             names_lock: Arc::new(Mutex::new(())),
+            prune_running: Arc::default(),
         })
     }
 

@@ -444,7 +444,11 @@ fn image_list_and_inspect_fields_follow_the_api_version() {
     };
     let new = summary(&list_at("1.50", ""), image.digest());
     assert_eq!(new["RepoTags"], serde_json::json!([format!("{repo}:1")]));
-    assert_eq!(new["RepoDigests"], serde_json::json!([]));
+    // As moby's containerd store: the digest in the repository of the image's name.
+    assert_eq!(
+        new["RepoDigests"],
+        serde_json::json!([format!("{repo}@{}", image.digest())])
+    );
     assert_eq!(new["ParentId"], "");
     assert_eq!(new["Containers"], -1);
     assert_eq!(new["SharedSize"], -1);

@@ -645,10 +645,22 @@ fn images_lists_columns_tags_filters_digests_and_quiet_ids() {
         with_digests[0],
         ["REPOSITORY", "TAG", "DIGEST", "IMAGE ID", "CREATED", "SIZE"]
     );
-    // No image has been pushed or pulled, so none has a repository digest.
-    for row in &with_digests[1..] {
-        assert_eq!(row[2], "<none>", "{row:?}");
-    }
+    // As moby's containerd store: a named image has the digest of its ID in its repository; a
+    // dangling one has none.
+    let digests: Vec<[&str; 3]> = with_digests[1..]
+        .iter()
+        .map(|r| [r[0].as_str(), r[1].as_str(), r[2].as_str()])
+        .collect();
+    let b_id = b.docker_archive_id();
+    assert_eq!(
+        digests,
+        [
+            [repo_a.as_str(), "1", a.digest()],
+            [repo_a.as_str(), "2", a.digest()],
+            [repo_b.as_str(), "v1", b_id.as_str()],
+            ["<none>", "<none>", "<none>"],
+        ]
+    );
 }
 
 #[test]

@@ -15,6 +15,9 @@ use crate::state::AppState;
 use crate::version::ApiVersion;
 use crate::wire::images::{DeleteItem, HistoryItem, Inspect};
 
+/// Inspect reads `manifests` from this version on.
+const INSPECT_MANIFESTS_SINCE: &str = "1.48";
+
 /// `POST /images/{*rest}`: `<name>/push` or `<name>/tag`; names may contain `/`.
 pub async fn post_by_name(
     state: State<AppState>,
@@ -38,9 +41,10 @@ pub async fn get_by_name(
     state: State<AppState>,
     version: Extension<ApiVersion>,
     Path(rest): Path<String>,
+    params: Params,
 ) -> Result<Response, ApiError> {
     match rest.rsplit_once('/') {
-        Some((name, "json")) => inspect(state, version, name).await,
+        Some((name, "json")) => inspect(state, version, name, &params).await,
         Some((name, "history")) => history(state, name).await,
         Some((name, "get")) => super::save::save(state, vec![name.to_owned()]).await,
         _ => Err(ApiError::NotFound("page not found".into())),
@@ -101,9 +105,17 @@ async fn inspect(
     State(state): State<AppState>,
     Extension(version): Extension<ApiVersion>,
     name: &str,
+    params: &Params,
 ) -> Result<Response, ApiError> {
     let image = state.engine.inspect_image(name).await?;
-    Ok(Json(Inspect::new(image, &version)).into_response())
+    let mut answer = Inspect::new(image, &version);
+    if version.at_least(INSPECT_MANIFESTS_SINCE) && params.flag("manifests") {
+        let manifests = state.engine.image_manifests(name).await?;
+        // moby omits an empty list.
+        answer.manifests =
+            (!manifests.is_empty()).then(|| manifests.into_iter().map(Into::into).collect());
+    }
+    Ok(Json(answer).into_response())
 }
 
 async fn history(State(state): State<AppState>, name: &str) -> Result<Response, ApiError> {

@@ -3,9 +3,11 @@
 pub mod auth;
 pub mod create;
 pub mod distribution;
+pub mod disk_usage;
 pub mod images;
 pub mod list;
 pub mod load;
+pub mod prune;
 pub mod push;
 pub mod save;
 pub mod search;

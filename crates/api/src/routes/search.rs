@@ -1,13 +1,12 @@
 //! `GET /images/search`: repositories an index knows, through its v1 search API.
 
-use std::collections::BTreeMap;
-
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use hoist_engine::{SearchFilters, SearchRequest};
 
 use crate::error::ApiError;
+use crate::filter_args::FilterArgs;
 use crate::params::Params;
 use crate::registry_auth::RegistryAuth;
 use crate::state::AppState;
@@ -47,24 +46,22 @@ pub async fn search(
 /// moby's checks, in its order: known keys, `is-automated` (true matches nothing, so the rest
 /// is not looked at), `is-official`, then every `stars` value.
 fn search_filters(text: &str) -> Result<SearchFilters, ApiError> {
-    let args = crate::filters::parse(Some(text))?;
-    if let Some(key) = args
-        .keys()
-        .find(|k| !matches!(k.as_str(), "is-automated" | "is-official" | "stars"))
-    {
-        return Err(ApiError::BadRequest(format!("invalid filter '{key}'")));
-    }
+    let args = FilterArgs::parse(Some(text))?;
+    args.validate(&["is-automated", "is-official", "stars"])?;
     let mut filters = SearchFilters {
-        is_automated: filter_bool(&args, "is-automated")?.unwrap_or(false),
+        is_automated: args.bool_or("is-automated", false)?,
         ..SearchFilters::default()
     };
     if filters.is_automated {
         return Ok(filters);
     }
-    filters.is_official = filter_bool(&args, "is-official")?;
-    if let Some(values) = args.get("stars") {
+    if args.contains("is-official") {
+        filters.is_official = Some(args.bool_or("is-official", false)?);
+    }
+    if args.contains("stars") {
+        let values = args.get("stars");
         let mut min = 0;
-        for value in values {
+        for value in &values {
             let stars = value.parse::<i64>().map_err(|e| {
                 ApiError::BadRequest(format!(
                     "invalid filter 'stars={value}': {}",
@@ -76,27 +73,6 @@ fn search_filters(text: &str) -> Result<SearchFilters, ApiError> {
         filters.min_stars = Some(min);
     }
     Ok(filters)
-}
-
-/// moby's `GetBoolOrDefault`: `1`/`true` or `0`/`false`; none, both or anything else is invalid.
-fn filter_bool(args: &BTreeMap<String, Vec<String>>, key: &str) -> Result<Option<bool>, ApiError> {
-    let Some(values) = args.get(key) else {
-        return Ok(None);
-    };
-    let is_true = values.iter().any(|v| v == "1" || v == "true");
-    let is_false = values.iter().any(|v| v == "0" || v == "false");
-    if is_true == is_false {
-        let listed: Vec<&str> = values.iter().map(String::as_str).collect();
-        let shown = if listed.is_empty() {
-            String::new()
-        } else {
-            format!("={}", listed.join(","))
-        };
-        return Err(ApiError::BadRequest(format!(
-            "invalid filter '{key}{shown}'"
-        )));
-    }
-    Ok(Some(is_true))
 }
 
 /// Go's `strconv.Atoi` error text for `text`.

@@ -2,7 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use hoist_engine::{HistoryEntry, ImageDetails, ImageSummary, Removal};
+use hoist_engine::{
+    HistoryEntry, ImageDetails, ImageSummary, ManifestKind, ManifestSummary, Platform, PruneReport,
+    PrunedItem, Removal,
+};
 use serde::Serialize;
 
 use crate::version::ApiVersion;
@@ -12,6 +15,8 @@ use crate::wire::time::rfc3339;
 const DESCRIPTOR_SINCE: &str = "1.48";
 /// The list's `VirtualSize` (always equal to `Size`) is gone from this version on.
 const NO_VIRTUAL_SIZE_SINCE: &str = "1.44";
+/// Before this version an image without names is listed as `<none>:<none>`.
+const EMPTY_NAMES_SINCE: &str = "1.43";
 
 /// An OCI descriptor. Keys sorted by name.
 #[derive(Debug, Serialize)]
@@ -42,17 +47,21 @@ fn descriptor_for(version: &ApiVersion, target: hoist_engine::Descriptor) -> Opt
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Summary {
-    /// hoist runs no containers: always -1, "not computed".
+    /// hoist runs no containers: -1 ("not computed") in the list, 0 in disk usage.
     pub containers: i64,
     pub created: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub descriptor: Option<Descriptor>,
     pub id: String,
-    pub labels: BTreeMap<String, String>,
+    /// null when the config has none.
+    pub labels: Option<BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manifests: Option<Vec<ManifestSummaryItem>>,
     pub parent_id: String,
-    pub repo_digests: Vec<String>,
-    pub repo_tags: Vec<String>,
-    /// Always -1, "not computed".
+    /// null only in disk usage, for an image without names.
+    pub repo_digests: Option<Vec<String>>,
+    pub repo_tags: Option<Vec<String>>,
+    /// -1 when not computed.
     pub shared_size: i64,
     pub size: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -60,19 +69,183 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// A row of the list: names never null, `<none>` placeholders before API 1.43.
     pub fn new(image: ImageSummary, version: &ApiVersion) -> Summary {
+        let mut tags = image.tags.clone();
+        let mut digests = image.digests.clone();
+        if !version.at_least(EMPTY_NAMES_SINCE) && tags.is_empty() && digests.is_empty() {
+            tags.push("<none>:<none>".into());
+            digests.push("<none>@<none>".into());
+        }
+        let descriptor = descriptor_for(version, image.target.clone());
+        Summary {
+            containers: -1,
+            descriptor,
+            repo_digests: Some(digests),
+            repo_tags: Some(tags),
+            ..Summary::common(image, version)
+        }
+    }
+
+    /// A row of `GET /system/df`: moby counts containers (0 here) of images it can show, and
+    /// leaves empty names null.
+    pub fn for_disk_usage(image: ImageSummary, version: &ApiVersion) -> Summary {
+        let non_empty = |names: &Vec<String>| (!names.is_empty()).then(|| names.clone());
+        Summary {
+            containers: if image.available { 0 } else { -1 },
+            descriptor: Some(Descriptor::from(image.target.clone())),
+            repo_digests: non_empty(&image.digests),
+            repo_tags: non_empty(&image.tags),
+            ..Summary::common(image, version)
+        }
+    }
+
+    fn common(image: ImageSummary, version: &ApiVersion) -> Summary {
         Summary {
             containers: -1,
             created: image.created,
-            descriptor: descriptor_for(version, image.target),
+            descriptor: None,
             id: image.id.to_string(),
             labels: image.labels,
+            // moby omits an empty list.
+            manifests: image
+                .manifests
+                .filter(|all| !all.is_empty())
+                .map(|all| all.into_iter().map(ManifestSummaryItem::from).collect()),
             parent_id: String::new(),
-            repo_digests: image.digests,
-            repo_tags: image.tags,
-            shared_size: -1,
+            repo_digests: None,
+            repo_tags: None,
+            shared_size: image.shared_size.map_or(-1, |s| s as i64),
             size: image.size,
             virtual_size: (!version.at_least(NO_VIRTUAL_SIZE_SINCE)).then_some(image.size),
+        }
+    }
+}
+
+/// An OCI descriptor as moby writes one from an index (`ocispec.Descriptor`), in its order.
+#[derive(Debug, Serialize)]
+pub struct FullDescriptor {
+    #[serde(rename = "mediaType")]
+    pub media_type: String,
+    pub digest: String,
+    pub size: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub platform: Option<Platform>,
+}
+
+/// moby's `image.ManifestSummary`, in its field order.
+#[derive(Debug, Serialize)]
+pub struct ManifestSummaryItem {
+    #[serde(rename = "ID")]
+    pub id: String,
+    #[serde(rename = "Descriptor")]
+    pub descriptor: FullDescriptor,
+    #[serde(rename = "Available")]
+    pub available: bool,
+    #[serde(rename = "Size")]
+    pub size: ManifestSize,
+    #[serde(rename = "Kind")]
+    pub kind: &'static str,
+    #[serde(rename = "ImageData", skip_serializing_if = "Option::is_none")]
+    pub image_data: Option<ImageProperties>,
+    #[serde(rename = "AttestationData", skip_serializing_if = "Option::is_none")]
+    pub attestation_data: Option<AttestationProperties>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ManifestSize {
+    pub content: u64,
+    pub total: u64,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ImageProperties {
+    pub platform: Platform,
+    pub size: UnpackedSize,
+    /// null: hoist runs no containers.
+    pub containers: Option<Vec<String>>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UnpackedSize {
+    pub unpacked: u64,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AttestationProperties {
+    pub r#for: String,
+}
+
+impl From<ManifestSummary> for ManifestSummaryItem {
+    fn from(m: ManifestSummary) -> ManifestSummaryItem {
+        let (kind, image_data, attestation_data) = match m.kind {
+            ManifestKind::Image(data) => (
+                "image",
+                Some(ImageProperties {
+                    platform: data.platform,
+                    size: UnpackedSize { unpacked: 0 },
+                    containers: None,
+                }),
+                None,
+            ),
+            ManifestKind::Attestation { of } => (
+                "attestation",
+                None,
+                Some(AttestationProperties {
+                    r#for: of.to_string(),
+                }),
+            ),
+            ManifestKind::Unknown => ("unknown", None, None),
+        };
+        ManifestSummaryItem {
+            id: m.descriptor.digest.to_string(),
+            descriptor: FullDescriptor {
+                media_type: m.descriptor.media_type,
+                digest: m.descriptor.digest.to_string(),
+                size: m.descriptor.size,
+                annotations: m.annotations,
+                platform: m.platform,
+            },
+            available: m.available,
+            // No unpacked snapshots: the total is the content.
+            size: ManifestSize {
+                content: m.content_size,
+                total: m.content_size,
+            },
+            kind,
+            image_data,
+            attestation_data,
+        }
+    }
+}
+
+/// `POST /images/prune` (moby's `image.PruneReport`): `ImagesDeleted` null when nothing went.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PruneAnswer {
+    pub images_deleted: Option<Vec<DeleteItem>>,
+    pub space_reclaimed: u64,
+}
+
+impl From<PruneReport> for PruneAnswer {
+    fn from(report: PruneReport) -> PruneAnswer {
+        let items: Vec<DeleteItem> = report
+            .items
+            .into_iter()
+            .map(|item| match item {
+                PrunedItem::Untagged(name) => DeleteItem::Untagged(name),
+                PrunedItem::Deleted(digest) => DeleteItem::Deleted(digest),
+            })
+            .collect();
+        PruneAnswer {
+            images_deleted: (!items.is_empty()).then_some(items),
+            space_reclaimed: report.space_reclaimed,
         }
     }
 }
@@ -92,6 +265,9 @@ pub struct Inspect {
     pub docker_version: String,
     pub graph_driver: GraphDriver,
     pub id: String,
+    /// With `manifests=1` (API 1.48 on): every manifest of the image.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manifests: Option<Vec<ManifestSummaryItem>>,
     pub metadata: Metadata,
     pub os: String,
     #[serde(skip_serializing_if = "String::is_empty")]
@@ -144,6 +320,7 @@ impl Inspect {
                 name: "hoist".into(),
             },
             id: image.id.to_string(),
+            manifests: None,
             metadata: Metadata {
                 last_tag_time: image.last_tag_time.map(rfc3339),
             },
@@ -238,8 +415,14 @@ mod tests {
                 digests: Vec::new(),
                 created: 1,
                 size: 2,
-                labels: BTreeMap::from([("b".into(), "1".into()), ("a".into(), "2".into())]),
+                labels: Some(BTreeMap::from([
+                    ("b".into(), "1".into()),
+                    ("a".into(), "2".into()),
+                ])),
                 target: target(),
+                shared_size: None,
+                manifests: None,
+                available: true,
             },
             &ApiVersion::parse(version),
         )

@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod distribution;
+pub mod disk_usage;
 pub mod images;
 pub mod search;
 pub mod system;

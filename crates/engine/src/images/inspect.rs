@@ -100,3 +100,19 @@ impl Engine {
         })
     }
 }
+
+impl Engine {
+    /// The manifests of the image `name` names, for `GET /images/{name}/json?manifests=1`.
+    pub async fn image_manifests(
+        &self,
+        name: &str,
+    ) -> Result<Vec<super::ManifestSummary>, EngineError> {
+        let engine = self.clone();
+        let name = name.to_owned();
+        self.blocking(move || {
+            let (view, _) = names::resolve(&engine.store, &name)?;
+            Ok(super::manifests::summarize(&engine.store, &view.target)?.manifests)
+        })
+        .await
+    }
+}

@@ -1,133 +1,165 @@
-//! `GET /images/json`: the local image list and its filters.
+//! `GET /images/json`: the local image list, as moby's containerd store builds it: records are
+//! filtered one by one, then grouped by target; an image shows the tags that passed and one
+//! digest reference, that of the last passing record in name order.
 
-use std::collections::BTreeMap;
-use std::time::SystemTime;
+use std::collections::{BTreeMap, HashMap};
 
 use hoist_reference::{Digest, Reference};
-use hoist_store::Descriptor;
+use hoist_store::{Descriptor, ImageRecord};
 
+use super::filter::{ListFilters, RecordFilter};
+use super::manifests::{ContentSummary, ManifestSummary, summarize};
 use super::parse_rfc3339;
 use crate::image_content::{PlatformImage, describe_target};
-use crate::names;
+use crate::names::{self, RecordName};
 use crate::{Engine, EngineError};
 
 /// One image of the local list.
 #[derive(Debug)]
 pub struct ImageSummary {
     pub id: Digest,
-    /// Familiar tag references (`foo:latest`); with a reference filter, only those it matched.
+    /// Familiar tag references (`foo:latest`) of the records that passed the filters.
     pub tags: Vec<String>,
-    /// Familiar digest references (`foo@sha256:…`).
+    /// One familiar digest reference (`foo@sha256:…`); none for a dangling image; the bare ID
+    /// when no platform of the image is available locally.
     pub digests: Vec<String>,
-    /// Seconds since the Unix epoch: the config's `created`, else when the image was stored.
+    /// Seconds since the Unix epoch of the config's `created`; 0 when it has none.
     pub created: i64,
-    /// Bytes of content of the platform shown (the target alone when none is stored).
+    /// Bytes of content of every manifest of the image.
     pub size: u64,
-    pub labels: BTreeMap<String, String>,
+    /// The config's labels; None when it has none.
+    pub labels: Option<BTreeMap<String, String>>,
     pub target: Descriptor,
+    /// Bytes of this image's blobs that other listed images use too, when asked for.
+    pub shared_size: Option<u64>,
+    /// The image's manifests, when asked for.
+    pub manifests: Option<Vec<ManifestSummary>>,
+    /// Whether a platform of the image is available locally (moby counts containers only then).
+    pub available: bool,
 }
 
-/// Filters of `GET /images/json` that hoist understands.
+/// What `GET /images/json` asks for besides the filters.
 #[derive(Debug, Default)]
-pub struct ListFilters {
-    pub dangling: Option<bool>,
-    /// Globs matched as `reference.FamiliarMatch` does.
-    pub reference: Vec<String>,
-    /// `key` or `key=value`.
-    pub label: Vec<String>,
+pub struct ListOptions {
+    pub filters: ListFilters,
+    /// Compute `shared_size`.
+    pub shared_size: bool,
+    /// Describe every manifest.
+    pub manifests: bool,
 }
 
 impl Engine {
     pub async fn list_images(
         &self,
-        filters: ListFilters,
+        options: ListOptions,
     ) -> Result<Vec<ImageSummary>, EngineError> {
         let engine = self.clone();
-        self.blocking(move || engine.list_images_blocking(&filters))
+        self.blocking(move || engine.list_images_blocking(&options))
             .await
     }
 
-    fn list_images_blocking(
+    pub(crate) fn list_images_blocking(
         &self,
-        filters: &ListFilters,
+        options: &ListOptions,
     ) -> Result<Vec<ImageSummary>, EngineError> {
-        let mut out = Vec::new();
-        for view in names::all_images(&self.store) {
-            if let Some(dangling) = filters.dangling
-                && view.is_dangling() != dangling
-            {
+        let mut filter = RecordFilter::new(&self.store, &self.host_platform, &options.filters)?;
+        // The record each image is shown through, and the tags that passed, by image ID.
+        let mut shown: BTreeMap<Digest, ImageRecord> = BTreeMap::new();
+        let mut tags: HashMap<Digest, Vec<Reference>> = HashMap::new();
+        for record in self.store.images() {
+            if !filter.passes(&record)? {
                 continue;
             }
-            let mut tags: Vec<&Reference> = view.tags.iter().collect();
-            if !filters.reference.is_empty() {
-                tags.retain(|t| filters.reference.iter().any(|p| familiar_match(p, t)));
-                let digest_match = view
-                    .digests
-                    .iter()
-                    .any(|d| filters.reference.iter().any(|p| familiar_match(p, d)));
-                if tags.is_empty() && !digest_match {
-                    continue;
+            let id = record.target.digest.clone();
+            match names::classify(&record.name) {
+                RecordName::Dangling => {
+                    shown.entry(id).or_insert(record);
+                }
+                name => {
+                    if let RecordName::Tag(tag) = name {
+                        tags.entry(id.clone()).or_default().push(tag);
+                    }
+                    shown.insert(id, record);
                 }
             }
-            let described = describe_target(&self.store, &view.target, &self.host_platform)?;
-            let labels = described.as_ref().map(labels_of).unwrap_or_default();
-            if !filters.label.iter().all(|f| label_matches(f, &labels)) {
-                continue;
+        }
+
+        let mut out = Vec::with_capacity(shown.len());
+        let mut contents = Vec::with_capacity(shown.len());
+        for (id, record) in shown {
+            let content = summarize(&self.store, &record.target)?;
+            let tags = tags.remove(&id).unwrap_or_default();
+            out.push(self.summary(id, &record, tags, &content, options.manifests)?);
+            contents.push(content);
+        }
+        if options.shared_size {
+            for (image, size) in out.iter_mut().zip(shared_sizes(&contents)) {
+                image.shared_size = Some(size);
             }
-            out.push(ImageSummary {
-                id: view.id().clone(),
-                tags: tags.iter().map(|t| t.familiar_string()).collect(),
-                digests: view
-                    .digests
-                    .iter()
-                    .map(Reference::familiar_string)
-                    .collect(),
-                created: described
-                    .as_ref()
-                    .and_then(created_unix)
-                    .unwrap_or_else(|| unix(view.created_at)),
-                size: described
-                    .as_ref()
-                    .map(PlatformImage::content_size)
-                    .unwrap_or(view.target.size),
-                labels,
-                target: view.target.clone(),
-            });
         }
         // Newest first, as `docker images` lists them.
         out.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| a.id.cmp(&b.id)));
         Ok(out)
     }
+
+    fn summary(
+        &self,
+        id: Digest,
+        record: &ImageRecord,
+        tags: Vec<Reference>,
+        content: &ContentSummary,
+        with_manifests: bool,
+    ) -> Result<ImageSummary, EngineError> {
+        let described = describe_target(&self.store, &record.target, &self.host_platform)?;
+        let digests = match (&described, names::classify(&record.name)) {
+            (None, _) => vec![id.to_string()],
+            (Some(_), RecordName::Tag(r) | RecordName::Digest(r)) => {
+                vec![r.name_only().with_digest(id.clone()).familiar_string()]
+            }
+            (Some(_), RecordName::Dangling | RecordName::Other) => Vec::new(),
+        };
+        Ok(ImageSummary {
+            tags: tags.iter().map(Reference::familiar_string).collect(),
+            digests,
+            created: described.as_ref().and_then(created_unix).unwrap_or(0),
+            size: content.total_size(),
+            labels: described.as_ref().and_then(labels_of),
+            target: record.target.clone(),
+            shared_size: None,
+            manifests: with_manifests.then(|| content.manifests.clone()),
+            available: described.is_some(),
+            id,
+        })
+    }
 }
 
-fn labels_of(image: &PlatformImage) -> BTreeMap<String, String> {
+/// moby's `SharedSize` for content: per image, the bytes of its blobs that at least one other
+/// of the images also has.
+fn shared_sizes(contents: &[ContentSummary]) -> Vec<u64> {
+    let mut users: HashMap<&Digest, usize> = HashMap::new();
+    for content in contents {
+        for blob in &content.blobs {
+            *users.entry(&blob.digest).or_default() += 1;
+        }
+    }
+    contents
+        .iter()
+        .map(|content| {
+            content
+                .blobs
+                .iter()
+                .filter(|b| users.get(&b.digest).is_some_and(|n| *n > 1))
+                .map(|b| b.size)
+                .sum()
+        })
+        .collect()
+}
+
+fn labels_of(image: &PlatformImage) -> Option<BTreeMap<String, String>> {
     image
         .config
         .pointer("/config/Labels")
         .and_then(|v| serde_json::from_value(v.clone()).ok())
-        .unwrap_or_default()
-}
-
-fn label_matches(filter: &str, labels: &BTreeMap<String, String>) -> bool {
-    match filter.split_once('=') {
-        Some((k, v)) => labels.get(k).is_some_and(|have| have == v),
-        None => labels.contains_key(filter),
-    }
-}
-
-/// distribution/reference's `FamiliarMatch`: the glob against the familiar string, then against
-/// the familiar name. Globs follow Go's `path.Match` (`*` stops at `/`).
-fn familiar_match(pattern: &str, reference: &Reference) -> bool {
-    let Ok(glob) = glob::Pattern::new(pattern) else {
-        return false;
-    };
-    let opts = glob::MatchOptions {
-        case_sensitive: true,
-        require_literal_separator: true,
-        require_literal_leading_dot: false,
-    };
-    glob.matches_with(&reference.familiar_string(), opts)
-        || glob.matches_with(&reference.familiar_name(), opts)
 }
 
 fn created_unix(image: &PlatformImage) -> Option<i64> {
@@ -136,26 +168,4 @@ fn created_unix(image: &PlatformImage) -> Option<i64> {
         .get("created")
         .and_then(serde_json::Value::as_str)
         .and_then(parse_rfc3339)
-}
-
-fn unix(t: SystemTime) -> i64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn familiar_match_follows_path_match() {
-        let r = Reference::parse_normalized("foo:1").unwrap();
-        assert!(familiar_match("foo", &r));
-        assert!(familiar_match("foo:*", &r));
-        assert!(familiar_match("f*", &r));
-        let r = Reference::parse_normalized("localhost:5000/team/app:2").unwrap();
-        assert!(!familiar_match("localhost:5000/*", &r));
-        assert!(familiar_match("localhost:5000/*/*", &r));
-    }
 }
