@@ -26,6 +26,10 @@ pub struct Settings {
     pub tlskey: PathBuf,
     /// The data root and everything the engine and its registry client are opened with.
     pub engine: EngineConfig,
+    /// The oldest API version served: `DOCKER_MIN_API_VERSION`, else hoist-api's default.
+    pub min_api_version: String,
+    /// `--label` / `labels`: shown by `/info`, without duplicates.
+    pub labels: Vec<String>,
     /// Unknown keys of the config file, for a warning once logging is up.
     pub unknown_keys: Vec<String>,
 }
@@ -49,6 +53,7 @@ struct FileConfig {
     registry_mirrors: Option<Vec<String>>,
     max_concurrent_uploads: Option<usize>,
     max_concurrent_downloads: Option<usize>,
+    labels: Option<Vec<String>>,
     insecure_loopback: Option<bool>,
     certs_dir: Option<PathBuf>,
     /// Seconds.
@@ -168,7 +173,19 @@ impl Settings {
             cli.max_concurrent_downloads,
             file.max_concurrent_downloads,
         );
+        let labels = merge.pick("labels", repeated(cli.labels), file.labels);
         merge.finish(config_path)?;
+        let labels = labels.unwrap_or_default();
+        for label in &labels {
+            check_label(label).map_err(|e| {
+                anyhow::anyhow!(
+                    "unable to configure the daemon with file {}: merged configuration validation from file and command line flags failed: {e}",
+                    config_path.display()
+                )
+            })?;
+        }
+        let labels = conflict_free_labels(labels)?;
+        let min_api_version = min_api_version_from_env()?;
 
         let debug = debug.unwrap_or(false);
         let log_level = log_level.unwrap_or_else(|| if debug { "debug" } else { "info" }.into());
@@ -221,6 +238,8 @@ impl Settings {
             tlscert: tlscert.unwrap_or_else(|| cert_dir.join("cert.pem")),
             tlskey: tlskey.unwrap_or_else(|| cert_dir.join("key.pem")),
             engine,
+            min_api_version,
+            labels,
             unknown_keys: file.unknown.into_keys().collect(),
         })
     }
@@ -228,6 +247,58 @@ impl Settings {
     /// TLS is on when asked for, or implied by --tlsverify.
     pub fn tls_enabled(&self) -> bool {
         self.tlsverify || self.tls == Some(true)
+    }
+}
+
+/// dockerd's `opts.ValidateLabel`: `key=value`, outside the namespaces Docker reserves.
+pub fn check_label(label: &str) -> Result<String, String> {
+    if !label.contains('=') {
+        return Err(format!("bad attribute format: {label}"));
+    }
+    let lowered = label.to_lowercase();
+    if ["com.docker.", "io.docker.", "org.dockerproject."]
+        .iter()
+        .any(|reserved| lowered.starts_with(reserved))
+    {
+        return Err(format!(
+            "label {label} is not allowed: the namespaces com.docker.*, io.docker.*, and org.dockerproject.* are reserved for internal use"
+        ));
+    }
+    Ok(label.to_owned())
+}
+
+/// dockerd's `GetConflictFreeLabels`: one key with two values is an error; a label given twice
+/// is kept once.
+fn conflict_free_labels(labels: Vec<String>) -> anyhow::Result<Vec<String>> {
+    let mut seen: Vec<(&str, &str)> = Vec::new();
+    let mut kept = Vec::new();
+    for label in &labels {
+        let Some((key, value)) = label.split_once('=') else {
+            continue;
+        };
+        match seen.iter().find(|(k, _)| *k == key) {
+            Some((_, existing)) if *existing != value => {
+                bail!("conflict labels for {key}={value} and {key}={existing}")
+            }
+            Some(_) => {}
+            None => {
+                seen.push((key, value));
+                kept.push(label.clone());
+            }
+        }
+    }
+    Ok(kept)
+}
+
+/// `DOCKER_MIN_API_VERSION`, checked as dockerd checks it; unset or empty means the default.
+fn min_api_version_from_env() -> anyhow::Result<String> {
+    match std::env::var("DOCKER_MIN_API_VERSION") {
+        Ok(text) if !text.is_empty() => {
+            hoist_api::check_min_api_version(&text)
+                .map_err(|e| anyhow::anyhow!("invalid DOCKER_MIN_API_VERSION: {e}"))?;
+            Ok(text)
+        }
+        _ => Ok(hoist_api::MIN_API_VERSION.to_owned()),
     }
 }
 
