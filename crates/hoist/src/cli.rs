@@ -68,7 +68,7 @@ pub struct Cli {
     pub max_concurrent_uploads: Option<usize>,
 
     /// Set key=value labels to the daemon (repeatable)
-    #[arg(long = "label", value_name = "LABEL", value_parser = crate::config::check_label)]
+    #[arg(long = "label", value_name = "LABEL", value_parser = crate::labels::check)]
     pub labels: Vec<String>,
 
     /// Maximum concurrent blob downloads, daemon-wide

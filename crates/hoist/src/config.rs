@@ -11,6 +11,7 @@ use hoist_engine::EngineConfig;
 use serde::Deserialize;
 
 use crate::cli::Cli;
+use crate::labels;
 
 #[derive(Debug)]
 pub struct Settings {
@@ -177,14 +178,14 @@ impl Settings {
         merge.finish(config_path)?;
         let labels = labels.unwrap_or_default();
         for label in &labels {
-            check_label(label).map_err(|e| {
+            labels::check(label).map_err(|e| {
                 anyhow::anyhow!(
                     "unable to configure the daemon with file {}: merged configuration validation from file and command line flags failed: {e}",
                     config_path.display()
                 )
             })?;
         }
-        let labels = conflict_free_labels(labels)?;
+        let labels = labels::conflict_free(labels)?;
         let min_api_version = min_api_version_from_env()?;
 
         let debug = debug.unwrap_or(false);
@@ -248,46 +249,6 @@ impl Settings {
     pub fn tls_enabled(&self) -> bool {
         self.tlsverify || self.tls == Some(true)
     }
-}
-
-/// dockerd's `opts.ValidateLabel`: `key=value`, outside the namespaces Docker reserves.
-pub fn check_label(label: &str) -> Result<String, String> {
-    if !label.contains('=') {
-        return Err(format!("bad attribute format: {label}"));
-    }
-    let lowered = label.to_lowercase();
-    if ["com.docker.", "io.docker.", "org.dockerproject."]
-        .iter()
-        .any(|reserved| lowered.starts_with(reserved))
-    {
-        return Err(format!(
-            "label {label} is not allowed: the namespaces com.docker.*, io.docker.*, and org.dockerproject.* are reserved for internal use"
-        ));
-    }
-    Ok(label.to_owned())
-}
-
-/// dockerd's `GetConflictFreeLabels`: one key with two values is an error; a label given twice
-/// is kept once.
-fn conflict_free_labels(labels: Vec<String>) -> anyhow::Result<Vec<String>> {
-    let mut seen: Vec<(&str, &str)> = Vec::new();
-    let mut kept = Vec::new();
-    for label in &labels {
-        let Some((key, value)) = label.split_once('=') else {
-            continue;
-        };
-        match seen.iter().find(|(k, _)| *k == key) {
-            Some((_, existing)) if *existing != value => {
-                bail!("conflict labels for {key}={value} and {key}={existing}")
-            }
-            Some(_) => {}
-            None => {
-                seen.push((key, value));
-                kept.push(label.clone());
-            }
-        }
-    }
-    Ok(kept)
 }
 
 /// `DOCKER_MIN_API_VERSION`, checked as dockerd checks it; unset or empty means the default.

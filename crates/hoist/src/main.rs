@@ -2,6 +2,7 @@
 
 mod cli;
 mod config;
+mod labels;
 mod listen;
 mod tls;
 
