@@ -5,8 +5,10 @@
 mod foundation_support;
 
 use foundation_support::*;
+use hoist_testkit::archive::{ArchiveBuilder, ArchiveFormat};
 use hoist_testkit::docker::DockerCli;
 use hoist_testkit::hoistd::{Hoistd, HoistdOptions};
+use hoist_testkit::image::{Flavor, ImageBuilder};
 
 fn with_min_api(version: &str) -> HoistdOptions {
     HoistdOptions {
@@ -37,6 +39,27 @@ fn min_api_version_serves_older_clients_and_shows_in_version() {
     assert_eq!(old["ExecutionDriver"], "<not supported>");
     let new = daemon.request("GET", "/v1.25/info", &[], b"").json();
     assert!(new.get("ExecutionDriver").is_none(), "{new}");
+
+    // An image without names, as clients before 1.43 were shown it.
+    let image = ImageBuilder::new(Flavor::Oci).build();
+    let archive = ArchiveBuilder::new(ArchiveFormat::Oci)
+        .image(&image, &[])
+        .to_raw()
+        .to_bytes();
+    let loaded = daemon.request(
+        "POST",
+        "/v1.22/images/load?quiet=1",
+        &[("Content-Type", "application/x-tar")],
+        &archive,
+    );
+    assert_eq!(loaded.status, 200, "{}", loaded.text());
+    let old = daemon.request("GET", "/v1.22/images/json", &[], b"").json();
+    assert_eq!(old[0]["Id"], image.digest());
+    assert_eq!(old[0]["RepoTags"], serde_json::json!(["<none>:<none>"]));
+    assert_eq!(old[0]["RepoDigests"], serde_json::json!(["<none>@<none>"]));
+    assert_eq!(old[0]["VirtualSize"], old[0]["Size"]);
+    let new = daemon.request("GET", "/v1.43/images/json", &[], b"").json();
+    assert_eq!(new[0]["RepoTags"], serde_json::json!([]));
 
     // The default stays 1.24; the docker CLI reads it from /version.
     let daemon = start_daemon();

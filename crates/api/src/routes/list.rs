@@ -29,7 +29,7 @@ pub async fn list(
     let images = state.engine.list_images(filters).await?;
     let rows: Vec<Summary> = images
         .into_iter()
-        .map(|image| Summary::new(image, &version))
+        .map(|image| Summary::new(image, &version).with_placeholder_names(&version))
         .collect();
     Ok(Json(rows).into_response())
 }

@@ -77,6 +77,23 @@ impl Summary {
     }
 }
 
+/// Before API 1.43 moby listed an image without names as `<none>:<none>` and `<none>@<none>`.
+const PLACEHOLDER_NAMES_UNTIL: &str = "1.43";
+
+impl Summary {
+    /// The names clients of `version` expect for an image that has none.
+    pub fn with_placeholder_names(mut self, version: &ApiVersion) -> Summary {
+        if !version.at_least(PLACEHOLDER_NAMES_UNTIL)
+            && self.repo_tags.is_empty()
+            && self.repo_digests.is_empty()
+        {
+            self.repo_tags = vec!["<none>:<none>".to_owned()];
+            self.repo_digests = vec!["<none>@<none>".to_owned()];
+        }
+        self
+    }
+}
+
 /// `GET /images/{name}/json` (moby's `image.InspectResponse`). Keys sorted by name.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
