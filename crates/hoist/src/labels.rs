@@ -41,3 +41,31 @@ pub fn conflict_free(labels: Vec<String>) -> anyhow::Result<Vec<String>> {
     }
     Ok(kept)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_checked_as_dockerd_checks_them() {
+        assert_eq!(check("a=b"), Ok("a=b".to_owned()));
+        assert_eq!(check("a="), Ok("a=".to_owned()));
+        assert_eq!(check("a").unwrap_err(), "bad attribute format: a");
+        assert!(check("IO.Docker.x=1").unwrap_err().contains("reserved"));
+    }
+
+    #[test]
+    fn one_key_with_two_values_conflicts() {
+        let labels = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            conflict_free(labels(&["a=1", "b=2", "a=1"])).unwrap(),
+            labels(&["a=1", "b=2"])
+        );
+        assert_eq!(
+            conflict_free(labels(&["a=1", "a=2"]))
+                .unwrap_err()
+                .to_string(),
+            "conflict labels for a=2 and a=1"
+        );
+    }
+}
