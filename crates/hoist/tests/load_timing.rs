@@ -260,3 +260,47 @@ fn url_escape(text: &str) -> String {
         })
         .collect()
 }
+
+/// A docker-archive carries no index: the platform of its image is its config's.
+#[test]
+fn docker_load_platform_of_a_docker_archive_checks_the_configs_platform() {
+    let daemon = start_daemon();
+    let docker = DockerCli::new(&daemon.socket());
+    let scratch = Scratch::new();
+    let repo = unique_repo("legacy");
+    let image = ImageBuilder::new(Flavor::Docker)
+        .layer(LayerSpec::single(32 << 10))
+        .build();
+    let archive = scratch.archive(
+        "legacy.tar",
+        &ArchiveBuilder::new(ArchiveFormat::DockerLegacy).image(&image, &[&format!("{repo}:1")]),
+    );
+    let path = archive.to_str().expect("utf-8 path");
+
+    let out = docker.run(&["load", "--platform", "linux/arm64", "-i", path]);
+    assert!(!out.success(), "{out}");
+    assert!(
+        out.stderr.contains(&format!(
+            "image {repo}:1 was loaded, but doesn't provide the requested platform (linux/arm64)"
+        )),
+        "{out}"
+    );
+    assert!(
+        !docker
+            .run(&["image", "inspect", &format!("{repo}:1")])
+            .success()
+    );
+    let stored = stored_blobs(&daemon.data_root());
+    for blob in image.blobs() {
+        assert!(!stored.contains_key(blob.hex()), "{} kept", blob.digest);
+    }
+
+    let out = docker.run(&["load", "--platform", "linux/amd64", "-i", path]);
+    out.assert_success("docker load --platform linux/amd64");
+    assert_eq!(out.stdout, format!("Loaded image: {repo}:1\n"));
+    let inspected = inspect(&docker, &format!("{repo}:1"));
+    assert_eq!(
+        inspected["RootFS"]["Layers"],
+        serde_json::json!(image.diff_ids())
+    );
+}
