@@ -60,6 +60,15 @@ fn min_api_version_serves_older_clients_and_shows_in_version() {
     assert_eq!(old[0]["VirtualSize"], old[0]["Size"]);
     let new = daemon.request("GET", "/v1.43/images/json", &[], b"").json();
     assert_eq!(new[0]["RepoTags"], serde_json::json!([]));
+    let path = format!("/images/{}/json", image.digest());
+    let old = daemon
+        .request("GET", &format!("/v1.22{path}"), &[], b"")
+        .json();
+    assert_eq!(old["VirtualSize"], old["Size"]);
+    let new = daemon
+        .request("GET", &format!("/v1.44{path}"), &[], b"")
+        .json();
+    assert!(new.get("VirtualSize").is_none(), "{new}");
 
     // The default stays 1.24; the docker CLI reads it from /version.
     let daemon = start_daemon();
