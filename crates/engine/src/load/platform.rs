@@ -135,7 +135,9 @@ impl Walk<'_> {
             )));
         }
         if media::is_index(&desc.media_type) {
-            self.selection.indexes.push(desc.digest.clone());
+            if !self.selection.indexes.contains(&desc.digest) {
+                self.selection.indexes.push(desc.digest.clone());
+            }
             let bytes = store.read_blob(&desc.digest, MAX_MANIFEST_BYTES)?;
             let index = parse_manifest(&desc.digest, &bytes)?;
             for child in &index.manifests {
