@@ -19,7 +19,7 @@ use axum::routing::{get, post};
 
 pub use error::ApiError;
 pub use state::{AppState, ServerInfo};
-pub use version::{MAX_API_VERSION, MIN_API_VERSION};
+pub use version::{MAX_API_VERSION, MIN_API_VERSION, check_min_api_version};
 
 /// The whole API as one service. The version layer runs before routing, so routes are written
 /// without the `/v1.NN` prefix.

@@ -8,6 +8,11 @@ pub struct ServerInfo {
     pub version: String,
     pub git_commit: String,
     pub debug: bool,
+    /// The oldest API version served (`DOCKER_MIN_API_VERSION`, checked by
+    /// [`crate::check_min_api_version`]).
+    pub min_api_version: String,
+    /// The daemon's labels (`--label`, daemon.json `labels`), shown by `/info`.
+    pub labels: Vec<String>,
 }
 
 #[derive(Clone)]

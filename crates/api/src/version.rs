@@ -65,7 +65,36 @@ impl fmt::Display for ApiVersion {
 }
 
 pub const MAX_API_VERSION: &str = "1.50";
+/// The oldest version served unless `DOCKER_MIN_API_VERSION` says otherwise.
 pub const MIN_API_VERSION: &str = "1.24";
+/// The oldest version `DOCKER_MIN_API_VERSION` may name. moby 26 raised it to 1.24; hoist keeps
+/// dockerd 25's floor so that clients of the older API (skopeo's `docker-daemon:` speaks 1.22)
+/// can still be served.
+pub const LOWEST_MIN_API_VERSION: &str = "1.12";
+
+/// dockerd's check of a `DOCKER_MIN_API_VERSION` value, with its messages; the version must be
+/// within `LOWEST_MIN_API_VERSION..=MAX_API_VERSION`. Non-numeric parts compare as 0, as in
+/// moby, so a value that is not a version is too old.
+pub fn check_min_api_version(text: &str) -> Result<(), String> {
+    if text.is_empty() {
+        return Err("value is empty".into());
+    }
+    if text.starts_with(['v', 'V']) {
+        return Err(r#"API version must be provided without "v" prefix"#.into());
+    }
+    let version = ApiVersion::parse(text);
+    if version < ApiVersion::parse(LOWEST_MIN_API_VERSION) {
+        return Err(format!(
+            "minimum supported API version is {LOWEST_MIN_API_VERSION}: {text}"
+        ));
+    }
+    if version > ApiVersion::parse(MAX_API_VERSION) {
+        return Err(format!(
+            "maximum supported API version is {MAX_API_VERSION}: {text}"
+        ));
+    }
+    Ok(())
+}
 
 /// Splits `/v1.50/images/json` into the version and the route path, as moby's
 /// `/v{version:[0-9.]+}` matcher does.
@@ -87,8 +116,9 @@ pub async fn version_layer(
     let mut version = ApiVersion::parse(MAX_API_VERSION);
     if let Some((text, tail)) = split_version(req.uri().path()) {
         let requested = ApiVersion::parse(text);
-        if requested < ApiVersion::parse(MIN_API_VERSION) {
-            return stamp(&state, too_old(text));
+        let min = &state.server.min_api_version;
+        if requested < ApiVersion::parse(min) {
+            return stamp(&state, too_old(text, min));
         }
         if requested > ApiVersion::parse(MAX_API_VERSION) {
             return stamp(&state, ApiError::BadRequest(format!(
@@ -129,9 +159,9 @@ pub async fn version_layer(
 
 /// moby answers clients older than it supports in plain text (`http.Error`), not JSON: they
 /// predate JSON errors and would print the JSON raw.
-fn too_old(version: &str) -> Response {
+fn too_old(version: &str, min: &str) -> Response {
     let message = format!(
-        "client version {version} is too old. Minimum supported API version is {MIN_API_VERSION}, please upgrade your client to a newer version\n"
+        "client version {version} is too old. Minimum supported API version is {min}, please upgrade your client to a newer version\n"
     );
     let mut response = (StatusCode::BAD_REQUEST, message).into_response();
     let headers = response.headers_mut();
@@ -173,6 +203,22 @@ mod tests {
         assert_eq!(ApiVersion::parse("1.50").to_string(), "1.50");
         assert!(ApiVersion::parse("1.99999999999999999999") > ApiVersion::parse(MAX_API_VERSION));
         assert_eq!(ApiVersion::parse("1.x"), ApiVersion::parse("1.0"));
+    }
+
+    #[test]
+    fn min_api_version_is_checked_as_dockerd_checks_it() {
+        for ok in ["1.12", "1.22", "1.24", "1.40", "1.50"] {
+            assert_eq!(check_min_api_version(ok), Ok(()), "{ok}");
+        }
+        let err = |text| check_min_api_version(text).unwrap_err();
+        assert_eq!(err("1.11"), "minimum supported API version is 1.12: 1.11");
+        assert_eq!(err("abc"), "minimum supported API version is 1.12: abc");
+        assert_eq!(err("1.51"), "maximum supported API version is 1.50: 1.51");
+        assert_eq!(
+            err("v1.22"),
+            r#"API version must be provided without "v" prefix"#
+        );
+        assert_eq!(err(""), "value is empty");
     }
 
     #[test]

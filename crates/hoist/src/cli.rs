@@ -67,6 +67,10 @@ pub struct Cli {
     #[arg(long = "max-concurrent-uploads", value_name = "N")]
     pub max_concurrent_uploads: Option<usize>,
 
+    /// Set key=value labels to the daemon (repeatable)
+    #[arg(long = "label", value_name = "LABEL", value_parser = crate::labels::check)]
+    pub labels: Vec<String>,
+
     /// Maximum concurrent blob downloads, daemon-wide
     #[arg(long = "max-concurrent-downloads", value_name = "N")]
     pub max_concurrent_downloads: Option<usize>,

@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use crate::cli::Cli;
 use crate::listen::Limits;
+use crate::labels;
 
 #[derive(Debug)]
 pub struct Settings {
@@ -29,6 +30,10 @@ pub struct Settings {
     pub engine: EngineConfig,
     /// Bounds of the API listeners.
     pub limits: Limits,
+    /// The oldest API version served: `DOCKER_MIN_API_VERSION`, else hoist-api's default.
+    pub min_api_version: String,
+    /// `--label` / `labels`: shown by `/info`, without duplicates.
+    pub labels: Vec<String>,
     /// Unknown keys of the config file, for a warning once logging is up.
     pub unknown_keys: Vec<String>,
 }
@@ -52,6 +57,7 @@ struct FileConfig {
     registry_mirrors: Option<Vec<String>>,
     max_concurrent_uploads: Option<usize>,
     max_concurrent_downloads: Option<usize>,
+    labels: Option<Vec<String>>,
     insecure_loopback: Option<bool>,
     certs_dir: Option<PathBuf>,
     /// Seconds.
@@ -210,7 +216,19 @@ impl Settings {
             cli.max_concurrent_downloads,
             file.max_concurrent_downloads,
         );
+        let labels = merge.pick("labels", repeated(cli.labels), file.labels);
         merge.finish(config_path)?;
+        let labels = labels.unwrap_or_default();
+        for label in &labels {
+            labels::check(label).map_err(|e| {
+                anyhow::anyhow!(
+                    "unable to configure the daemon with file {}: merged configuration validation from file and command line flags failed: {e}",
+                    config_path.display()
+                )
+            })?;
+        }
+        let labels = labels::conflict_free(labels)?;
+        let min_api_version = min_api_version_from_env()?;
 
         let debug = debug.unwrap_or(false);
         let log_level = log_level.unwrap_or_else(|| if debug { "debug" } else { "info" }.into());
@@ -270,6 +288,8 @@ impl Settings {
             tlskey: tlskey.unwrap_or_else(|| cert_dir.join("key.pem")),
             engine,
             limits,
+            min_api_version,
+            labels,
             unknown_keys: file.unknown.into_keys().collect(),
         })
     }
@@ -277,6 +297,18 @@ impl Settings {
     /// TLS is on when asked for, or implied by --tlsverify.
     pub fn tls_enabled(&self) -> bool {
         self.tlsverify || self.tls == Some(true)
+    }
+}
+
+/// `DOCKER_MIN_API_VERSION`, checked as dockerd checks it; unset or empty means the default.
+fn min_api_version_from_env() -> anyhow::Result<String> {
+    match std::env::var("DOCKER_MIN_API_VERSION") {
+        Ok(text) if !text.is_empty() => {
+            hoist_api::check_min_api_version(&text)
+                .map_err(|e| anyhow::anyhow!("invalid DOCKER_MIN_API_VERSION: {e}"))?;
+            Ok(text)
+        }
+        _ => Ok(hoist_api::MIN_API_VERSION.to_owned()),
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod cli;
 mod config;
+mod labels;
 mod listen;
 mod tls;
 
@@ -91,6 +92,8 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
             version: VERSION.to_owned(),
             git_commit: option_env!("HOIST_GIT_COMMIT").unwrap_or("").to_owned(),
             debug: settings.debug,
+            min_api_version: settings.min_api_version.clone(),
+            labels: settings.labels.clone(),
         },
     });
     let shutdown = CancellationToken::new();

@@ -1,13 +1,14 @@
 //! `/_ping`, `/version`, `/info`.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use hoist_engine::kernel_version;
 
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::version::ApiVersion;
 use crate::wire::system::{self, Info};
 
 fn ping_headers(response: &mut Response) {
@@ -44,7 +45,10 @@ pub async fn version(State(state): State<AppState>) -> Json<serde_json::Value> {
     Json(system::version(&state.server, kernel_version()))
 }
 
-pub async fn info(State(state): State<AppState>) -> Result<Json<Info>, ApiError> {
+pub async fn info(
+    State(state): State<AppState>,
+    Extension(version): Extension<ApiVersion>,
+) -> Result<Json<Info>, ApiError> {
     let info = state.engine.system_info().await?;
-    Ok(Json(Info::new(info, &state.server)))
+    Ok(Json(Info::new(info, &state.server, &version)))
 }

@@ -13,7 +13,8 @@ use crate::wire::time::rfc3339;
 
 /// Image answers carry the image's OCI descriptor from this version on.
 const DESCRIPTOR_SINCE: &str = "1.48";
-/// The list's `VirtualSize` (always equal to `Size`) is gone from this version on.
+/// `VirtualSize` (always equal to `Size`) is gone from list and inspect from this version on,
+/// and so is inspect's zero `Created` for an image without one.
 const NO_VIRTUAL_SIZE_SINCE: &str = "1.44";
 /// Before this version an image without names is listed as `<none>:<none>`.
 const EMPTY_NAMES_SINCE: &str = "1.43";
@@ -280,7 +281,12 @@ pub struct Inspect {
     pub size: u64,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub variant: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub virtual_size: Option<u64>,
 }
+
+/// What moby wrote for an image without a creation time before API 1.44: Go's zero time.
+const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
@@ -312,7 +318,10 @@ impl Inspect {
             author: image.author,
             comment: image.comment,
             config: image.runtime_config,
-            created: image.created,
+            created: match image.created {
+                None if !version.at_least(NO_VIRTUAL_SIZE_SINCE) => Some(ZERO_TIME.to_owned()),
+                created => created,
+            },
             descriptor: descriptor_for(version, image.target),
             docker_version: image.docker_version,
             graph_driver: GraphDriver {
@@ -335,6 +344,7 @@ impl Inspect {
             },
             size: image.size,
             variant: platform.variant.unwrap_or_default(),
+            virtual_size: (!version.at_least(NO_VIRTUAL_SIZE_SINCE)).then_some(image.size),
         }
     }
 }

@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::state::ServerInfo;
-use crate::version::{MAX_API_VERSION, MIN_API_VERSION};
+use crate::version::{ApiVersion, MAX_API_VERSION};
 use crate::wire::time::rfc3339;
 
 /// `GET /info` (moby's `system.Info`), in the shape the docker CLI prints without complaint.
@@ -74,8 +74,16 @@ pub struct Info {
     pub runc_commit: Commit,
     pub init_commit: Commit,
     pub security_options: Vec<String>,
+    /// Only for clients older than API 1.25, which expect it (moby's legacy field).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub execution_driver: Option<String>,
     pub warnings: Vec<String>,
 }
+
+/// Before API 1.25 moby still sent `ExecutionDriver`; before 1.39 it named an unknown kernel
+/// or operating system `<unknown>` rather than leaving it empty.
+const EXECUTION_DRIVER_UNTIL: &str = "1.25";
+const UNKNOWN_KERNEL_UNTIL: &str = "1.39";
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
@@ -123,7 +131,7 @@ pub struct Commit {
 }
 
 impl Info {
-    pub fn new(info: SystemInfo, server: &ServerInfo) -> Info {
+    pub fn new(info: SystemInfo, server: &ServerInfo, version: &ApiVersion) -> Info {
         let registries = info.registries;
         let mut index_configs = BTreeMap::new();
         index_configs.insert(
@@ -180,8 +188,8 @@ impl Info {
             cgroup_driver: "none".into(),
             cgroup_version: String::new(),
             n_events_listener: 0,
-            kernel_version: info.kernel_version,
-            operating_system: info.operating_system,
+            kernel_version: unknown_if_empty(info.kernel_version, version),
+            operating_system: unknown_if_empty(info.operating_system, version),
             os_version: info.os_version,
             os_type: std::env::consts::OS.into(),
             architecture: std::env::consts::ARCH.into(),
@@ -198,7 +206,7 @@ impl Info {
             https_proxy: info.https_proxy,
             no_proxy: info.no_proxy,
             name: info.hostname,
-            labels: Vec::new(),
+            labels: server.labels.clone(),
             experimental_build: false,
             server_version: server.version.clone(),
             runtimes: BTreeMap::new(),
@@ -218,8 +226,18 @@ impl Info {
             runc_commit: Commit { id: String::new() },
             init_commit: Commit { id: String::new() },
             security_options: Vec::new(),
+            execution_driver: (!version.at_least(EXECUTION_DRIVER_UNTIL))
+                .then(|| "<not supported>".to_owned()),
             warnings: Vec::new(),
         }
+    }
+}
+
+fn unknown_if_empty(text: String, version: &ApiVersion) -> String {
+    if text.is_empty() && !version.at_least(UNKNOWN_KERNEL_UNTIL) {
+        "<unknown>".to_owned()
+    } else {
+        text
     }
 }
 
@@ -239,13 +257,13 @@ pub fn version(server: &ServerInfo, kernel_version: String) -> serde_json::Value
                 "GitCommit": server.git_commit,
                 "GoVersion": "",
                 "KernelVersion": kernel_version,
-                "MinAPIVersion": MIN_API_VERSION,
+                "MinAPIVersion": server.min_api_version,
                 "Os": std::env::consts::OS,
             }
         }],
         "Version": server.version,
         "ApiVersion": MAX_API_VERSION,
-        "MinAPIVersion": MIN_API_VERSION,
+        "MinAPIVersion": server.min_api_version,
         "GitCommit": server.git_commit,
         "GoVersion": "",
         "Os": std::env::consts::OS,
