@@ -3,7 +3,8 @@
 //! resolved within the archive.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::sync::{Arc, Mutex};
 
 use hoist_oci::compression::{self, Compression};
 use hoist_reference::Digest;
@@ -11,8 +12,12 @@ use hoist_store::{Lease, StoreError};
 
 use crate::{Engine, EngineError};
 
-/// Small JSON files of an archive's own structure, kept in memory rather than stored as blobs.
-const MAX_METADATA_BYTES: u64 = 64 * 1024 * 1024;
+/// The archive's own JSON structure files (`manifest.json`, `index.json`, legacy `<id>/json`
+/// …) are kept in memory rather than stored as blobs: in all they may hold this much, so that no
+/// archive, however many such files it packs, can make a load take more memory than this.
+const MAX_METADATA_TOTAL_BYTES: u64 = 32 * 1024 * 1024;
+/// Buffer of the copy of an archive entry into the store.
+const COPY_BUFFER_BYTES: usize = 256 * 1024;
 /// How many links may chain (a link to a link …) before an archive is refused.
 const MAX_LINK_DEPTH: usize = 16;
 
@@ -30,8 +35,24 @@ impl Engine {
         reader: impl Read + Send + 'static,
         lease: &Lease,
     ) -> Result<HashMap<String, ArchiveFile>, EngineError> {
+        let source = SourceReader::new(reader);
+        let source_failure = source.failure();
+        self.read_entries(source, lease).map_err(|e| match source_failure.take() {
+            // The client's upload failed (it went silent, or the connection broke): that, not
+            // the archive, is the cause.
+            Some(cause) => EngineError::io("reading the archive from the client", cause),
+            None => e,
+        })
+    }
+
+    fn read_entries(
+        &self,
+        reader: impl Read + Send + 'static,
+        lease: &Lease,
+    ) -> Result<HashMap<String, ArchiveFile>, EngineError> {
         let reader = decompress(BufReader::with_capacity(1 << 20, reader))
             .map_err(|e| EngineError::BadArchive(format!("invalid archive: {e}")))?;
+        let mut metadata_left = MAX_METADATA_TOTAL_BYTES;
         let mut archive = tar::Archive::new(reader);
         let mut files: HashMap<String, ArchiveFile> = HashMap::new();
         let mut links: Vec<(String, String)> = Vec::new();
@@ -50,14 +71,16 @@ impl Engine {
                     let file = if is_structure_file(&path) {
                         let mut bytes = Vec::new();
                         (&mut entry)
-                            .take(MAX_METADATA_BYTES + 1)
+                            .take(metadata_left + 1)
                             .read_to_end(&mut bytes)
                             .map_err(corrupt)?;
-                        if bytes.len() as u64 > MAX_METADATA_BYTES {
+                        if bytes.len() as u64 > metadata_left {
                             return Err(EngineError::BadArchive(format!(
-                                "invalid archive: {path} is too large"
+                                "invalid archive: its JSON structure files ({path} and those \
+                                 before it) exceed {MAX_METADATA_TOTAL_BYTES} bytes in all"
                             )));
                         }
+                        metadata_left -= bytes.len() as u64;
                         check_complete(&path, bytes.len() as u64, declared_size)?;
                         ArchiveFile::Metadata(bytes)
                     } else {
@@ -116,7 +139,7 @@ impl Engine {
     ) -> Result<ArchiveFile, EngineError> {
         let expected = blob_digest_from_path(path)?;
         let mut writer = self.store.blob_writer(lease)?;
-        let copied = std::io::copy(entry, &mut writer).map_err(corrupt)?;
+        let copied = copy_entry(entry, &mut writer)?;
         check_complete(path, copied, declared_size)?;
         match writer.commit(expected.as_ref()) {
             Ok((digest, size)) => Ok(ArchiveFile::Blob(digest, size)),
@@ -225,6 +248,65 @@ fn blob_digest_from_path(path: &str) -> Result<Option<Digest>, EngineError> {
                 ))
             }),
         _ => Ok(None),
+    }
+}
+
+/// Copies an entry into the store, telling the archive's failures (truncated, malformed) from
+/// the store's (a full disk is not a bad archive).
+fn copy_entry(entry: &mut impl Read, writer: &mut impl Write) -> Result<u64, EngineError> {
+    let mut buffer = vec![0u8; COPY_BUFFER_BYTES];
+    let mut copied = 0u64;
+    loop {
+        let n = match entry.read(&mut buffer) {
+            Ok(0) => return Ok(copied),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(corrupt(e)),
+        };
+        writer
+            .write_all(&buffer[..n])
+            .map_err(|e| EngineError::io("storing the archive's content", e))?;
+        copied += n as u64;
+    }
+}
+
+/// The request body under the archive reader: remembers the first error it gave, so that a
+/// failure of the upload itself is reported as such and not as a malformed archive.
+struct SourceReader<R> {
+    inner: R,
+    failure: Arc<Mutex<Option<std::io::Error>>>,
+}
+
+/// The first error a [`SourceReader`] gave, taken once the read is over.
+struct SourceFailure(Arc<Mutex<Option<std::io::Error>>>);
+
+impl<R> SourceReader<R> {
+    fn new(inner: R) -> SourceReader<R> {
+        SourceReader {
+            inner,
+            failure: Arc::default(),
+        }
+    }
+
+    fn failure(&self) -> SourceFailure {
+        SourceFailure(Arc::clone(&self.failure))
+    }
+}
+
+impl SourceFailure {
+    fn take(&self) -> Option<std::io::Error> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+impl<R: Read> Read for SourceReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.inner.read(buf).inspect_err(|e| {
+            let mut failure = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+            if failure.is_none() {
+                *failure = Some(std::io::Error::new(e.kind(), e.to_string()));
+            }
+        })
     }
 }
 
