@@ -19,6 +19,9 @@ pub struct Descriptor {
     pub digest: String,
     #[serde(rename = "mediaType")]
     pub media_type: String,
+    /// What the image index says the described manifest is for, when it says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub platform: Option<hoist_engine::Platform>,
     pub size: u64,
 }
 
@@ -27,6 +30,7 @@ impl From<hoist_engine::Descriptor> for Descriptor {
         Descriptor {
             digest: d.digest.to_string(),
             media_type: d.media_type,
+            platform: None,
             size: d.size,
         }
     }
@@ -137,7 +141,10 @@ impl Inspect {
             comment: image.comment,
             config: image.runtime_config,
             created: image.created,
-            descriptor: descriptor_for(version, image.target),
+            descriptor: descriptor_for(version, image.target).map(|d| Descriptor {
+                platform: image.target_platform,
+                ..d
+            }),
             docker_version: image.docker_version,
             graph_driver: GraphDriver {
                 data: None,
@@ -267,6 +274,7 @@ mod tests {
                 diff_ids: vec!["sha256:00".into()],
                 last_tag_time: Some(SystemTime::UNIX_EPOCH),
                 target: target(),
+                target_platform: None,
             },
             &ApiVersion::parse(version),
         )
