@@ -540,3 +540,56 @@ fn rmi_platform_of_a_single_platform_image() {
     assert!(!gone.success(), "{gone}");
     assert!(stored(&hoistd.data_root()).is_empty());
 }
+
+#[test]
+fn a_platform_that_was_not_pulled_is_never_replaced_by_another() {
+    let registry = TestRegistry::shared();
+    let hoistd = start_hoistd();
+    let cli = DockerCli::new(&hoistd.socket());
+    let index = two_platform_index(60);
+    let amd = index.image_for("linux/amd64");
+    let repo = unique_repo("plat-partial");
+    registry.push_index(&repo, "1", &index);
+    let name = format!("{}/{repo}:1", registry.host());
+    cli.run(&["pull", "--platform", "linux/amd64", &name])
+        .assert_success("pull --platform linux/amd64");
+
+    let present = cli.run(&[
+        "image",
+        "inspect",
+        "--platform",
+        "linux/amd64",
+        "--format",
+        "{{.Id}}",
+        &name,
+    ]);
+    present.assert_success("inspect the pulled platform");
+    assert_eq!(present.stdout.trim(), amd.digest());
+
+    // arm64 is listed by the index but not here: every option says so, none shows amd64.
+    let wanted = format!(
+        "image with reference {name} was found but does not provide the specified platform (linux/arm64)"
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let archive = dir.path().join("arm64.tar");
+    let archive_arg = archive.to_str().expect("utf-8 path");
+    for args in [
+        vec!["image", "inspect", "--platform", "linux/arm64", &name],
+        vec!["history", "--platform", "linux/arm64", &name],
+        vec!["save", "--platform", "linux/arm64", "-o", archive_arg, &name],
+    ] {
+        let out = cli.run(&args);
+        assert!(!out.success(), "{args:?}: {out}");
+        assert!(out.stderr.contains(&wanted), "{args:?}: {}", out.stderr);
+        assert!(!out.stdout.contains(hex(amd.digest())), "{args:?}: {}", out.stdout);
+    }
+    let rmi = cli.run(&["rmi", "-f", "--platform", "linux/arm64", &name]);
+    assert_eq!(
+        rmi.stderr,
+        format!(
+            "Error response from daemon: failed to delete platform linux/arm64 for image {}: {wanted}\n",
+            index.digest()
+        )
+    );
+    assert!(stored(&hoistd.data_root()).contains(hex(amd.digest())));
+}
