@@ -157,6 +157,22 @@ fn inspect_and_history_show_the_requested_platform() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["Id"], index.digest());
 
+    // A platform and the manifest list together are a contradiction.
+    let r = hoistd.request(
+        "GET",
+        &format!(
+            "/v1.50/images/{name}/json?manifests=1&platform={}",
+            urlencode(ARM64_JSON)
+        ),
+        &[],
+        b"",
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(
+        error_message(&r),
+        "conflicting options: manifests and platform options cannot both be set"
+    );
+
     // Unusable platform values are the client's error.
     for (bad, message) in [
         (
@@ -576,12 +592,23 @@ fn a_platform_that_was_not_pulled_is_never_replaced_by_another() {
     for args in [
         vec!["image", "inspect", "--platform", "linux/arm64", &name],
         vec!["history", "--platform", "linux/arm64", &name],
-        vec!["save", "--platform", "linux/arm64", "-o", archive_arg, &name],
+        vec![
+            "save",
+            "--platform",
+            "linux/arm64",
+            "-o",
+            archive_arg,
+            &name,
+        ],
     ] {
         let out = cli.run(&args);
         assert!(!out.success(), "{args:?}: {out}");
         assert!(out.stderr.contains(&wanted), "{args:?}: {}", out.stderr);
-        assert!(!out.stdout.contains(hex(amd.digest())), "{args:?}: {}", out.stdout);
+        assert!(
+            !out.stdout.contains(hex(amd.digest())),
+            "{args:?}: {}",
+            out.stdout
+        );
     }
     let rmi = cli.run(&["rmi", "-f", "--platform", "linux/arm64", &name]);
     assert_eq!(

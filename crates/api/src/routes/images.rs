@@ -52,6 +52,8 @@ pub async fn get_by_name(
 
 /// moby reads `platform` on inspect from this version on, and ignores it before.
 const INSPECT_PLATFORM_SINCE: &str = "1.49";
+/// moby reads `manifests` on inspect from this version on, and ignores it before.
+const INSPECT_MANIFESTS_SINCE: &str = "1.48";
 /// moby reads `platform` on history from this version on, and ignores it before.
 const HISTORY_PLATFORM_SINCE: &str = "1.48";
 /// moby reads `platforms` on delete from this version on, and ignores them before.
@@ -121,6 +123,12 @@ async fn inspect(
         true => params.platform("platform")?,
         false => None,
     };
+    // moby reads `manifests` from 1.48 on; with a platform it is a contradiction.
+    if platform.is_some() && version.at_least(INSPECT_MANIFESTS_SINCE) && params.flag("manifests") {
+        return Err(ApiError::BadRequest(
+            "conflicting options: manifests and platform options cannot both be set".into(),
+        ));
+    }
     let image = state.engine.inspect_image(name, platform).await?;
     Ok(Json(Inspect::new(image, &version)).into_response())
 }
