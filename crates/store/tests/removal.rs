@@ -37,7 +37,7 @@ fn removing_a_listed_manifest_collects_what_only_it_used() {
     let (amd, arm, index) = two_platforms(&store, "multi");
 
     let removal = store
-        .remove_blobs(&[arm.manifest.0.digest.clone()])
+        .remove_blobs(std::slice::from_ref(&arm.manifest.0.digest))
         .unwrap();
     assert_eq!(
         removal,
@@ -53,7 +53,7 @@ fn removing_a_listed_manifest_collects_what_only_it_used() {
 
     // Absent already: nothing to report.
     let again = store
-        .remove_blobs(&[arm.manifest.0.digest.clone()])
+        .remove_blobs(std::slice::from_ref(&arm.manifest.0.digest))
         .unwrap();
     assert_eq!(again, BlobRemoval::default());
 
@@ -73,7 +73,7 @@ fn a_record_targeting_a_removed_blob_goes_with_it() {
     single.load(&store, "single:2");
 
     let removal = store
-        .remove_blobs(&[single.manifest.0.digest.clone()])
+        .remove_blobs(std::slice::from_ref(&single.manifest.0.digest))
         .unwrap();
     assert_eq!(removal.blobs, vec![single.manifest.0.digest.clone()]);
     assert_eq!(
@@ -93,7 +93,7 @@ fn a_leased_blob_is_not_removed() {
     lease.protect(&arm.manifest.0.digest);
 
     let err = store
-        .remove_blobs(&[arm.manifest.0.digest.clone()])
+        .remove_blobs(std::slice::from_ref(&arm.manifest.0.digest))
         .unwrap_err();
     assert!(matches!(err, StoreError::InUse(d) if d == arm.manifest.0.digest));
     assert!(store.has_blob(&arm.manifest.0.digest));
