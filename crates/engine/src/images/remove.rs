@@ -43,7 +43,9 @@ impl Engine {
         force: bool,
         platforms: &[Platform],
     ) -> Result<Vec<Removal>, EngineError> {
-        if !platforms.is_empty() && !force {
+        // moby refuses a blank name first (in its router), then platforms without force, before
+        // looking the name up.
+        if !platforms.is_empty() && !force && !input.trim().is_empty() {
             // moby's words, its odd dash included: clients may match on them.
             return Err(EngineError::InvalidArgument(
                 "Content will be removed from all images referencing this variant. Use \u{2014}-force to force delete."
