@@ -55,7 +55,7 @@ pub(crate) fn parse_manifest(digest: &Digest, bytes: &[u8]) -> Result<ManifestDo
 }
 
 /// One runnable image: a manifest, its config, and the platform it was chosen for.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct PlatformImage {
     pub manifest: Descriptor,
     pub config_descriptor: Descriptor,
@@ -120,6 +120,8 @@ pub(crate) struct PresentManifest {
     pub entry: IndexEntry,
     /// The platform the index gives it, else its config's; None when neither can be read.
     pub platform: Option<Platform>,
+    /// The manifest with its config, when the config is in the store.
+    pub image: Option<PlatformImage>,
     /// Its config and every layer are in the store too.
     pub complete: bool,
 }
@@ -158,6 +160,7 @@ pub(crate) fn present_manifests(
         present.push(PresentManifest {
             entry,
             platform,
+            image,
             complete,
         });
     }
@@ -185,7 +188,7 @@ pub(crate) fn platform_not_provided(image: &str, wanted: &Platform) -> EngineErr
     ))
 }
 
-pub(crate) fn load_platform_image(
+fn load_platform_image(
     store: &Store,
     manifest: &Descriptor,
 ) -> Result<Option<PlatformImage>, EngineError> {

@@ -3,9 +3,7 @@
 use hoist_reference::{Digest, Reference};
 
 use super::parse_rfc3339;
-use crate::image_content::{
-    best_for, describe_target, load_platform_image, platform_not_provided, present_manifests,
-};
+use crate::image_content::{best_for, describe_target, platform_not_provided, present_manifests};
 use crate::names;
 use crate::platform::{Matching, Platform};
 use crate::{Engine, EngineError};
@@ -52,7 +50,7 @@ impl Engine {
                 let best = best_for(&present, wanted, Matching::Compatible).ok_or_else(|| {
                     platform_not_provided(&names::record_display_name(&view, &lookup), wanted)
                 })?;
-                load_platform_image(&self.store, &best.entry.descriptor)?
+                best.image.clone()
             }
         };
         let Some(image) = image else {

@@ -6,8 +6,7 @@ use hoist_reference::{Digest, Reference};
 use hoist_store::Descriptor;
 
 use crate::image_content::{
-    PlatformImage, best_for, describe_target, load_platform_image, platform_not_provided,
-    present_manifests,
+    PlatformImage, best_for, describe_target, platform_not_provided, present_manifests,
 };
 use crate::names;
 use crate::platform::{Matching, Platform};
@@ -77,12 +76,12 @@ impl Engine {
                     .filter(|m| m.complete && !m.entry.is_attestation());
                 let best = best_for(runnable, wanted, Matching::Strict)
                     .ok_or_else(|| platform_not_provided(name, wanted))?;
-                let manifest = best.entry.descriptor.clone();
+                let manifest = &best.entry.descriptor;
                 (
                     manifest.digest.clone(),
                     manifest.clone(),
                     best.entry.platform.clone(),
-                    load_platform_image(&self.store, &manifest)?,
+                    best.image.clone(),
                 )
             }
         };
