@@ -445,6 +445,27 @@ fn rmi_platform_removes_that_platform_and_the_rest_still_pushes() {
         "Error response from daemon: Content will be removed from all images referencing this variant. Use \u{2014}-force to force delete.\n"
     );
 
+    // Every platform is resolved first: one the image lacks fails the call and removes nothing.
+    let before = stored(&hoistd.data_root());
+    let partly = cli.run(&[
+        "rmi",
+        "--force",
+        "--platform",
+        "linux/arm64",
+        "--platform",
+        "linux/s390x",
+        &name,
+    ]);
+    assert_eq!(partly.stdout, "");
+    assert_eq!(
+        partly.stderr,
+        format!(
+            "Error response from daemon: failed to delete platform linux/s390x for image {}: image with reference {name} was found but does not provide the specified platform (linux/s390x)\n",
+            index.digest()
+        )
+    );
+    assert_eq!(stored(&hoistd.data_root()), before);
+
     let out = cli.run(&["rmi", "--force", "--platform", "linux/arm64", &name]);
     out.assert_success("rmi --platform");
     assert_eq!(out.stdout, format!("Deleted: {}\n", arm.digest()));
