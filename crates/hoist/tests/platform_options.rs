@@ -11,6 +11,7 @@ use std::path::Path;
 
 use hoist_testkit::archive::ArchiveFormat;
 use hoist_testkit::docker::DockerCli;
+use hoist_testkit::hoistd::Hoistd;
 use hoist_testkit::image::{
     Flavor, Image, ImageBuilder, ImageIndex, IndexBuilder, LayerSpec, Platform,
 };
@@ -38,6 +39,15 @@ fn two_platform_index(seed: u64) -> ImageIndex {
         .image(arm)
         .with_attestations()
         .build()
+}
+
+/// A fresh daemon holding [`two_platform_index`] of `seed` under `name`.
+fn daemon_with_index(seed: u64, name: &str) -> (Hoistd, DockerCli, ImageIndex) {
+    let hoistd = start_hoistd();
+    let cli = DockerCli::new(&hoistd.socket());
+    let index = two_platform_index(seed);
+    load_index(&cli, &index, &[name], |b| b);
+    (hoistd, cli, index)
 }
 
 fn urlencode(text: &str) -> String {
@@ -74,12 +84,9 @@ fn error_message(r: &hoist_testkit::http1::RawResponse) -> String {
 
 #[test]
 fn inspect_and_history_show_the_requested_platform() {
-    let hoistd = start_hoistd();
-    let cli = DockerCli::new(&hoistd.socket());
-    let index = two_platform_index(20);
-    let arm = index.image_for("linux/arm64/v8");
     let name = format!("{}:1", unique_repo("plat-inspect"));
-    load_index(&cli, &index, &[&name], |b| b);
+    let (hoistd, cli, index) = daemon_with_index(20, &name);
+    let arm = index.image_for("linux/arm64/v8");
 
     // `arm64` is `arm64/v8`: the arm64 manifest, shown as moby shows it (ID and descriptor are
     // the manifest's).
@@ -268,12 +275,9 @@ fn tar_members(bytes: &[u8]) -> BTreeMap<String, Vec<u8>> {
 
 #[test]
 fn save_with_a_platform_writes_only_that_platform_and_loads_back_as_it() {
-    let hoistd = start_hoistd();
-    let cli = DockerCli::new(&hoistd.socket());
-    let index = two_platform_index(30);
-    let arm = index.image_for("linux/arm64/v8");
     let name = format!("{}:1", unique_repo("plat-save"));
-    load_index(&cli, &index, &[&name], |b| b);
+    let (hoistd, cli, index) = daemon_with_index(30, &name);
+    let arm = index.image_for("linux/arm64/v8");
     let dir = tempfile::tempdir().expect("temp dir");
     let archive = dir.path().join("arm64.tar");
     let archive_arg = archive.to_str().expect("utf-8 path");
@@ -426,16 +430,13 @@ fn save_with_a_platform_writes_only_that_platform_and_loads_back_as_it() {
 #[test]
 fn rmi_platform_removes_that_platform_and_the_rest_still_pushes() {
     let registry = TestRegistry::shared();
-    let hoistd = start_hoistd();
-    let cli = DockerCli::new(&hoistd.socket());
-    let index = two_platform_index(40);
+    let repo = unique_repo("plat-rmi");
+    let name = format!("{}/{repo}:1", registry.host());
+    let (hoistd, cli, index) = daemon_with_index(40, &name);
     let (amd, arm) = (
         index.image_for("linux/amd64"),
         index.image_for("linux/arm64/v8"),
     );
-    let repo = unique_repo("plat-rmi");
-    let name = format!("{}/{repo}:1", registry.host());
-    load_index(&cli, &index, &[&name], |b| b);
 
     // moby asks for --force: the content goes from every image that uses it.
     let unforced = cli.run(&["rmi", "--platform", "linux/arm64", &name]);
