@@ -2,6 +2,7 @@
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
+use hoist_engine::{EngineError, Platform};
 
 pub struct Params(Vec<(String, String)>);
 
@@ -22,6 +23,22 @@ impl Params {
             .iter()
             .filter(|(k, _)| k == key)
             .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    /// The first `key` value as a JSON OCI platform (moby's `httputils.DecodePlatform`); None
+    /// when absent or empty.
+    pub fn platform(&self, key: &str) -> Result<Option<Platform>, EngineError> {
+        self.non_empty(key).map(Platform::from_json).transpose()
+    }
+
+    /// Every `key` value as a JSON OCI platform (moby's `httputils.DecodePlatforms`): an empty
+    /// value is an error too.
+    pub fn platforms(&self, key: &str) -> Result<Vec<Platform>, EngineError> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| Platform::from_json(v))
             .collect()
     }
 

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::EngineError;
 use crate::media::{self, MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES};
-use crate::platform::Platform;
+use crate::platform::{Matching, Platform};
 
 /// The fields of a manifest or index hoist reads. Raw bytes stay the source of truth; this is
 /// parsed only to decide things and is never serialised back.
@@ -55,7 +55,7 @@ pub(crate) fn parse_manifest(digest: &Digest, bytes: &[u8]) -> Result<ManifestDo
 }
 
 /// One runnable image: a manifest, its config, and the platform it was chosen for.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct PlatformImage {
     pub manifest: Descriptor,
     pub config_descriptor: Descriptor,
@@ -111,6 +111,81 @@ pub(crate) fn describe_target(
         }
     }
     Ok(None)
+}
+
+/// One manifest of an image whose bytes are in the store: the target itself, or a child of the
+/// target index. moby's `walkImageManifests` sees the same set.
+#[derive(Debug)]
+pub(crate) struct PresentManifest {
+    pub entry: IndexEntry,
+    /// The platform the index gives it, else its config's; None when neither can be read.
+    pub platform: Option<Platform>,
+    /// The manifest with its config, when the config is in the store.
+    pub image: Option<PlatformImage>,
+    /// Its config and every layer are in the store too.
+    pub complete: bool,
+}
+
+/// Every manifest of `target` that is in the store, in index order.
+pub(crate) fn present_manifests(
+    store: &Store,
+    target: &Descriptor,
+) -> Result<Vec<PresentManifest>, EngineError> {
+    let entries = if media::is_manifest(&target.media_type) {
+        vec![IndexEntry {
+            descriptor: target.clone(),
+            platform: None,
+            annotations: None,
+        }]
+    } else if media::is_index(&target.media_type) && store.has_blob(&target.digest) {
+        read_manifest(store, target)?.manifests
+    } else {
+        Vec::new()
+    };
+    let mut present = Vec::new();
+    for entry in entries {
+        if !media::is_manifest(&entry.descriptor.media_type)
+            || !store.has_blob(&entry.descriptor.digest)
+        {
+            continue;
+        }
+        let image = load_platform_image(store, &entry.descriptor)?;
+        let complete = image
+            .as_ref()
+            .is_some_and(|i| i.layers.iter().all(|l| store.has_blob(&l.digest)));
+        let platform = entry
+            .platform
+            .clone()
+            .or_else(|| image.as_ref().map(PlatformImage::platform));
+        present.push(PresentManifest {
+            entry,
+            platform,
+            image,
+            complete,
+        });
+    }
+    Ok(present)
+}
+
+/// The manifest among `candidates` that best fits `wanted`, first in index order among equals.
+pub(crate) fn best_for<'a>(
+    candidates: impl IntoIterator<Item = &'a PresentManifest>,
+    wanted: &Platform,
+    matching: Matching,
+) -> Option<&'a PresentManifest> {
+    candidates
+        .into_iter()
+        .filter_map(|m| Some((wanted.rank(m.platform.as_ref()?, matching)?, m)))
+        .min_by_key(|(rank, _)| *rank)
+        .map(|(_, m)| m)
+}
+
+/// moby's answer when an image has no manifest for a requested platform (a 404).
+pub(crate) fn platform_not_provided(image: &str, wanted: &Platform) -> EngineError {
+    EngineError::NotFound(format!(
+        "image with reference {image} was found but does not provide the specified platform ({})",
+        wanted.format_all()
+    ))
 }
 
 fn load_platform_image(

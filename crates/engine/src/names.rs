@@ -260,6 +260,19 @@ pub(crate) fn tags_in_repository(
     out
 }
 
+/// moby's `imageFamiliarName` of the record a lookup resolved to: the name used, or for an ID
+/// the image's first name, or its ID when it has none (dangling).
+pub(crate) fn record_display_name(view: &ImageView, lookup: &Lookup) -> String {
+    match lookup {
+        Lookup::Name(r) => r.familiar_string(),
+        Lookup::Digest(_) | Lookup::Id => view
+            .tags
+            .first()
+            .or(view.digests.first())
+            .map_or_else(|| view.id().to_string(), Reference::familiar_string),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,19 +10,58 @@ use hoist_reference::{Digest, Reference};
 use hoist_store::Descriptor;
 use serde::Serialize;
 
-use crate::image_content::describe_target;
-use crate::names::{self, Lookup};
+use crate::image_content::{describe_target, platform_not_provided, present_manifests};
+use crate::names::{self, ImageView, Lookup};
+use crate::platform::{Matching, Platform};
 use crate::{Engine, EngineError};
 
 /// Images resolved for saving; resolution errors (404) come before any output.
 pub struct SavePlan {
     engine: Engine,
-    entries: Vec<(Option<Reference>, Descriptor)>,
+    entries: Vec<SaveEntry>,
+}
+
+/// One image of the archive: the name it is saved under, what is saved, and the platform the
+/// image index gives that (when one platform of it was chosen).
+struct SaveEntry {
+    name: Option<Reference>,
+    target: Descriptor,
+    platform: Option<Platform>,
 }
 
 impl Engine {
-    pub fn prepare_save(&self, inputs: &[String]) -> Result<SavePlan, EngineError> {
-        let mut entries: Vec<(Option<Reference>, Descriptor)> = Vec::new();
+    /// Resolves `inputs` (and, with `platform`, each image's manifest for it, as moby's
+    /// `docker save --platform`: the archive then holds that manifest alone).
+    pub fn prepare_save(
+        &self,
+        inputs: &[String],
+        platform: Option<&Platform>,
+    ) -> Result<SavePlan, EngineError> {
+        let mut entries = Vec::new();
+        for (name, view, display) in self.resolve_save_inputs(inputs)? {
+            let (target, target_platform) = match platform {
+                None => (view.target, None),
+                Some(wanted) => self.export_target(&view.target, wanted, &display)?,
+            };
+            entries.push(SaveEntry {
+                name,
+                target,
+                platform: target_platform,
+            });
+        }
+        entries.dedup_by(|a, b| a.name == b.name && a.target.digest == b.target.digest);
+        Ok(SavePlan {
+            engine: self.clone(),
+            entries,
+        })
+    }
+
+    /// Each input as (name to save it under, image, the name moby's errors give it).
+    fn resolve_save_inputs(
+        &self,
+        inputs: &[String],
+    ) -> Result<Vec<(Option<Reference>, ImageView, String)>, EngineError> {
+        let mut entries = Vec::new();
         for input in inputs {
             // A bare repository name saves every tag of it, as moby does.
             if let Ok(r) = Reference::parse_normalized(input)
@@ -32,22 +71,52 @@ impl Engine {
                 let tagged = names::tags_in_repository(&self.store, &r);
                 if !tagged.is_empty() {
                     for (tag, view) in tagged {
-                        entries.push((Some(tag), view.target));
+                        let display = tag.familiar_string();
+                        entries.push((Some(tag), view, display));
                     }
                     continue;
                 }
             }
             let (view, lookup) = names::resolve(&self.store, input)?;
+            let display = names::record_display_name(&view, &lookup);
             match lookup {
-                Lookup::Name(r) if r.tag().is_some() => entries.push((Some(r), view.target)),
-                _ => entries.push((None, view.target)),
+                Lookup::Name(r) if r.tag().is_some() => entries.push((Some(r), view, display)),
+                _ => entries.push((None, view, display)),
             }
         }
-        entries.dedup_by(|a, b| a.0 == b.0 && a.1.digest == b.1.digest);
-        Ok(SavePlan {
-            engine: self.clone(),
-            entries,
-        })
+        Ok(entries)
+    }
+
+    /// moby's `getPushDescriptor` with a platform: the one complete, runnable manifest of
+    /// `target` for `wanted`.
+    fn export_target(
+        &self,
+        target: &Descriptor,
+        wanted: &Platform,
+        display: &str,
+    ) -> Result<(Descriptor, Option<Platform>), EngineError> {
+        let present = present_manifests(&self.store, target)?;
+        let matching: Vec<_> = present
+            .iter()
+            .filter(|m| m.complete && !m.entry.is_attestation())
+            .filter(|m| {
+                m.platform
+                    .as_ref()
+                    .is_some_and(|p| wanted.rank(p, Matching::Strict).is_some())
+            })
+            .collect();
+        let context = "no suitable export target found";
+        match matching.as_slice() {
+            [] => Err(EngineError::NotFound(format!(
+                "{context}: {}",
+                platform_not_provided(display, wanted)
+            ))),
+            [only] => Ok((only.entry.descriptor.clone(), only.entry.platform.clone())),
+            _ => Err(EngineError::Conflict(format!(
+                "{context}: multiple manifests found for platform {}",
+                wanted.format_all()
+            ))),
+        }
     }
 }
 
@@ -66,6 +135,8 @@ struct IndexEntryOut<'a> {
     descriptor: &'a Descriptor,
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     annotations: std::collections::BTreeMap<&'static str, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    platform: Option<&'a Platform>,
 }
 
 #[derive(Serialize)]
@@ -93,8 +164,8 @@ impl SavePlan {
     fn write_blocking(self, writer: impl Write) -> Result<(), EngineError> {
         let store = &self.engine.store;
         let mut blobs: BTreeSet<Digest> = BTreeSet::new();
-        for (_, target) in &self.entries {
-            self.collect(target, &mut blobs, 0)?;
+        for entry in &self.entries {
+            self.collect(&entry.target, &mut blobs, 0)?;
         }
         let mut tar = tar::Builder::new(writer);
         let io = |e: std::io::Error| EngineError::io("writing the image archive", e);
@@ -113,9 +184,11 @@ impl SavePlan {
             manifests: self
                 .entries
                 .iter()
-                .map(|(name, target)| IndexEntryOut {
-                    descriptor: target,
-                    annotations: name
+                .map(|entry| IndexEntryOut {
+                    descriptor: &entry.target,
+                    platform: entry.platform.as_ref(),
+                    annotations: entry
+                        .name
                         .iter()
                         .flat_map(|r| {
                             [
@@ -131,7 +204,7 @@ impl SavePlan {
                 .collect(),
         };
         let mut docker_entries: Vec<(Digest, DockerArchiveEntry)> = Vec::new();
-        for (name, target) in &self.entries {
+        for SaveEntry { name, target, .. } in &self.entries {
             let Some(image) = describe_target(store, target, &self.engine.host_platform)? else {
                 continue;
             };

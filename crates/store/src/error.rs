@@ -26,6 +26,10 @@ pub enum StoreError {
     #[error("image target {0} is not in the store")]
     MissingBlob(Digest),
 
+    /// A blob asked to be removed is protected by a live lease: work in progress reads it.
+    #[error("blob {0} is in use by an operation in progress")]
+    InUse(Digest),
+
     #[error("digest mismatch: expected {expected}, content hashes to {actual}")]
     DigestMismatch { expected: Digest, actual: Digest },
 

@@ -32,6 +32,7 @@ mod lease;
 mod lock;
 mod manifest;
 mod metadata;
+mod removal;
 mod store;
 mod writer;
 
@@ -41,5 +42,6 @@ pub use gc::GcStats;
 pub use hoist_reference::Digest;
 pub use images::{ImageChange, ImageRecord};
 pub use lease::Lease;
+pub use removal::BlobRemoval;
 pub use store::Store;
 pub use writer::BlobWriter;

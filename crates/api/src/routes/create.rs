@@ -54,9 +54,10 @@ pub async fn create(
 /// method, so without this the pull route would shadow `docker rmi create`.
 pub async fn delete_named_create(
     state: State<AppState>,
+    version: axum::extract::Extension<crate::version::ApiVersion>,
     params: Params,
 ) -> Result<Response, ApiError> {
-    crate::routes::images::delete(state, Path("create".to_owned()), params).await
+    crate::routes::images::delete(state, version, Path("create".to_owned()), params).await
 }
 
 async fn pull(state: AppState, request: PullRequest) -> Result<Response, ApiError> {

@@ -1,7 +1,7 @@
 //! `GET /images/get` and `GET /images/{name}/get`: images as a `docker save` archive.
 
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use tokio_util::io::ReaderStream;
@@ -9,17 +9,38 @@ use tokio_util::io::ReaderStream;
 use crate::error::ApiError;
 use crate::params::Params;
 use crate::state::AppState;
+use crate::version::ApiVersion;
+
+/// moby reads `platform` on save from this version on, and ignores it before.
+const SAVE_PLATFORM_SINCE: &str = "1.48";
 
 /// `GET /images/get?names=…`.
-pub async fn save_many(state: State<AppState>, params: Params) -> Result<Response, ApiError> {
-    save(state, params.all("names")).await
+pub async fn save_many(
+    state: State<AppState>,
+    version: Extension<ApiVersion>,
+    params: Params,
+) -> Result<Response, ApiError> {
+    let names = params.all("names");
+    save(state, version, names, params).await
 }
 
 pub(super) async fn save(
     State(state): State<AppState>,
+    Extension(version): Extension<ApiVersion>,
     names: Vec<String>,
+    params: Params,
 ) -> Result<Response, ApiError> {
-    let plan = state.engine.prepare_save(&names)?;
+    let platform = if version.at_least(SAVE_PLATFORM_SINCE) {
+        if params.all("platform").len() > 1 {
+            return Err(ApiError::BadRequest(
+                "multiple platform parameters not supported".into(),
+            ));
+        }
+        params.platform("platform")?
+    } else {
+        None
+    };
+    let plan = state.engine.prepare_save(&names, platform.as_ref())?;
     let (writer, reader) = tokio::io::duplex(1 << 20);
     tokio::spawn(async move {
         if let Err(e) = plan.write(writer).await {

@@ -25,6 +25,9 @@ pub struct Descriptor {
     pub digest: String,
     #[serde(rename = "mediaType")]
     pub media_type: String,
+    /// What the image index says the described manifest is for, when it says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub platform: Option<hoist_engine::Platform>,
     pub size: u64,
 }
 
@@ -33,6 +36,7 @@ impl From<hoist_engine::Descriptor> for Descriptor {
         Descriptor {
             digest: d.digest.to_string(),
             media_type: d.media_type,
+            platform: None,
             size: d.size,
         }
     }
@@ -322,7 +326,10 @@ impl Inspect {
                 None if !version.at_least(NO_VIRTUAL_SIZE_SINCE) => Some(ZERO_TIME.to_owned()),
                 created => created,
             },
-            descriptor: descriptor_for(version, image.target),
+            descriptor: descriptor_for(version, image.target).map(|d| Descriptor {
+                platform: image.target_platform,
+                ..d
+            }),
             docker_version: image.docker_version,
             graph_driver: GraphDriver {
                 data: None,
@@ -460,6 +467,7 @@ mod tests {
                 diff_ids: vec!["sha256:00".into()],
                 last_tag_time: Some(SystemTime::UNIX_EPOCH),
                 target: target(),
+                target_platform: None,
             },
             &ApiVersion::parse(version),
         )

@@ -3,8 +3,9 @@
 use hoist_reference::{Digest, Reference};
 
 use super::parse_rfc3339;
-use crate::image_content::describe_target;
+use crate::image_content::{best_for, describe_target, platform_not_provided, present_manifests};
 use crate::names;
+use crate::platform::{Matching, Platform};
 use crate::{Engine, EngineError};
 
 /// One step of an image's history, newest first.
@@ -23,15 +24,36 @@ pub struct HistoryEntry {
 }
 
 impl Engine {
-    pub async fn image_history(&self, name: &str) -> Result<Vec<HistoryEntry>, EngineError> {
+    /// `docker history [--platform P]`. A platform picks the manifest as moby's `Only` matcher
+    /// does (the platform or one it can run); an image with none for it is a 404.
+    pub async fn image_history(
+        &self,
+        name: &str,
+        platform: Option<Platform>,
+    ) -> Result<Vec<HistoryEntry>, EngineError> {
         let engine = self.clone();
         let name = name.to_owned();
-        self.blocking(move || engine.history_blocking(&name)).await
+        self.blocking(move || engine.history_blocking(&name, platform.as_ref()))
+            .await
     }
 
-    fn history_blocking(&self, name: &str) -> Result<Vec<HistoryEntry>, EngineError> {
-        let (view, _) = names::resolve(&self.store, name)?;
-        let Some(image) = describe_target(&self.store, &view.target, &self.host_platform)? else {
+    fn history_blocking(
+        &self,
+        name: &str,
+        platform: Option<&Platform>,
+    ) -> Result<Vec<HistoryEntry>, EngineError> {
+        let (view, lookup) = names::resolve(&self.store, name)?;
+        let image = match platform {
+            None => describe_target(&self.store, &view.target, &self.host_platform)?,
+            Some(wanted) => {
+                let present = present_manifests(&self.store, &view.target)?;
+                let best = best_for(&present, wanted, Matching::Compatible).ok_or_else(|| {
+                    platform_not_provided(&names::record_display_name(&view, &lookup), wanted)
+                })?;
+                best.image.clone()
+            }
+        };
+        let Some(image) = image else {
             return Ok(Vec::new());
         };
         let history = image

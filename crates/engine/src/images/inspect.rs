@@ -5,9 +5,11 @@ use std::time::SystemTime;
 use hoist_reference::{Digest, Reference};
 use hoist_store::Descriptor;
 
-use crate::image_content::{PlatformImage, describe_target};
+use crate::image_content::{
+    PlatformImage, best_for, describe_target, platform_not_provided, present_manifests,
+};
 use crate::names;
-use crate::platform::Platform;
+use crate::platform::{Matching, Platform};
 use crate::{Engine, EngineError};
 
 /// One image in detail: its names, what its config says, and the layers it is made of.
@@ -34,18 +36,55 @@ pub struct ImageDetails {
     /// When a tag was last set on this image.
     pub last_tag_time: Option<SystemTime>,
     pub target: Descriptor,
+    /// The platform the image index gives `target`: set when a platform was requested and the
+    /// target is that platform's manifest.
+    pub target_platform: Option<Platform>,
 }
 
 impl Engine {
-    pub async fn inspect_image(&self, name: &str) -> Result<ImageDetails, EngineError> {
+    /// `docker image inspect [--platform P]`. With a platform, the image is that platform's
+    /// manifest (its ID and descriptor are the manifest's), as moby shows it; an image without a
+    /// complete manifest for it is a 404.
+    pub async fn inspect_image(
+        &self,
+        name: &str,
+        platform: Option<Platform>,
+    ) -> Result<ImageDetails, EngineError> {
         let engine = self.clone();
         let name = name.to_owned();
-        self.blocking(move || engine.inspect_blocking(&name)).await
+        self.blocking(move || engine.inspect_blocking(&name, platform.as_ref()))
+            .await
     }
 
-    fn inspect_blocking(&self, name: &str) -> Result<ImageDetails, EngineError> {
+    fn inspect_blocking(
+        &self,
+        name: &str,
+        platform: Option<&Platform>,
+    ) -> Result<ImageDetails, EngineError> {
         let (view, _) = names::resolve(&self.store, name)?;
-        let described = describe_target(&self.store, &view.target, &self.host_platform)?;
+        let (id, target, target_platform, described) = match platform {
+            None => (
+                view.id().clone(),
+                view.target.clone(),
+                None,
+                describe_target(&self.store, &view.target, &self.host_platform)?,
+            ),
+            Some(wanted) => {
+                let present = present_manifests(&self.store, &view.target)?;
+                let runnable = present
+                    .iter()
+                    .filter(|m| m.complete && !m.entry.is_attestation());
+                let best = best_for(runnable, wanted, Matching::Strict)
+                    .ok_or_else(|| platform_not_provided(name, wanted))?;
+                let manifest = &best.entry.descriptor;
+                (
+                    manifest.digest.clone(),
+                    manifest.clone(),
+                    best.entry.platform.clone(),
+                    best.image.clone(),
+                )
+            }
+        };
         let config = described.as_ref().map(|d| &d.config);
         let field = |key: &str| {
             config
@@ -65,7 +104,7 @@ impl Engine {
             .unwrap_or_default();
         let non_empty = |text: String| (!text.is_empty()).then_some(text);
         Ok(ImageDetails {
-            id: view.id().clone(),
+            id,
             tags: view.tags.iter().map(Reference::familiar_string).collect(),
             digests: view
                 .digests
@@ -93,10 +132,11 @@ impl Engine {
             size: described
                 .as_ref()
                 .map(PlatformImage::content_size)
-                .unwrap_or(view.target.size),
+                .unwrap_or(target.size),
             diff_ids,
             last_tag_time: view.last_tag_time,
-            target: view.target.clone(),
+            target,
+            target_platform,
         })
     }
 }
