@@ -13,6 +13,7 @@ use hoist_store::Store;
 use crate::blocking;
 use crate::downloads::Downloads;
 use crate::error::EngineError;
+use crate::events::Events;
 use crate::platform::Platform;
 use crate::retry::RetryPolicy;
 use crate::uploads::{UnsettledPushes, UploadSettings, Uploads};
@@ -65,6 +66,7 @@ pub struct Engine {
     /// Serialises read-modify-write changes of image names (tag moves, dangling records), which
     /// the store applies atomically but cannot decide for us.
     pub(crate) names_lock: Arc<Mutex<()>>,
+    pub(crate) events: Events,
 }
 
 impl Engine {
@@ -96,6 +98,7 @@ impl Engine {
             retry,
             host_platform: Platform::host(),
             names_lock: Arc::new(Mutex::new(())),
+            events: Events::new(),
         })
     }
 

@@ -10,6 +10,7 @@ use hoist_reference::{Digest, Reference};
 use hoist_store::Descriptor;
 use serde::Serialize;
 
+use crate::events::Action;
 use crate::image_content::describe_target;
 use crate::names::{self, Lookup};
 use crate::{Engine, EngineError};
@@ -44,6 +45,10 @@ impl Engine {
             }
         }
         entries.dedup_by(|a, b| a.0 == b.0 && a.1.digest == b.1.digest);
+        self.log_image_ids(
+            Action::Save,
+            entries.iter().map(|(_, target)| &target.digest),
+        );
         Ok(SavePlan {
             engine: self.clone(),
             entries,

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod create;
+pub mod events;
 pub mod images;
 pub mod list;
 pub mod load;

@@ -3,6 +3,7 @@
 //! that are present or absent, decided when the answer is built.
 
 pub mod auth;
+pub mod events;
 pub mod images;
 pub mod system;
 mod time;

@@ -70,7 +70,10 @@ impl Engine {
                 }
             }
             let described = describe_target(&self.store, &view.target, &self.host_platform)?;
-            let labels = described.as_ref().map(labels_of).unwrap_or_default();
+            let labels = described
+                .as_ref()
+                .map(PlatformImage::labels)
+                .unwrap_or_default();
             if !filters.label.iter().all(|f| label_matches(f, &labels)) {
                 continue;
             }
@@ -98,14 +101,6 @@ impl Engine {
         out.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| a.id.cmp(&b.id)));
         Ok(out)
     }
-}
-
-fn labels_of(image: &PlatformImage) -> BTreeMap<String, String> {
-    image
-        .config
-        .pointer("/config/Labels")
-        .and_then(|v| serde_json::from_value(v.clone()).ok())
-        .unwrap_or_default()
 }
 
 fn label_matches(filter: &str, labels: &BTreeMap<String, String>) -> bool {

@@ -1,0 +1,85 @@
+//! Image events as moby's containerd image service words them: who is the actor, which
+//! attributes it carries.
+
+use std::collections::BTreeMap;
+
+use hoist_reference::{Digest, Reference};
+
+use super::{Action, EventType};
+use crate::image_content::describe_target;
+use crate::images::Removal;
+use crate::{Engine, names};
+
+impl Engine {
+    /// moby's `LogImageEvent`: `image` is the actor ID and how the image is looked up for its
+    /// labels (an image already gone has none); `name` is added when given.
+    pub(crate) fn log_image_event(&self, action: Action, image: &str, name: &str) {
+        let mut attributes = self.image_labels(image);
+        if !name.is_empty() {
+            attributes.insert("name".to_owned(), name.to_owned());
+        }
+        self.events
+            .publish(EventType::Image, action, image.to_owned(), attributes);
+    }
+
+    /// One event per image an operation touched, named by its ID (load, save).
+    pub(crate) fn log_image_ids<'a>(
+        &self,
+        action: Action,
+        ids: impl IntoIterator<Item = &'a Digest>,
+    ) {
+        for id in ids {
+            self.log_image_event(action, id.as_str(), id.as_str());
+        }
+    }
+
+    /// `docker import`: `tag` when the image is named (as moby's naming of any new image
+    /// reports it), then `import` by ID.
+    pub(crate) fn log_import(&self, name: Option<&Reference>, id: &Digest) {
+        if let Some(name) = name {
+            self.log_image_event(Action::Tag, id.as_str(), &name.familiar_string());
+        }
+        self.log_image_event(Action::Import, id.as_str(), id.as_str());
+    }
+
+    /// What `docker rmi` did to image `id`: `untag` per name removed (with only the name, as
+    /// moby's), then `delete` when the image went.
+    pub(crate) fn log_removals(&self, id: &Digest, removals: &[Removal]) {
+        for removal in removals {
+            match removal {
+                Removal::Untagged(name) => {
+                    let attributes = BTreeMap::from([("name".to_owned(), name.clone())]);
+                    self.events.publish(
+                        EventType::Image,
+                        Action::Untag,
+                        id.to_string(),
+                        attributes,
+                    );
+                }
+                Removal::Deleted(deleted) => {
+                    self.log_image_event(Action::Delete, deleted.as_str(), deleted.as_str());
+                }
+            }
+        }
+    }
+
+    /// The `prune` event of moby's image prune (its graph-driver store; the containerd store
+    /// emits none): no actor ID, the bytes freed as `reclaimed`.
+    pub fn log_image_prune(&self, reclaimed: u64) {
+        let attributes = BTreeMap::from([("reclaimed".to_owned(), reclaimed.to_string())]);
+        self.events
+            .publish(EventType::Image, Action::Prune, String::new(), attributes);
+    }
+
+    /// The config labels of the image `image` names, for the platform inspect shows; none
+    /// when it cannot be read.
+    fn image_labels(&self, image: &str) -> BTreeMap<String, String> {
+        let Ok((view, _)) = names::resolve(&self.store, image) else {
+            return BTreeMap::new();
+        };
+        match describe_target(&self.store, &view.target, &self.host_platform) {
+            Ok(Some(described)) => described.labels(),
+            _ => BTreeMap::new(),
+        }
+    }
+}
