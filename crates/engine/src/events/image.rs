@@ -14,23 +14,38 @@ impl Engine {
     /// moby's `LogImageEvent`: `image` is the actor ID and how the image is looked up for its
     /// labels (an image already gone has none); `name` is added when given.
     pub(crate) fn log_image_event(&self, action: Action, image: &str, name: &str) {
-        let mut attributes = self.image_labels(image);
-        if !name.is_empty() {
-            attributes.insert("name".to_owned(), name.to_owned());
-        }
-        self.events
-            .publish(EventType::Image, action, image.to_owned(), attributes);
+        self.publish_image_event(action, image, name, self.image_labels(image));
     }
 
-    /// One event per image an operation touched, named by its ID (load, save).
+    /// One event per image an operation touched, named by its ID (load, save). Labels are
+    /// looked up once per image, however many names it came with.
     pub(crate) fn log_image_ids<'a>(
         &self,
         action: Action,
         ids: impl IntoIterator<Item = &'a Digest>,
     ) {
+        let mut labels: BTreeMap<&Digest, BTreeMap<String, String>> = BTreeMap::new();
         for id in ids {
-            self.log_image_event(action, id.as_str(), id.as_str());
+            let attributes = labels
+                .entry(id)
+                .or_insert_with(|| self.image_labels(id.as_str()))
+                .clone();
+            self.publish_image_event(action, id.as_str(), id.as_str(), attributes);
         }
+    }
+
+    fn publish_image_event(
+        &self,
+        action: Action,
+        image: &str,
+        name: &str,
+        mut attributes: BTreeMap<String, String>,
+    ) {
+        if !name.is_empty() {
+            attributes.insert("name".to_owned(), name.to_owned());
+        }
+        self.events
+            .publish(EventType::Image, action, image.to_owned(), attributes);
     }
 
     /// `docker import`: `tag` when the image is named (as moby's naming of any new image
