@@ -497,6 +497,35 @@ fn a_reader_that_does_not_read_is_dropped_and_never_holds_up_a_push() {
     assert_eq!(replayed[255]["Action"], "push");
 }
 
+#[test]
+fn a_stopping_daemon_ends_event_streams_instead_of_waiting_for_them() {
+    let mut hoistd = start_hoistd();
+    let cli = DockerCli::new(&hoistd.socket());
+    let repo = unique_repo("events/stop");
+    let since = unix_now();
+    load_image(
+        &cli,
+        &labelled_image(7),
+        &[&format!("{repo}:1")],
+        ArchiveFormat::Oci,
+    );
+    let follower = cli.spawn(&["events", "--since", &since, "--format", "{{json .}}"]);
+    // Subscribed once the replayed load event is out.
+    wait_for_output(&follower, "the load event", |out| out.lines().count() >= 1);
+
+    let asked = Instant::now();
+    let status = hoistd.stop();
+    // Running requests get 10 s to finish; an open event stream must not use them up.
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "hoistd took {:?} to stop",
+        asked.elapsed()
+    );
+    assert!(status.success(), "{status}");
+    let out = follower.wait(Duration::from_secs(10));
+    assert_eq!(json_lines(&out.stdout).len(), 1, "{}", out.stdout);
+}
+
 fn docker_ok(cli: &DockerCli, args: &[&str]) -> String {
     let out = cli.run(args);
     out.assert_success(&format!("docker {}", args.join(" ")));

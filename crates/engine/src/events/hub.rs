@@ -149,6 +149,11 @@ impl Events {
         }
     }
 
+    /// Drops every subscriber: their streams end once drained.
+    pub fn end_streams(&self) {
+        lock(&self.hub).subscribers.clear();
+    }
+
     #[cfg(test)]
     fn subscriber_count(&self) -> usize {
         lock(&self.hub).subscribers.len()
@@ -298,6 +303,16 @@ mod tests {
         let mut stream = events.subscribe(EventQuery::default());
         tag(&events, "after");
         assert_eq!(stream.next().await.expect("live event").actor_id, "after");
+    }
+
+    #[tokio::test]
+    async fn ended_streams_finish_with_what_they_hold() {
+        let events = Events::new();
+        let stream = events.subscribe(EventQuery::default());
+        tag(&events, "held");
+        events.end_streams();
+        let got: Vec<SharedEvent> = stream.collect().await;
+        assert_eq!(ids(&got), ["held"]);
     }
 
     #[tokio::test(start_paused = true)]

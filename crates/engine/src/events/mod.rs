@@ -87,4 +87,10 @@ impl Engine {
     pub fn events(&self, query: EventQuery) -> EventStream {
         self.events.subscribe(query)
     }
+
+    /// Ends every event stream (after what it already holds), so that a stopping daemon is not
+    /// held up by clients that follow events.
+    pub fn end_event_streams(&self) {
+        self.events.end_streams();
+    }
 }
