@@ -13,6 +13,7 @@ mod blocking;
 mod downloads;
 mod engine;
 mod error;
+mod event_log;
 mod events;
 mod image_content;
 mod images;

@@ -1,18 +1,16 @@
 //! `GET /events`: what happened to images, as moby's events service tells it.
 //!
-//! Use cases report through [`Events`], a handle on the engine that never waits: an event goes
+//! Use cases report through [`Events`] (see `event_log` for what they report), a handle on the
+//! engine that never waits: an event goes
 //! into a bounded history (the last [`HISTORY_LEN`], replayed to subscribers that ask for a
 //! time window) and into a bounded buffer per subscriber. A subscriber whose buffer is full is
 //! dropped, so its stream ends instead of missing events silently or holding up the operation.
 
 mod filter;
 mod hub;
-mod image;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-
-use crate::Engine;
 
 pub use filter::EventFilter;
 pub(crate) use hub::Events;
@@ -81,16 +79,3 @@ pub struct Event {
 }
 
 pub type SharedEvent = Arc<Event>;
-
-impl Engine {
-    /// `GET /events`: the kept events the query selects, then new ones as they happen.
-    pub fn events(&self, query: EventQuery) -> EventStream {
-        self.events.subscribe(query)
-    }
-
-    /// Ends every event stream (after what it already holds), so that a stopping daemon is not
-    /// held up by clients that follow events.
-    pub fn end_event_streams(&self) {
-        self.events.end_streams();
-    }
-}

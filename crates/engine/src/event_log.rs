@@ -1,16 +1,28 @@
-//! Image events as moby's containerd image service words them: who is the actor, which
-//! attributes it carries.
+//! The engine's side of `GET /events`: subscribing, ending the streams, and the image events the
+//! use cases report, as moby's containerd image service words them (who is the actor, which
+//! attributes it carries).
 
 use std::collections::BTreeMap;
 
 use hoist_reference::{Digest, Reference};
 
-use super::{Action, EventType};
+use crate::events::{Action, EventQuery, EventStream, EventType};
 use crate::image_content::describe_target;
 use crate::images::Removal;
 use crate::{Engine, names};
 
 impl Engine {
+    /// `GET /events`: the kept events the query selects, then new ones as they happen.
+    pub fn events(&self, query: EventQuery) -> EventStream {
+        self.events.subscribe(query)
+    }
+
+    /// Ends every event stream (after what it already holds), so that a stopping daemon is not
+    /// held up by clients that follow events.
+    pub fn end_event_streams(&self) {
+        self.events.end_streams();
+    }
+
     /// moby's `LogImageEvent`: `image` is the actor ID and how the image is looked up for its
     /// labels (an image already gone has none); `name` is added when given.
     pub(crate) fn log_image_event(&self, action: Action, image: &str, name: &str) {
