@@ -110,3 +110,55 @@ impl Engine {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use futures_util::StreamExt;
+
+    use super::*;
+    use crate::EngineConfig;
+    use crate::events::{EventFilter, SharedEvent};
+
+    #[tokio::test]
+    async fn prune_and_removal_events_carry_what_moby_puts_in_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::open(EngineConfig::new(dir.path().to_owned())).unwrap();
+        let id = Digest::sha256_from_bytes(&[7; 32]);
+        engine.log_image_prune(1234);
+        engine.log_removals(
+            &id,
+            &[
+                Removal::Untagged("app:1".into()),
+                Removal::Deleted(id.clone()),
+            ],
+        );
+        let events: Vec<SharedEvent> = engine
+            .events(EventQuery {
+                since: Some(0),
+                until: None,
+                filter: EventFilter::default(),
+            })
+            .take(3)
+            .collect()
+            .await;
+        let shape: Vec<(Action, &str, Vec<(&str, &str)>)> = events
+            .iter()
+            .map(|e| {
+                let attributes = e
+                    .attributes
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                (e.action, e.actor_id.as_str(), attributes)
+            })
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                (Action::Prune, "", vec![("reclaimed", "1234")]),
+                (Action::Untag, id.as_str(), vec![("name", "app:1")]),
+                (Action::Delete, id.as_str(), vec![("name", id.as_str())]),
+            ]
+        );
+    }
+}
