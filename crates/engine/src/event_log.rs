@@ -141,23 +141,16 @@ mod tests {
             .take(3)
             .collect()
             .await;
-        let shape: Vec<(Action, &str, Vec<(&str, &str)>)> = events
+        let shape: Vec<String> = events
             .iter()
-            .map(|e| {
-                let attributes = e
-                    .attributes
-                    .iter()
-                    .map(|(k, v)| (k.as_str(), v.as_str()))
-                    .collect();
-                (e.action, e.actor_id.as_str(), attributes)
-            })
+            .map(|e| format!("{} {:?} {:?}", e.action.as_str(), e.actor_id, e.attributes))
             .collect();
         assert_eq!(
             shape,
             [
-                (Action::Prune, "", vec![("reclaimed", "1234")]),
-                (Action::Untag, id.as_str(), vec![("name", "app:1")]),
-                (Action::Delete, id.as_str(), vec![("name", id.as_str())]),
+                r#"prune "" {"reclaimed": "1234"}"#.to_owned(),
+                format!(r#"untag "{id}" {{"name": "app:1"}}"#),
+                format!(r#"delete "{id}" {{"name": "{id}"}}"#),
             ]
         );
     }
