@@ -30,7 +30,7 @@ pub async fn events(State(state): State<AppState>, params: Params) -> Result<Res
             "`since` time ({since_text}) cannot be after `until` time ({until_text})"
         )));
     }
-    let filter = parse_filters(params.get("filters").unwrap_or_default())?;
+    let filter = EventFilter::new(parse_filters(params.get("filters"))?);
     let events = state.engine.events(EventQuery {
         since,
         until,
@@ -84,33 +84,32 @@ fn parse_int(text: &str) -> Result<i64, ApiError> {
     })
 }
 
-/// moby's `filters.FromJSON`: `{"key":{"value":true}}`, or the older `{"key":["value"]}`;
-/// anything else is "invalid filter" (400).
-fn parse_filters(text: &str) -> Result<EventFilter, ApiError> {
+/// moby's `filters.FromJSON`: `{"key":{"value":true}}` (values flagged false left out), or the
+/// older `{"key":["value"]}`; anything else is "invalid filter" (400).
+fn parse_filters(text: Option<&str>) -> Result<BTreeMap<String, Vec<String>>, ApiError> {
     type Current = Option<BTreeMap<String, Option<BTreeMap<String, bool>>>>;
     type Legacy = Option<BTreeMap<String, Option<Vec<String>>>>;
-    if text.is_empty() {
-        return Ok(EventFilter::default());
-    }
-    let fields = if let Ok(current) = serde_json::from_str::<Current>(text) {
-        current
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(key, values)| (key, values.unwrap_or_default()))
-            .collect()
-    } else if let Ok(legacy) = serde_json::from_str::<Legacy>(text) {
-        legacy
+    let Some(text) = text.filter(|t| !t.is_empty()) else {
+        return Ok(BTreeMap::new());
+    };
+    if let Ok(current) = serde_json::from_str::<Current>(text) {
+        let fields = current
             .unwrap_or_default()
             .into_iter()
             .map(|(key, values)| {
-                let values = values.unwrap_or_default().into_iter().map(|v| (v, true));
-                (key, values.collect())
-            })
-            .collect()
-    } else {
-        return Err(ApiError::BadRequest("invalid filter".into()));
-    };
-    Ok(EventFilter::new(fields))
+                let chosen = values.unwrap_or_default().into_iter().filter(|(_, on)| *on);
+                (key, chosen.map(|(value, _)| value).collect())
+            });
+        return Ok(fields.collect());
+    }
+    if let Ok(legacy) = serde_json::from_str::<Legacy>(text) {
+        let fields = legacy
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(key, values)| (key, values.unwrap_or_default()));
+        return Ok(fields.collect());
+    }
+    Err(ApiError::BadRequest("invalid filter".into()))
 }
 
 #[cfg(test)]
@@ -152,20 +151,21 @@ mod tests {
 
     #[test]
     fn filters_take_both_json_forms() {
-        let current = parse_filters(r#"{"type":{"image":true},"event":{"tag":true}}"#).unwrap();
-        let legacy = parse_filters(r#"{"type":["image"],"event":["tag"]}"#).unwrap();
-        assert_eq!(current, legacy);
-        assert_eq!(parse_filters("null").unwrap(), EventFilter::default());
+        let current = parse_filters(Some(
+            r#"{"type":{"image":true},"event":{"tag":true,"x":false}}"#,
+        ));
+        let legacy = parse_filters(Some(r#"{"type":["image"],"event":["tag"]}"#));
+        assert_eq!(current.unwrap(), legacy.unwrap());
+        assert!(parse_filters(Some("null")).unwrap().is_empty());
+        assert!(parse_filters(None).unwrap().is_empty());
         for bad in [
             r#"{"type":"image"}"#,
             "[",
             r#"{"type":{"image":"yes"}}"#,
             "[]",
         ] {
-            assert_eq!(
-                parse_filters(bad).unwrap_err().to_string(),
-                "invalid filter"
-            );
+            let error = parse_filters(Some(bad)).unwrap_err();
+            assert_eq!(error.to_string(), "invalid filter");
         }
     }
 }

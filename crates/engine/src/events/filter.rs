@@ -1,16 +1,15 @@
 //! Which events a subscriber sees: moby's event filters over its `filters.Args`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use hoist_reference::Reference;
 
 use super::Event;
 
-/// Filter values by key, each value with the flag moby's JSON form carries (`{"type":
-/// {"image": true}}`); a value flagged false is named but matches nothing.
+/// Filter values by key. A key given without values filters nothing, as in moby.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EventFilter {
-    fields: BTreeMap<String, BTreeMap<String, bool>>,
+    fields: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// Kinds of object whose filter matches an event's actor ID or `name` by prefix.
@@ -27,7 +26,11 @@ const NAME_FILTERS: [&str; 9] = [
 ];
 
 impl EventFilter {
-    pub fn new(fields: BTreeMap<String, BTreeMap<String, bool>>) -> EventFilter {
+    pub fn new(fields: BTreeMap<String, Vec<String>>) -> EventFilter {
+        let fields = fields
+            .into_iter()
+            .map(|(key, values)| (key, values.into_iter().collect()))
+            .collect();
         EventFilter { fields }
     }
 
@@ -44,20 +47,20 @@ impl EventFilter {
             && self.labels(&event.attributes)
     }
 
-    fn values(&self, key: &str) -> Option<&BTreeMap<String, bool>> {
+    fn values(&self, key: &str) -> Option<&BTreeSet<String>> {
         self.fields.get(key).filter(|values| !values.is_empty())
     }
 
     fn exact(&self, key: &str, source: &str) -> bool {
         self.values(key)
-            .is_none_or(|values| values.get(source).copied().unwrap_or(false))
+            .is_none_or(|values| values.contains(source))
     }
 
     fn prefix(&self, key: &str, source: &str) -> bool {
         self.exact(key, source)
             || self
                 .values(key)
-                .is_some_and(|values| values.keys().any(|p| source.starts_with(p.as_str())))
+                .is_some_and(|values| values.iter().any(|p| source.starts_with(p.as_str())))
     }
 
     /// An image's ID or name, each also without its tag (`foo:1` matches `image=foo`).
@@ -73,7 +76,7 @@ impl EventFilter {
         let Some(values) = self.values("label") else {
             return true;
         };
-        values.keys().all(|wanted| match wanted.split_once('=') {
+        values.iter().all(|wanted| match wanted.split_once('=') {
             Some((key, value)) => attributes.get(key).is_some_and(|have| have == value),
             None => attributes.contains_key(wanted.as_str()),
         })
@@ -93,12 +96,12 @@ mod tests {
     use crate::events::{Action, EventType};
 
     fn filter(pairs: &[(&str, &str)]) -> EventFilter {
-        let mut fields: BTreeMap<String, BTreeMap<String, bool>> = BTreeMap::new();
+        let mut fields: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (k, v) in pairs {
             fields
                 .entry((*k).to_owned())
                 .or_default()
-                .insert((*v).to_owned(), true);
+                .push((*v).to_owned());
         }
         EventFilter::new(fields)
     }
@@ -148,11 +151,9 @@ mod tests {
     }
 
     #[test]
-    fn a_value_flagged_false_matches_nothing() {
-        let mut values = BTreeMap::new();
-        values.insert("image".to_owned(), false);
-        let fields = BTreeMap::from([("type".to_owned(), values)]);
+    fn a_key_without_values_filters_nothing() {
+        let fields = BTreeMap::from([("type".to_owned(), Vec::new())]);
         let tagged = event(Action::Tag, "sha256:ab", &[("name", "app:1")]);
-        assert!(!EventFilter::new(fields).includes(&tagged));
+        assert!(EventFilter::new(fields).includes(&tagged));
     }
 }
