@@ -228,6 +228,45 @@ fn cli_follows_tag_events_live_through_a_filter() {
 }
 
 #[test]
+fn a_future_until_ends_the_live_stream_then() {
+    let hoistd = start_hoistd();
+    let cli = DockerCli::new(&hoistd.socket());
+    let repo = unique_repo("events/until");
+    load_image(
+        &cli,
+        &labelled_image(8),
+        &[&format!("{repo}:1")],
+        ArchiveFormat::Oci,
+    );
+    let since = unix_now();
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let until = now + Duration::from_secs(3);
+    let until = format!("{}.{:09}", until.as_secs(), until.subsec_nanos());
+    let follower = cli.spawn(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--format",
+        "{{json .}}",
+    ]);
+    docker_ok(&cli, &["tag", &format!("{repo}:1"), &format!("{repo}:2")]);
+    // The CLI exits on its own once the daemon ends the stream at `until`.
+    let out = follower.wait(Duration::from_secs(30));
+    out.assert_success("docker events --until <in 3 s>");
+    let ended = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    assert!(
+        ended >= now + Duration::from_secs(3),
+        "ended before `until`"
+    );
+    assert_eq!(
+        summary(&json_lines(&out.stdout)),
+        [row("tag", labelled_image(8).digest(), &format!("{repo}:2"))]
+    );
+}
+
+#[test]
 fn push_and_pull_against_the_registry_as_docker_py_reads_them() {
     let registry = TestRegistry::shared();
     let hoistd = start_hoistd();
