@@ -32,6 +32,7 @@ pub fn app(state: AppState) -> Router {
         .route("/version", get(routes::system::version))
         .route("/auth", post(routes::auth::login))
         .route("/info", get(routes::system::info))
+        .route("/events", get(routes::events::events))
         .route("/images/json", get(routes::list::list))
         .route("/images/prune", post(routes::prune::images))
         .route("/containers/prune", post(routes::prune::containers))

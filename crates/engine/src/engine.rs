@@ -13,6 +13,7 @@ use hoist_store::Store;
 use crate::blocking;
 use crate::downloads::Downloads;
 use crate::error::EngineError;
+use crate::events::Events;
 use crate::platform::Platform;
 use crate::retry::RetryPolicy;
 use crate::uploads::{UnsettledPushes, UploadSettings, Uploads};
@@ -67,6 +68,7 @@ pub struct Engine {
     pub(crate) names_lock: Arc<Mutex<()>>,
     /// Set while an image prune runs: a second one is refused, as in moby.
     pub(crate) prune_running: Arc<std::sync::atomic::AtomicBool>,
+    pub(crate) events: Events,
 }
 
 impl Engine {
@@ -99,6 +101,7 @@ impl Engine {
             host_platform: Platform::host(),
             names_lock: Arc::new(Mutex::new(())),
             prune_running: Arc::default(),
+            events: Events::new(),
         })
     }
 

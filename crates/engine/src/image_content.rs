@@ -68,6 +68,14 @@ impl PlatformImage {
         serde_json::from_value(self.config.clone()).unwrap_or_default()
     }
 
+    /// The config's `Labels`; none when absent or malformed.
+    pub fn labels(&self) -> std::collections::BTreeMap<String, String> {
+        self.config
+            .pointer("/config/Labels")
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+            .unwrap_or_default()
+    }
+
     /// Bytes of content this image occupies: manifest, config and layers.
     pub fn content_size(&self) -> u64 {
         self.manifest.size

@@ -10,6 +10,7 @@ use hoist_reference::{Digest, Reference};
 use hoist_store::Descriptor;
 use serde::Serialize;
 
+use crate::events::Action;
 use crate::image_content::{describe_target, platform_not_provided, present_manifests};
 use crate::names::{self, ImageView, Lookup};
 use crate::platform::{Matching, Platform};
@@ -50,6 +51,7 @@ impl Engine {
             });
         }
         entries.dedup_by(|a, b| a.name == b.name && a.target.digest == b.target.digest);
+        self.log_image_ids(Action::Save, entries.iter().map(|e| &e.target.digest));
         Ok(SavePlan {
             engine: self.clone(),
             entries,

@@ -87,7 +87,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
 
     let bound = listen::bind_all(&settings).await?;
     let app = hoist_api::app(hoist_api::AppState {
-        engine,
+        engine: engine.clone(),
         server: hoist_api::ServerInfo {
             version: VERSION.to_owned(),
             git_commit: option_env!("HOIST_GIT_COMMIT").unwrap_or("").to_owned(),
@@ -120,6 +120,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         }
     }
     shutdown.cancel();
+    engine.end_event_streams();
     // Give running requests a moment to finish; long pushes are cut when the process exits.
     let drain = async { while servers.join_next().await.is_some() {} };
     if tokio::time::timeout(std::time::Duration::from_secs(10), drain)

@@ -4,6 +4,7 @@ pub mod auth;
 pub mod create;
 pub mod distribution;
 pub mod disk_usage;
+pub mod events;
 pub mod images;
 pub mod list;
 pub mod load;

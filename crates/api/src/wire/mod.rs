@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod distribution;
 pub mod disk_usage;
+pub mod events;
 pub mod images;
 pub mod search;
 pub mod system;

@@ -81,7 +81,7 @@ impl Engine {
         }
         let untagged = |name: &str| Removal::Untagged(names::familiar_record_name(name));
         if named.is_some() && same.len() != all.len() {
-            let responses = same.iter().map(|n| untagged(n)).collect();
+            let responses: Vec<Removal> = same.iter().map(|n| untagged(n)).collect();
             let changes = same
                 .iter()
                 .map(|n| ImageChange::Delete {
@@ -89,6 +89,7 @@ impl Engine {
                 })
                 .collect();
             self.store.apply(changes)?;
+            self.log_removals(view.id(), &responses);
             return Ok(responses);
         }
         if named.is_none() && same.len() != all.len() && all.len() > 1 && !force {
@@ -108,6 +109,7 @@ impl Engine {
             .map(|name| ImageChange::Delete { name })
             .collect();
         self.store.apply(changes)?;
+        self.log_removals(view.id(), &responses);
         Ok(responses)
     }
 

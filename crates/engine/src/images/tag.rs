@@ -3,6 +3,7 @@
 use hoist_reference::Reference;
 use hoist_store::{Descriptor, ImageChange};
 
+use crate::events::Action;
 use crate::names;
 use crate::{Engine, EngineError};
 
@@ -47,6 +48,7 @@ impl Engine {
         let changes =
             self.retarget_changes(&[(names::tag_record_name(&target), view.target.clone())]);
         self.store.apply(changes)?;
+        self.log_image_event(Action::Tag, view.id().as_str(), &target.familiar_string());
         Ok(())
     }
 

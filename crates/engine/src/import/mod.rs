@@ -161,8 +161,10 @@ impl ImportJob {
             Some(reference) => names::tag_record_name(reference),
             None => names::dangling_record_name(&target.digest),
         };
+        let digest = target.digest.clone();
         let changes = engine.retarget_changes(&[(name, target)]);
         engine.store.apply(changes)?;
+        engine.log_import(self.name.as_ref(), &digest);
         Ok(())
     }
 }

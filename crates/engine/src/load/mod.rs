@@ -17,6 +17,7 @@ use hoist_reference::{Digest, Reference};
 use hoist_store::{Descriptor, Lease};
 use serde::Deserialize;
 
+use crate::events::Action;
 use crate::image_content::{BuiltManifest, IndexEntry};
 use crate::media::{self, MAX_MANIFEST_BYTES};
 use crate::platform::Platform;
@@ -322,6 +323,7 @@ impl Engine {
         }
         let changes = self.retarget_changes(&assignments);
         self.store.apply(changes)?;
+        self.log_image_ids(Action::Load, loaded.iter().map(|l| &l.id));
         Ok(loaded)
     }
 }

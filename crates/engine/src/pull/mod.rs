@@ -25,6 +25,7 @@ use crate::blocking::BlockingDrop;
 use crate::downloads::{Source, verification_failed};
 use crate::engine::Engine;
 use crate::error::EngineError;
+use crate::events::Action;
 use crate::image_content::{IndexEntry, ManifestDoc};
 use crate::platform::Platform;
 use crate::progress::ProgressBoard;
@@ -322,6 +323,11 @@ impl Engine {
         }
         let changes = self.retarget_changes(&assignments);
         self.store.apply(changes)?;
+        self.log_image_event(
+            Action::Pull,
+            &reference.familiar_string(),
+            &reference.familiar_name(),
+        );
         Ok(newer)
     }
 }

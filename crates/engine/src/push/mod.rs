@@ -17,6 +17,7 @@ use crate::auth::AuthConfig;
 use crate::blocking::BlockingDrop;
 use crate::engine::Engine;
 use crate::error::EngineError;
+use crate::events::Action;
 use crate::image_content::{IndexEntry, read_manifest};
 use crate::platform::Platform;
 use crate::progress::ProgressBoard;
@@ -327,6 +328,9 @@ impl PushJob {
         self.engine
             .blocking(move || engine.record_push(&host, &path, &blobs, repo_digest))
             .await?;
+        let tag = item.tag.familiar_string();
+        self.engine
+            .log_image_event(Action::Push, &tag, &item.tag.familiar_name());
         Ok(())
     }
 
