@@ -1,12 +1,14 @@
 //! Reading an image's manifests and config out of the store, choosing the platform to show when
 //! the image is a multi-platform index.
 
-use hoist_reference::Digest;
-use hoist_store::{Descriptor, Store};
+use hoist_reference::{Digest, Reference};
+use hoist_store::{Descriptor, Store, StoreError};
 use serde::{Deserialize, Serialize};
+use tracing::warn;
 
 use crate::EngineError;
 use crate::media::{self, MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES};
+use crate::names::ImageView;
 use crate::platform::Platform;
 
 /// The fields of a manifest or index hoist reads. Raw bytes stay the source of truth; this is
@@ -44,7 +46,18 @@ impl IndexEntry {
 }
 
 pub(crate) fn read_manifest(store: &Store, desc: &Descriptor) -> Result<ManifestDoc, EngineError> {
-    let bytes = store.read_blob(&desc.digest, MAX_MANIFEST_BYTES)?;
+    let bytes = store
+        .read_blob(&desc.digest, MAX_MANIFEST_BYTES)
+        .map_err(|e| match e {
+            StoreError::TooLarge {
+                digest,
+                size,
+                limit,
+            } => EngineError::Internal(format!(
+                "manifest {digest} cannot be read: it is {size} bytes, more than the {limit} bytes a manifest may have"
+            )),
+            e => e.into(),
+        })?;
     parse_manifest(&desc.digest, &bytes)
 }
 
@@ -111,6 +124,29 @@ pub(crate) fn describe_target(
         }
     }
     Ok(None)
+}
+
+/// An image left out of a listing because its content cannot be read (already logged).
+pub(crate) struct Unlisted;
+
+/// [`describe_target`] for listings: an image whose content cannot be read is logged and left
+/// out, so that one broken image does not fail the list of all the others.
+pub(crate) fn describe_listed(
+    store: &Store,
+    view: &ImageView,
+    host: &Platform,
+) -> Result<Option<PlatformImage>, Unlisted> {
+    describe_target(store, &view.target, host).map_err(|e| {
+        let names = view.tags.iter().chain(&view.digests);
+        let names: Vec<String> = names.map(Reference::familiar_string).collect();
+        warn!(
+            image = %view.id(),
+            names = ?names,
+            error = %e,
+            "leaving an image whose content cannot be read out of the list"
+        );
+        Unlisted
+    })
 }
 
 fn load_platform_image(

@@ -202,7 +202,11 @@ impl Inner {
 
     /// Removes the labels of blobs that are `gone`, and with `everything` of any blob missing
     /// from disk, in one transaction (none when no label is stale).
-    fn drop_stale_labels(&self, gone: &HashSet<Digest>, everything: bool) -> Result<(), StoreError> {
+    fn drop_stale_labels(
+        &self,
+        gone: &HashSet<Digest>,
+        everything: bool,
+    ) -> Result<(), StoreError> {
         let stale: Vec<String> = if everything {
             let missing = |digest: &String| match Digest::parse(digest) {
                 Ok(d) => gone.contains(&d) || !self.layout.blob_path(&d).is_file(),

@@ -136,9 +136,8 @@ mod tests {
                 size: 42
             }
         );
-        let nanos = |t: std::time::SystemTime| {
-            t.duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
-        };
+        let nanos =
+            |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
         assert_eq!(nanos(record.created_at), 1_700_000_000_123_456_789);
         assert_eq!(nanos(record.updated_at), 1_700_000_000_123_456_790);
         assert_eq!(meta.labels(&layer).unwrap()["k"], "v");

@@ -97,8 +97,10 @@ impl Metadata {
         let txn = self.begin_write()?;
         let found = {
             let mut info = txn.open_table(INFO).map_err(|e| self.error("opening", e))?;
-            txn.open_table(IMAGES).map_err(|e| self.error("opening", e))?;
-            txn.open_table(LABELS).map_err(|e| self.error("opening", e))?;
+            txn.open_table(IMAGES)
+                .map_err(|e| self.error("opening", e))?;
+            txn.open_table(LABELS)
+                .map_err(|e| self.error("opening", e))?;
             let found = info
                 .get(FORMAT_VERSION_KEY)
                 .map_err(|e| self.error("reading", e))?

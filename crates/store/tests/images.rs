@@ -273,8 +273,14 @@ fn a_record_for_a_manifest_that_cannot_be_read_back_is_refused() {
     let over = stored(&manifest_of_len(&image, limit + 1), media::OCI_MANIFEST);
     // An index is refused for a bad manifest it lists, not for one that is absent.
     let absent = descriptor(media::OCI_MANIFEST, b"not stored");
-    let bad_index = stored(&index_bytes(&[absent.clone(), over.clone()]), media::OCI_INDEX);
-    let partial_index = stored(&index_bytes(&[absent, image.manifest.0.clone()]), media::OCI_INDEX);
+    let bad_index = stored(
+        &index_bytes(&[absent.clone(), over.clone()]),
+        media::OCI_INDEX,
+    );
+    let partial_index = stored(
+        &index_bytes(&[absent, image.manifest.0.clone()]),
+        media::OCI_INDEX,
+    );
 
     let too_large = "more than the 4194304 bytes a manifest may have";
     for (target, at_fault, reason) in [
@@ -295,7 +301,11 @@ fn a_record_for_a_manifest_that_cannot_be_read_back_is_refused() {
     }
     // Nothing of the refused batches was applied.
     assert_eq!(
-        store.images().iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+        store
+            .images()
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect::<Vec<_>>(),
         ["good"]
     );
     store.apply(vec![put("partial", &partial_index)]).unwrap();

@@ -296,7 +296,11 @@ fn kill_9_while_tagging_loses_no_committed_tag() {
     let image = Image::new("a", &[b"layer"]);
     for i in 0..=last {
         let record = store.image(&format!("tag-{i}"));
-        assert_eq!(record.map(|r| r.target), Some(image.manifest.0.clone()), "tag-{i}");
+        assert_eq!(
+            record.map(|r| r.target),
+            Some(image.manifest.0.clone()),
+            "tag-{i}"
+        );
     }
     // At most the one tag in flight at the kill went further.
     assert!(store.images().len() <= last + 3, "{}", store.images().len());

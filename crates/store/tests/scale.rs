@@ -39,11 +39,17 @@ fn one_tag_among_100k_records_writes_a_few_pages_not_the_records() {
     let database = std::fs::metadata(dir.path().join("meta.db")).unwrap().len();
     // What rewriting every record would write, at the least.
     let all_records = (RECORDS * 60) as u64;
-    assert!(database > all_records, "{database} bytes for {RECORDS} records");
+    assert!(
+        database > all_records,
+        "{database} bytes for {RECORDS} records"
+    );
 
     let before = bytes_written();
     store
-        .apply(vec![put("docker.io/library/one-more:latest", &image.manifest.0)])
+        .apply(vec![put(
+            "docker.io/library/one-more:latest",
+            &image.manifest.0,
+        )])
         .unwrap();
     let one_tag = bytes_written() - before;
     assert!(

@@ -7,7 +7,7 @@ use hoist_reference::{Digest, Reference};
 use hoist_store::Descriptor;
 
 use super::parse_rfc3339;
-use crate::image_content::{PlatformImage, describe_target};
+use crate::image_content::{PlatformImage, describe_listed};
 use crate::names;
 use crate::{Engine, EngineError};
 
@@ -69,7 +69,9 @@ impl Engine {
                     continue;
                 }
             }
-            let described = describe_target(&self.store, &view.target, &self.host_platform)?;
+            let Ok(described) = describe_listed(&self.store, &view, &self.host_platform) else {
+                continue;
+            };
             let labels = described.as_ref().map(labels_of).unwrap_or_default();
             if !filters.label.iter().all(|f| label_matches(f, &labels)) {
                 continue;
