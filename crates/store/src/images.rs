@@ -96,7 +96,7 @@ impl Store {
                             continue;
                         }
                         Some(old) => {
-                            released.push(Node::Typed(old.target.clone()));
+                            released.push(old.target.clone());
                             old.created_at
                         }
                         None => now,
@@ -114,7 +114,7 @@ impl Store {
                     let old = current(&write, &name)?;
                     if write.delete_image(&name)? {
                         if let Some(old) = &old {
-                            released.push(Node::Typed(old.target.clone()));
+                            released.push(old.target.clone());
                         }
                         changed = true;
                     }
@@ -123,13 +123,20 @@ impl Store {
             }
         }
 
+        // Only a target left without any name can have made something garbage.
+        let mut orphaned = Vec::new();
+        for target in released {
+            if write.references(&target.digest)? == 0 {
+                orphaned.push(Node::Typed(target));
+            }
+        }
         if changed {
             write.commit()?;
         }
-        if !released.is_empty() {
+        if !orphaned.is_empty() {
             // The change is durable; failing the call now would claim otherwise.
             let collected = inner
-                .closure(released)
+                .closure(orphaned)
                 .and_then(|candidates| inner.collect(&mut state, Scope::Only(candidates)));
             if let Err(e) = collected {
                 warn!(error = %e, "garbage collection after an image change failed");

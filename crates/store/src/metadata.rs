@@ -29,6 +29,9 @@ const FORMAT_VERSION: u64 = 1;
 const IMAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("images");
 /// Blob digest → its labels as a JSON object.
 const LABELS: TableDefinition<&str, &[u8]> = TableDefinition::new("labels");
+/// Target digest → how many records point at it, so that a change leaving an image other names
+/// knows at once that nothing became garbage.
+const TARGETS: TableDefinition<&str, u64> = TableDefinition::new("targets");
 /// Facts about the database itself.
 const INFO: TableDefinition<&str, u64> = TableDefinition::new("info");
 const FORMAT_VERSION_KEY: &str = "format_version";
@@ -256,23 +259,65 @@ impl MetadataWrite<'_> {
         self.meta.decode_image(name, value.value()).map(Some)
     }
 
+    /// Writes a record, replacing any record of that name.
     pub fn put_image(&self, record: &ImageRecord) -> Result<(), StoreError> {
         let bytes = encode(&StoredImage::of(record));
-        self.images()?
-            .insert(record.name.as_str(), bytes.as_slice())
-            .map_err(|e| self.meta.error("writing", e))?;
-        Ok(())
+        let old = {
+            let mut table = self.images()?;
+            let old = table
+                .insert(record.name.as_str(), bytes.as_slice())
+                .map_err(|e| self.meta.error("writing", e))?;
+            old.map(|old| old.value().to_vec())
+        };
+        if let Some(old) = old {
+            self.count_reference(&old, -1)?;
+        }
+        self.count_reference(&bytes, 1)
     }
 
     /// Removes a record; returns whether there was one. The old value is not decoded: a record
     /// that cannot be read can still be deleted.
     pub fn delete_image(&self, name: &str) -> Result<bool, StoreError> {
-        let mut table = self.images()?;
-        let removed = table
-            .remove(name)
-            .map_err(|e| self.meta.error("writing", e))?
-            .is_some();
-        Ok(removed)
+        let old = {
+            let mut table = self.images()?;
+            let old = table
+                .remove(name)
+                .map_err(|e| self.meta.error("writing", e))?;
+            old.map(|old| old.value().to_vec())
+        };
+        match old {
+            Some(old) => self.count_reference(&old, -1).map(|()| true),
+            None => Ok(false),
+        }
+    }
+
+    /// How many records point at `digest`, this transaction's changes included.
+    pub fn references(&self, digest: &Digest) -> Result<u64, StoreError> {
+        let table = self.target_table()?;
+        let count = table
+            .get(digest.as_str())
+            .map_err(|e| self.meta.error("reading", e))?;
+        Ok(count.map_or(0, |c| c.value()))
+    }
+
+    /// Counts one record more or less for the target of a stored record's value. A value that does
+    /// not decode names no target it could be counted under: its target only ever counts high,
+    /// which delays collection until a full GC walks the records themselves.
+    fn count_reference(&self, stored: &[u8], delta: i64) -> Result<(), StoreError> {
+        let Ok(stored) = serde_json::from_slice::<StoredImage>(stored) else {
+            return Ok(());
+        };
+        let digest = stored.target.digest.as_str();
+        let mut table = self.target_table()?;
+        let current = table
+            .get(digest)
+            .map_err(|e| self.meta.error("reading", e))?
+            .map_or(0, |c| c.value());
+        let result = match current.checked_add_signed(delta) {
+            Some(0) | None => table.remove(digest).map(drop),
+            Some(count) => table.insert(digest, count).map(drop),
+        };
+        result.map_err(|e| self.meta.error("writing", e))
     }
 
     pub fn labels(&self, digest: &Digest) -> Result<Labels, StoreError> {
@@ -310,6 +355,12 @@ impl MetadataWrite<'_> {
             .map_err(|e| self.meta.error("opening", e))
     }
 
+    fn target_table(&self) -> Result<redb::Table<'_, &'static str, u64>, StoreError> {
+        self.txn
+            .open_table(TARGETS)
+            .map_err(|e| self.meta.error("opening", e))
+    }
+
     fn label_table(&self) -> Result<redb::Table<'_, &'static str, &'static [u8]>, StoreError> {
         self.txn
             .open_table(LABELS)
@@ -334,6 +385,8 @@ fn from_unix_nanos(nanos: u64) -> SystemTime {
 
 #[cfg(test)]
 mod tests {
+    use redb::ReadableTableMetadata;
+
     use super::*;
 
     fn open() -> (tempfile::TempDir, Metadata) {
@@ -374,6 +427,31 @@ mod tests {
         assert_eq!(meta.images().unwrap(), [record("a"), record("b")]);
         assert_eq!(meta.labels(&digest).unwrap(), labels);
         assert_eq!(meta.labelled().unwrap(), [digest.as_str()]);
+    }
+
+    #[test]
+    fn counts_the_records_pointing_at_each_target() {
+        let (_dir, meta) = open();
+        let digest = record("a").target.digest;
+        let mut elsewhere = record("b");
+        elsewhere.target.digest = Digest::sha256_from_bytes(&[9; 32]);
+        let write = meta.write().unwrap();
+        write.put_image(&record("a")).unwrap();
+        write.put_image(&record("b")).unwrap();
+        assert_eq!(write.references(&digest).unwrap(), 2);
+        write.put_image(&record("a")).unwrap();
+        assert_eq!(write.references(&digest).unwrap(), 2, "same record again");
+        write.put_image(&elsewhere).unwrap();
+        assert_eq!(write.references(&digest).unwrap(), 1);
+        assert_eq!(write.references(&elsewhere.target.digest).unwrap(), 1);
+        assert!(write.delete_image("a").unwrap());
+        assert!(!write.delete_image("a").unwrap());
+        assert_eq!(write.references(&digest).unwrap(), 0);
+        assert_eq!(
+            write.target_table().unwrap().len().unwrap(),
+            1,
+            "zero counts go"
+        );
     }
 
     #[test]

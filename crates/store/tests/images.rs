@@ -259,7 +259,7 @@ fn a_record_for_a_manifest_that_cannot_be_read_back_is_refused() {
     let image = Image::new("a", &[b"layer"]);
     image.load(&store, "good");
     let lease = store.lease();
-    let mut stored = |bytes: &[u8], media_type: &str| {
+    let stored = |bytes: &[u8], media_type: &str| {
         let (digest, size) = store.put_blob(&lease, bytes).unwrap();
         Descriptor {
             media_type: media_type.into(),
