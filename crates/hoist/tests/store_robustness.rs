@@ -97,6 +97,15 @@ fn an_unreadable_image_leaves_list_inspect_and_gc_working_for_the_others() {
         )),
         "{out}"
     );
+    let response = daemon.request("GET", "/v1.50/images/oversized:1/json", &[], b"");
+    assert_eq!(response.status, 500);
+    let body: serde_json::Value = serde_json::from_slice(&response.body).expect("JSON error body");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with(&format!("manifest {oversized_digest} cannot be read"))),
+        "{body}"
+    );
     let out = docker_fails(&docker, &["history", "corrupt:1"]);
     assert!(
         out.stderr
