@@ -160,27 +160,10 @@ fn a_record_whose_target_vanished_is_dropped_on_open() {
     assert_eq!(names, ["kept"]);
 }
 
-/// `meta.json` as hoistd kept it before the database: one record per `(name, image)`.
-fn legacy_metadata(records: &[(&str, &Image)]) -> String {
-    let images: serde_json::Map<String, serde_json::Value> = records
-        .iter()
-        .map(|(name, image)| {
-            let record = serde_json::json!({
-                "target": image.manifest.0,
-                "created_unix_nanos": 1_700_000_000_000_000_000u64,
-                "updated_unix_nanos": 1_700_000_000_000_000_001u64,
-            });
-            ((*name).to_owned(), record)
-        })
-        .collect();
-    serde_json::json!({"version": 1, "images": images, "labels": {}}).to_string()
-}
-
 /// Writes an image's blobs straight into a data root, as an earlier hoistd left them.
 fn write_blobs(root: &std::path::Path, image: &Image) {
-    fs::create_dir_all(root.join("blobs/sha256")).unwrap();
-    for (desc, bytes) in image.layers.iter().chain([&image.config, &image.manifest]) {
-        fs::write(root.join("blobs/sha256").join(desc.digest.hex()), bytes).unwrap();
+    for (_, bytes) in image.layers.iter().chain([&image.config, &image.manifest]) {
+        write_blob(root, bytes);
     }
 }
 
@@ -193,7 +176,10 @@ fn a_data_root_of_an_earlier_version_is_migrated_once() {
     write_blobs(root, &b);
     fs::write(
         root.join("meta.json"),
-        legacy_metadata(&[("docker.io/library/a:1", &a), ("docker.io/library/b:1", &b)]),
+        legacy_metadata(&[
+            ("docker.io/library/a:1", &a.manifest.0),
+            ("docker.io/library/b:1", &b.manifest.0),
+        ]),
     )
     .unwrap();
 
@@ -222,7 +208,7 @@ fn a_crash_between_migrating_and_removing_the_old_file_migrates_again() {
     let root = dir.path();
     let a = Image::new("a", &[b"a"]);
     write_blobs(root, &a);
-    let legacy = legacy_metadata(&[("a", &a)]);
+    let legacy = legacy_metadata(&[("a", &a.manifest.0)]);
     fs::write(root.join("meta.json"), &legacy).unwrap();
     let migrated = Store::open(root).unwrap().images();
     // What a crash after the commit leaves: the database written, the old file still there.
@@ -238,7 +224,7 @@ fn corrupt_legacy_metadata_refuses_to_open_without_losing_anything() {
     let root = dir.path();
     let image = Image::new("a", &[b"layer"]);
     write_blobs(root, &image);
-    let good = legacy_metadata(&[("a", &image)]);
+    let good = legacy_metadata(&[("a", &image.manifest.0)]);
     fs::write(root.join("meta.json"), &good[..good.len() / 2]).unwrap();
     let err = Store::open(root).unwrap_err();
     assert!(matches!(err, StoreError::CorruptMetadata { .. }), "{err:?}");

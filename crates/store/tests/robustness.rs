@@ -12,26 +12,6 @@ use common::*;
 use hoist_oci::media;
 use hoist_store::{Descriptor, Store, StoreError};
 
-fn write_blob(root: &Path, bytes: &[u8]) {
-    fs::create_dir_all(root.join("blobs/sha256")).unwrap();
-    fs::write(root.join("blobs/sha256").join(sha256(bytes).hex()), bytes).unwrap();
-}
-
-fn legacy_metadata(records: &[(&str, &Descriptor)]) -> String {
-    let images: serde_json::Map<String, serde_json::Value> = records
-        .iter()
-        .map(|(name, target)| {
-            let record = serde_json::json!({
-                "target": target,
-                "created_unix_nanos": 1_700_000_000_000_000_000u64,
-                "updated_unix_nanos": 1_700_000_000_000_000_000u64,
-            });
-            ((*name).to_owned(), record)
-        })
-        .collect();
-    serde_json::json!({"version": 1, "images": images, "labels": {}}).to_string()
-}
-
 /// A manifest over the limit that references `image`'s config and layers.
 fn oversized_manifest(image: &Image) -> Vec<u8> {
     let limit = usize::try_from(hoist_oci::limits::MAX_MANIFEST_BYTES).unwrap();
