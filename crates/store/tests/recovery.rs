@@ -310,3 +310,31 @@ fn the_data_root_holds_only_what_the_layout_says() {
     entries.sort();
     assert_eq!(entries, ["blobs", "hoistd.lock", "ingest", "meta.db"]);
 }
+
+#[test]
+fn a_damaged_database_refuses_to_open_without_losing_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let image = Image::new("a", &[b"layer"]);
+    {
+        let store = Store::open(root).unwrap();
+        image.load(&store, "a");
+    }
+    let good = fs::read(root.join("meta.db")).unwrap();
+    for damaged in [
+        b"not a database at all".to_vec(),
+        good[..good.len() / 2].to_vec(),
+        good.iter()
+            .enumerate()
+            .map(|(i, b)| if i % 4096 == 100 { !b } else { *b })
+            .collect(),
+    ] {
+        fs::write(root.join("meta.db"), &damaged).unwrap();
+        let err = Store::open(root).unwrap_err();
+        assert!(err.to_string().contains("meta.db"), "{err}");
+        // Nothing was collected, and the lock was released with the failed open.
+        assert_eq!(blobs_on_disk(root), image.digests());
+    }
+    fs::write(root.join("meta.db"), &good).unwrap();
+    assert!(Store::open(root).unwrap().image("a").is_some());
+}
