@@ -396,6 +396,7 @@ def main():
     parser.add_argument("--digests", required=True)
     parser.add_argument("--meta", required=True)
     parser.add_argument("--out", required=True)
+    parser.add_argument("--store", help="store-tag's output (the store phase)")
     args = parser.parse_args()
     records = load_jsonl(args.raw)
     na = load_jsonl(args.na)
@@ -459,6 +460,18 @@ def main():
               "The digest of the pushed tag after each first push, against the generated image's.", ""]
     lines += digests_table(d) + [""]
     lines += ["## docker load and concurrent pushes", ""] + load_and_concurrency(d) + [""]
+    store = load_jsonl(args.store) if args.store and os.path.exists(args.store) else []
+    if store:
+        lines += ["## Metadata store", "",
+                  "`store-tag`: single tags and untags, each a durable commit, in a store of "
+                  f"{store[0]['records']:,} image records ({store[0]['database_bytes'] / 2**20:.0f} MiB "
+                  "database). Target: a tag ≤ 5 ms (median).", "",
+                  "| operation | median ms | p95 ms | max ms | target |", "|---|---:|---:|---:|---|"]
+        for op in ("tag", "untag"):
+            ms = store[0][f"{op}_ms"]
+            verdict = ("PASS" if ms["median"] <= 5 else "FAIL") if op == "tag" else ""
+            lines.append(f"| {op} | {ms['median']:.2f} | {ms['p95']:.2f} | {ms['max']:.2f} | {verdict} |")
+        lines += [""]
     lines += ["## Images", "", "| image | blobs | blob bytes | archive bytes | layers | platforms |",
               "|---|---:|---:|---:|---:|---|"]
     for name in ["big", "small", "multi"] + sorted(k for k in images if k.startswith("conc-"))[:1]:

@@ -81,6 +81,8 @@ impl EngineError {
             EngineError::InvalidReference(_)
             | EngineError::InvalidArgument(_)
             | EngineError::BadArchive(_) => ErrorKind::InvalidArgument,
+            // Content the store cannot read back, offered as an image (an archive's manifest).
+            EngineError::Store(StoreError::UnreadableManifest { .. }) => ErrorKind::InvalidArgument,
             EngineError::Conflict(_) => ErrorKind::Conflict,
             EngineError::Forbidden(_) => ErrorKind::Forbidden,
             EngineError::Unauthorized(_) => ErrorKind::Unauthorized,

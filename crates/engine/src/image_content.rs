@@ -2,7 +2,7 @@
 //! the image is a multi-platform index.
 
 use hoist_reference::Digest;
-use hoist_store::{Descriptor, Store};
+use hoist_store::{Descriptor, Store, StoreError};
 use serde::{Deserialize, Serialize};
 
 use crate::EngineError;
@@ -44,7 +44,18 @@ impl IndexEntry {
 }
 
 pub(crate) fn read_manifest(store: &Store, desc: &Descriptor) -> Result<ManifestDoc, EngineError> {
-    let bytes = store.read_blob(&desc.digest, MAX_MANIFEST_BYTES)?;
+    let bytes = store
+        .read_blob(&desc.digest, MAX_MANIFEST_BYTES)
+        .map_err(|e| match e {
+            StoreError::TooLarge {
+                digest,
+                size,
+                limit,
+            } => EngineError::Internal(format!(
+                "manifest {digest} cannot be read: it is {size} bytes, more than the {limit} bytes a manifest may have"
+            )),
+            e => e.into(),
+        })?;
     parse_manifest(&desc.digest, &bytes)
 }
 

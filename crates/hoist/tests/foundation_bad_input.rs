@@ -257,18 +257,26 @@ fn missing_layer_is_refused() {
     );
 }
 
-/// Every blob digest `meta.json` makes reachable: record targets, and the children of
-/// manifests and indexes among them, read with our own JSON parsing.
+/// Every blob digest the records in `meta.db` make reachable: record targets, and the children
+/// of manifests and indexes among them, read with redb and our own JSON parsing. A copy of the
+/// database is read, repaired as redb repairs a database after a crash, so that the data root
+/// itself stays as the kill left it.
 fn digests_reachable_from_records(data_root: &Path) -> BTreeSet<String> {
-    let meta: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(data_root.join("meta.json")).expect("meta.json after a load"),
-    )
-    .expect("meta.json is JSON");
-    let mut pending: Vec<String> = meta["images"]
-        .as_object()
-        .expect("images")
-        .values()
-        .map(|record| {
+    use redb::{ReadableDatabase, ReadableTable};
+    let copy = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::copy(data_root.join("meta.db"), copy.path()).expect("copy meta.db after a load");
+    let db = redb::Database::create(copy.path()).expect("meta.db opens");
+    let txn = db.begin_read().expect("read transaction");
+    let images = txn
+        .open_table(redb::TableDefinition::<&str, &[u8]>::new("images"))
+        .expect("images table");
+    let mut pending: Vec<String> = images
+        .iter()
+        .expect("records")
+        .map(|entry| {
+            let (_, value) = entry.expect("record");
+            let record: serde_json::Value =
+                serde_json::from_slice(value.value()).expect("record is JSON");
             record["target"]["digest"]
                 .as_str()
                 .expect("target digest")

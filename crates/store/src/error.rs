@@ -36,8 +36,16 @@ pub enum StoreError {
     #[error("blob {digest} is not a valid manifest or index: {reason}")]
     InvalidManifest { digest: Digest, reason: String },
 
-    /// `meta.json` exists but cannot be understood; refusing to start beats silently forgetting
-    /// every image.
+    /// An image record may only point at content every reader can read back: a manifest or index
+    /// (and each manifest of an index that is present) within the size limit and well formed.
+    #[error("image {name} refused: manifest {digest} {reason}")]
+    UnreadableManifest {
+        name: String,
+        digest: Digest,
+        reason: String,
+    },
+
+    /// The metadata cannot be understood; refusing to start beats silently forgetting every image.
     #[error("metadata file {} is corrupt: {reason}", path.display())]
     CorruptMetadata { path: PathBuf, reason: String },
 
@@ -52,12 +60,29 @@ pub enum StoreError {
     #[error("lease belongs to a different store than {}", root.display())]
     ForeignLease { root: PathBuf },
 
+    /// The metadata database failed (I/O, or corruption redb detected).
+    #[error("{context}: {source}")]
+    Database {
+        context: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
     #[error("{context}: {source}")]
     Io {
         context: String,
         #[source]
         source: io::Error,
     },
+}
+
+impl StoreError {
+    pub(crate) fn database(context: String, source: impl Into<redb::Error>) -> StoreError {
+        StoreError::Database {
+            context,
+            source: Box::new(source.into()),
+        }
+    }
 }
 
 fn holder(pid: Option<u32>) -> String {

@@ -1,6 +1,10 @@
 //! Garbage collection: mark everything reachable from image targets and live leases, remove the
 //! blobs (and their labels) that are not.
 //!
+//! Content that cannot be parsed never stops a collection and is never lost: a manifest that is
+//! too large or malformed keeps every blob whose digest appears in its bytes (a superset of what it
+//! references), and is logged with the record that reaches it.
+//!
 //! Runs with the state lock held, so the roots cannot change under it: a writer registers its
 //! digest with its lease (under the lock) before renaming the blob into place, hence a blob that
 //! GC finds in `blobs/` is either reachable from a root it sees or truly garbage.
@@ -10,11 +14,11 @@ use std::fs;
 use std::io;
 
 use hoist_reference::Digest;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::descriptor::Descriptor;
 use crate::error::{IoContext, StoreError};
-use crate::manifest::ManifestKind;
+use crate::manifest::{ManifestKind, digests_named_in};
 use crate::store::{Inner, State, Store};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -43,8 +47,10 @@ pub(crate) enum Scope {
 impl Store {
     /// Removes every blob not reachable from an image target or a live lease, and its labels.
     ///
-    /// Walks children by media type, skipping absent blobs (an index may be partial). If a
-    /// reachable manifest cannot be parsed, nothing is removed: the graph is unknown.
+    /// Walks children by media type, skipping absent blobs (an index may be partial). A reachable
+    /// manifest that cannot be parsed (too large, malformed) is kept along with every blob whose
+    /// digest appears in its bytes, and logged with the record that reaches it; everything else is
+    /// collected as usual. Only an I/O error stops a collection: then nothing is removed.
     pub fn gc(&self) -> Result<GcStats, StoreError> {
         let mut state = self.inner.state();
         self.inner.collect(&mut state, Scope::Everything)
@@ -55,13 +61,23 @@ impl Inner {
     /// Every digest reachable from `roots`, absent ones included.
     pub fn closure(&self, roots: Vec<Node>) -> Result<HashSet<Digest>, StoreError> {
         let mut seen = HashSet::new();
-        self.walk(roots, &mut seen)?;
+        for root in roots {
+            self.walk(root, None, &mut seen)?;
+        }
         Ok(seen)
     }
 
-    fn walk(&self, mut stack: Vec<Node>, seen: &mut HashSet<Digest>) -> Result<(), StoreError> {
+    /// Adds to `seen` what `root` reaches. `origin` names the root in the log when part of its
+    /// graph cannot be read (None: no log, the walk only gathers candidates).
+    fn walk(
+        &self,
+        root: Node,
+        origin: Option<&str>,
+        seen: &mut HashSet<Digest>,
+    ) -> Result<(), StoreError> {
+        let mut stack = vec![root];
         while let Some(node) = stack.pop() {
-            let children = match node {
+            let (digest, children) = match node {
                 Node::Typed(desc) => {
                     let Some(kind) = ManifestKind::of_media_type(&desc.media_type) else {
                         seen.insert(desc.digest);
@@ -71,24 +87,37 @@ impl Inner {
                         continue;
                     }
                     let children = self.children.of_kind(&self.layout, &desc.digest, kind);
-                    seen.insert(desc.digest);
-                    children
+                    (desc.digest, children)
                 }
                 Node::Untyped(digest) => {
                     if seen.contains(&digest) {
                         continue;
                     }
                     let children = self.children.of_unknown(&self.layout, &digest);
-                    seen.insert(digest);
-                    children
+                    (digest, children)
                 }
             };
             match children {
                 Ok(children) => stack.extend(children.iter().cloned().map(Node::Typed)),
                 // Absent content is a leaf: a partial index, or a pull still in progress.
                 Err(StoreError::NotFound(_)) => {}
+                // What cannot be parsed still names what it references: keep every blob whose
+                // digest appears in it, rather than give up collecting or lose what it needs.
+                Err(e @ (StoreError::TooLarge { .. } | StoreError::InvalidManifest { .. })) => {
+                    if let Some(origin) = origin {
+                        warn!(
+                            image = %origin,
+                            manifest = %digest,
+                            error = %e,
+                            "cannot read a manifest of this image; keeping every blob it names"
+                        );
+                    }
+                    let named = self.children.named_in(&self.layout, &digest)?;
+                    stack.extend(named.iter().cloned().map(Node::Untyped));
+                }
                 Err(e) => return Err(e),
             }
+            seen.insert(digest);
         }
         Ok(())
     }
@@ -96,13 +125,27 @@ impl Inner {
     fn live(&self, state: &State) -> Result<HashSet<Digest>, StoreError> {
         let mut live = HashSet::new();
         // Typed roots first: a digest is walked once, and its media type beats a guess.
-        let images = state.meta.images.values();
-        self.walk(
-            images.map(|r| Node::Typed(r.target.clone())).collect(),
-            &mut live,
-        )?;
-        let leased = state.leases.values().flatten();
-        self.walk(leased.cloned().map(Node::Untyped).collect(), &mut live)?;
+        let mut unreadable = Vec::new();
+        for root in self.meta.image_roots()? {
+            match root.target {
+                Ok(target) => self.walk(Node::Typed(target), Some(&root.name), &mut live)?,
+                Err(bytes) => unreadable.push((root.name, bytes)),
+            }
+        }
+        for (name, bytes) in unreadable {
+            warn!(
+                image = %name,
+                "cannot decode this image record; keeping every blob it names"
+            );
+            let named = digests_named_in(bytes.as_slice())
+                .context(|| format!("reading the image record {name:?}"))?;
+            for digest in named {
+                self.walk(Node::Untyped(digest), Some(&name), &mut live)?;
+            }
+        }
+        for digest in state.leases.values().flatten() {
+            self.walk(Node::Untyped(digest.clone()), Some("(lease)"), &mut live)?;
+        }
         Ok(live)
     }
 
@@ -145,18 +188,7 @@ impl Inner {
         // No directory fsync after the unlinks: a blob that reappears after a crash is garbage
         // again and goes at the next open.
 
-        let stale_labels = |digest: &Digest| {
-            gone.contains(digest) || (everything && !self.layout.blob_path(digest).is_file())
-        };
-        if state.meta.labels.keys().any(stale_labels) {
-            let mut labels = state.meta.labels.clone();
-            labels.retain(|digest, _| !stale_labels(digest));
-            let old_labels = std::mem::replace(&mut state.meta.labels, labels);
-            if let Err(e) = state.meta.persist(&self.layout) {
-                state.meta.labels = old_labels;
-                return Err(e);
-            }
-        }
+        self.drop_stale_labels(&gone, everything)?;
 
         if stats.removed_blobs > 0 {
             info!(
@@ -168,6 +200,37 @@ impl Inner {
         Ok(stats)
     }
 
+    /// Removes the labels of blobs that are `gone`, and with `everything` of any blob missing
+    /// from disk, in one transaction (none when no label is stale).
+    fn drop_stale_labels(
+        &self,
+        gone: &HashSet<Digest>,
+        everything: bool,
+    ) -> Result<(), StoreError> {
+        let stale: Vec<String> = if everything {
+            let missing = |digest: &String| match Digest::parse(digest) {
+                Ok(d) => gone.contains(&d) || !self.layout.blob_path(&d).is_file(),
+                Err(_) => true,
+            };
+            self.meta.labelled()?.into_iter().filter(missing).collect()
+        } else {
+            let mut stale = Vec::new();
+            for digest in gone {
+                if !self.meta.labels(digest)?.is_empty() {
+                    stale.push(digest.as_str().to_owned());
+                }
+            }
+            stale
+        };
+        if stale.is_empty() {
+            return Ok(());
+        }
+        let write = self.meta.write()?;
+        for digest in &stale {
+            write.set_labels(digest, &Default::default())?;
+        }
+        write.commit()
+    }
     /// Digests of the regular files under `blobs/sha256/`; names that are not digests are not
     /// ours and are left alone.
     fn blobs_on_disk(&self) -> Result<HashSet<Digest>, StoreError> {

@@ -1,25 +1,24 @@
 //! Labels on blobs: opaque key/value pairs the engine attaches to content (for example where a
 //! layer was seen, for cross-repository mounts). They live and die with their blob.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, btree_map};
 
 use hoist_reference::Digest;
+use tracing::warn;
 
 use crate::error::StoreError;
 use crate::store::Store;
 
 impl Store {
+    /// A blob's labels; none if it has none, or if they cannot be read (logged).
     pub fn blob_labels(&self, digest: &Digest) -> BTreeMap<String, String> {
-        self.inner
-            .state()
-            .meta
-            .labels
-            .get(digest)
-            .cloned()
-            .unwrap_or_default()
+        self.inner.meta.labels(digest).unwrap_or_else(|e| {
+            warn!(%digest, error = %e, "cannot read blob labels");
+            BTreeMap::new()
+        })
     }
 
-    /// Sets (`Some`) or removes (`None`) labels, all or nothing, in one metadata write.
+    /// Sets (`Some`) or removes (`None`) labels, all or nothing, in one metadata transaction.
     ///
     /// Setting a label on an absent blob fails with [`StoreError::NotFound`]: such a label would
     /// never be collected. Removing one from an absent blob is a no-op.
@@ -29,33 +28,34 @@ impl Store {
     ) -> Result<(), StoreError> {
         let inner = &self.inner;
         // Held throughout, so a GC cannot remove a blob between the check and the write.
-        let mut state = inner.state();
-        let mut labels = state.meta.labels.clone();
+        let _state = inner.state();
+        let write = inner.meta.write()?;
+        let mut changed: BTreeMap<Digest, BTreeMap<String, String>> = BTreeMap::new();
         for (digest, key, value) in changes {
+            if value.is_some() && !inner.layout.blob_path(&digest).is_file() {
+                return Err(StoreError::NotFound(digest));
+            }
+            let labels = match changed.entry(digest) {
+                btree_map::Entry::Occupied(entry) => entry.into_mut(),
+                btree_map::Entry::Vacant(entry) => {
+                    let current = write.labels(entry.key())?;
+                    entry.insert(current)
+                }
+            };
             match value {
-                Some(value) => {
-                    if !inner.layout.blob_path(&digest).is_file() {
-                        return Err(StoreError::NotFound(digest));
-                    }
-                    labels.entry(digest).or_default().insert(key, value);
-                }
-                None => {
-                    if let Some(blob_labels) = labels.get_mut(&digest) {
-                        blob_labels.remove(&key);
-                        if blob_labels.is_empty() {
-                            labels.remove(&digest);
-                        }
-                    }
-                }
+                Some(value) => labels.insert(key, value),
+                None => labels.remove(&key),
+            };
+        }
+        let mut dirty = false;
+        for (digest, labels) in &changed {
+            if *labels != write.labels(digest)? {
+                write.set_labels(digest.as_str(), labels)?;
+                dirty = true;
             }
         }
-        if labels == state.meta.labels {
-            return Ok(());
-        }
-        let old_labels = std::mem::replace(&mut state.meta.labels, labels);
-        if let Err(e) = state.meta.persist(&inner.layout) {
-            state.meta.labels = old_labels;
-            return Err(e);
+        if dirty {
+            write.commit()?;
         }
         Ok(())
     }

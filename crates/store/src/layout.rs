@@ -18,7 +18,9 @@ pub(crate) struct Layout {
     pub blobs: PathBuf,
     pub sha256_blobs: PathBuf,
     pub ingest: PathBuf,
-    pub metadata: PathBuf,
+    pub database: PathBuf,
+    /// Where earlier versions kept metadata; migrated into `database` on open.
+    pub legacy_metadata: PathBuf,
     pub lock: PathBuf,
 }
 
@@ -30,7 +32,8 @@ impl Layout {
             sha256_blobs: blobs.join("sha256"),
             blobs,
             ingest: root.join("ingest"),
-            metadata: root.join("meta.json"),
+            database: root.join("meta.db"),
+            legacy_metadata: root.join("meta.json"),
             lock: root.join("hoistd.lock"),
         }
     }

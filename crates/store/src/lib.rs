@@ -5,10 +5,14 @@
 //! Crash safety, at any instant including `kill -9`:
 //! - no partially written file is ever visible under `blobs/` (blobs are written in `ingest/`,
 //!   fsynced, verified and renamed into place, then the directory is fsynced);
-//! - no record points at a blob that is not fully written (records are persisted after their
-//!   blobs are committed, and `meta.json` is replaced atomically);
+//! - no record points at a blob that is not fully written (records are committed after their
+//!   blobs, in `meta.db` transactions that are durable and all-or-nothing);
 //! - leftovers are cleaned on the next [`Store::open`]: temp files are wiped, records whose
 //!   target is missing are dropped, unreachable blobs are collected.
+//!
+//! One record whose content cannot be read never takes the store down: records are refused when
+//! their manifest could not be read back, and GC keeps what an unreadable manifest names while
+//! collecting everything else.
 //!
 //! The store knows nothing of registries or of Docker's API: names and label keys are opaque.
 //!
@@ -16,9 +20,10 @@
 //! ```text
 //! root/                    mode 0700
 //!   hoistd.lock            exclusive flock + the holder's pid
-//!   meta.json              image records and blob labels (versioned, replaced atomically)
+//!   meta.db                image records and blob labels (redb; see `metadata`)
+//!   meta.json              the same, as earlier versions kept it; migrated and removed on open
 //!   blobs/sha256/<hex>     committed blobs, read-only, only ever created by rename
-//!   ingest/                temp files of in-flight writes (blobs and meta.json); wiped on open
+//!   ingest/                temp files of in-flight blob writes; wiped on open
 //! ```
 
 mod blob;
@@ -29,6 +34,7 @@ mod images;
 mod labels;
 mod layout;
 mod lease;
+mod legacy;
 mod lock;
 mod manifest;
 mod metadata;

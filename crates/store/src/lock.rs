@@ -1,5 +1,5 @@
 //! One daemon per data root. Two daemons sharing a store would each garbage-collect the other's
-//! in-flight blobs and overwrite each other's `meta.json`.
+//! in-flight blobs and overwrite each other's records.
 //!
 //! The lock is an `flock` on `hoistd.lock`, held by an open file for as long as the store lives;
 //! the kernel releases it when the process dies, so a crash never leaves a stale lock. The file

@@ -4,8 +4,8 @@
 //! Results are cached per digest: blobs are immutable, and GC walks the same manifests over and
 //! over.
 
-use std::collections::HashMap;
-use std::io::Read;
+use std::collections::{HashMap, HashSet};
+use std::io::{self, Read};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use hoist_oci::limits::MAX_MANIFEST_BYTES;
@@ -114,6 +114,8 @@ type Children = Arc<[Descriptor]>;
 pub(crate) struct ChildrenCache {
     parsed: Mutex<HashMap<(Digest, ManifestKind), Children>>,
     sniffed: Mutex<HashMap<Digest, Option<ManifestKind>>>,
+    /// Digests appearing in manifests that cannot be parsed (see [`digests_named_in`]).
+    named: Mutex<HashMap<Digest, Arc<[Digest]>>>,
 }
 
 // A poisoned cache only means another thread panicked between two map operations; every entry in
@@ -165,6 +167,21 @@ impl ChildrenCache {
         }
     }
 
+    /// Every digest written out in a blob's bytes: a superset of what a manifest that cannot be
+    /// parsed references, read in bounded memory whatever its size.
+    pub fn named_in(&self, layout: &Layout, digest: &Digest) -> Result<Arc<[Digest]>, StoreError> {
+        if let Some(named) = lock(&self.named).get(digest) {
+            return Ok(named.clone());
+        }
+        let (file, _, path) = open_blob_file(layout, digest)?;
+        let named: Arc<[Digest]> = digests_named_in(file)
+            .context(|| format!("reading {}", path.display()))?
+            .into_iter()
+            .collect();
+        lock(&self.named).insert(digest.clone(), named.clone());
+        Ok(named)
+    }
+
     /// Called when a blob is collected: a later blob with that digest would parse the same, but
     /// the cache should not outgrow the store.
     pub fn forget(&self, digest: &Digest) {
@@ -173,6 +190,52 @@ impl ChildrenCache {
         parsed.remove(&(digest.clone(), ManifestKind::Manifest));
         drop(parsed);
         lock(&self.sniffed).remove(digest);
+        lock(&self.named).remove(digest);
+    }
+}
+
+/// How many distinct digests [`digests_named_in`] keeps: the bytes of a real manifest name a few
+/// thousand at most, and the set must stay bounded whatever a blob holds.
+const MAX_NAMED_DIGESTS: usize = 1 << 20;
+
+/// The distinct `sha256:<64 hex>` strings in `reader`, read in chunks. More than
+/// [`MAX_NAMED_DIGESTS`] is an error: past that, what the bytes reference is unknowable.
+pub(crate) fn digests_named_in(mut reader: impl Read) -> io::Result<HashSet<Digest>> {
+    const PREFIX: &[u8] = b"sha256:";
+    const LEN: usize = 7 + 64;
+    let mut named = HashSet::new();
+    let mut buf = vec![0u8; 64 * 1024 + LEN];
+    let mut kept = 0;
+    loop {
+        let read = reader.read(&mut buf[kept..])?;
+        let end = kept + read;
+        let mut at = 0;
+        // At the end of the input, nothing more can complete a match.
+        while at + LEN <= end {
+            let candidate = &buf[at..at + LEN];
+            let hex = &candidate[PREFIX.len()..];
+            if candidate.starts_with(PREFIX)
+                && hex.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+                && let Ok(digest) = std::str::from_utf8(candidate).map(Digest::parse)
+                && let Ok(digest) = digest
+            {
+                named.insert(digest);
+                if named.len() > MAX_NAMED_DIGESTS {
+                    return Err(io::Error::other(format!(
+                        "names more than {MAX_NAMED_DIGESTS} digests"
+                    )));
+                }
+                at += LEN;
+            } else {
+                at += 1;
+            }
+        }
+        if read == 0 {
+            return Ok(named);
+        }
+        // The tail that could still start a match continues into the next chunk.
+        buf.copy_within(at..end, 0);
+        kept = end - at;
     }
 }
 
@@ -261,6 +324,20 @@ mod tests {
             lock(&cache.sniffed).get(&padded),
             Some(&Some(ManifestKind::Index))
         );
+    }
+
+    #[test]
+    fn finds_every_digest_written_in_any_bytes_across_chunk_boundaries() {
+        let a = Digest::sha256_from_bytes(&[0xaa; 32]);
+        let b = Digest::sha256_from_bytes(&[0xbb; 32]);
+        // `b` straddles the first 64 KiB chunk; `sha256:` with too few or upper-case hex is not a
+        // digest; repeats count once.
+        let mut bytes = format!("{{\"x\":\"{a}\",").into_bytes();
+        bytes.resize(64 * 1024 - 30, b' ');
+        bytes.extend(format!("{b} {a} sha256:abc sha256:{}", "A".repeat(64)).bytes());
+        let named = digests_named_in(bytes.as_slice()).unwrap();
+        assert_eq!(named, HashSet::from([a, b]));
+        assert!(digests_named_in(&b"\x1f\x8b"[..]).unwrap().is_empty());
     }
 
     #[test]

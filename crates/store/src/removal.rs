@@ -47,22 +47,22 @@ impl Store {
         let candidates = inner.closure(digests.iter().cloned().map(Node::Untyped).collect())?;
 
         let mut removal = BlobRemoval::default();
-        let mut images = state.meta.images.clone();
-        images.retain(|name, record| {
-            let keep = !wanted.contains(&record.target.digest);
-            if !keep {
-                removal.records.push(name.clone());
+        let doomed: Vec<String> = inner
+            .meta
+            .images()?
+            .into_iter()
+            .filter(|record| wanted.contains(&record.target.digest))
+            .map(|record| record.name)
+            .collect();
+        if !doomed.is_empty() {
+            // Records first, in one transaction: a crash after this leaves blobs that the next
+            // open collects, never a record without its target.
+            let write = inner.meta.write()?;
+            for name in &doomed {
+                write.delete_image(name)?;
             }
-            keep
-        });
-        if !removal.records.is_empty() {
-            // Records first: a crash after this leaves blobs that the next open collects, never
-            // a record without its target.
-            let old_images = std::mem::replace(&mut state.meta.images, images);
-            if let Err(e) = state.meta.persist(&inner.layout) {
-                state.meta.images = old_images;
-                return Err(e);
-            }
+            write.commit()?;
+            removal.records = doomed;
         }
         for digest in digests {
             let path = inner.layout.blob_path(digest);

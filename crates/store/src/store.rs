@@ -10,6 +10,7 @@ use tracing::{info, warn};
 
 use crate::error::StoreError;
 use crate::layout::Layout;
+use crate::legacy;
 use crate::lock::DataRootLock;
 use crate::manifest::ChildrenCache;
 use crate::metadata::Metadata;
@@ -25,17 +26,18 @@ pub struct Store {
 
 pub(crate) struct Inner {
     pub layout: Layout,
-    /// Metadata and leases under one lock, so GC sees a consistent set of roots and no commit can
-    /// slip between its mark and its sweep. Blob bytes are never written while it is held.
+    /// Records and labels. Reads take no lock (each is a snapshot); every write holds `state`.
+    pub meta: Metadata,
+    /// Leases, and the right to change metadata: held by every metadata write and by GC, so GC
+    /// sees a consistent set of roots and no commit can slip between its mark and its sweep.
+    /// Blob bytes are never written while it is held.
     state: Mutex<State>,
     pub children: ChildrenCache,
-    /// Held for the life of the store; dropped last.
+    /// Held for the life of the store; dropped last, after the database is closed.
     _lock: DataRootLock,
 }
 
 pub(crate) struct State {
-    /// Exactly what `meta.json` holds: changed only after the new version is on disk.
-    pub meta: Metadata,
     /// Live leases and the digests each one protects (committed through it or `protect`ed).
     pub leases: HashMap<u64, HashSet<Digest>>,
     pub next_lease_id: u64,
@@ -43,7 +45,7 @@ pub(crate) struct State {
 
 impl Inner {
     pub fn state(&self) -> MutexGuard<'_, State> {
-        // `meta` is only ever replaced whole after a successful write and lease sets only grow by
+        // Metadata changes are transactions that a panic aborts, and lease sets only grow by
         // single inserts, so a thread that panicked while holding the lock left nothing half-done.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -78,16 +80,15 @@ impl Store {
             );
         }
 
-        let mut meta = Metadata::load(&layout)?;
-        if drop_dangling(&layout, &mut meta) {
-            meta.persist(&layout)?;
-        }
+        let meta = Metadata::open(&layout)?;
+        legacy::migrate(&layout, &meta)?;
+        drop_dangling(&layout, &meta)?;
 
         let store = Store {
             inner: Arc::new(Inner {
                 layout,
+                meta,
                 state: Mutex::new(State {
-                    meta,
                     leases: HashMap::new(),
                     next_lease_id: 0,
                 }),
@@ -109,23 +110,35 @@ impl Store {
 
 /// Records are written after their blobs, so a record with a missing target means the blob was
 /// removed behind our back; keeping it would make every later use of the name fail obscurely.
-/// Returns whether anything was dropped.
-fn drop_dangling(layout: &Layout, meta: &mut Metadata) -> bool {
-    let before = (meta.images.len(), meta.labels.len());
-    meta.images.retain(|name, record| {
-        let present = layout.blob_path(&record.target.digest).is_file();
-        if !present {
+/// Labels of missing blobs go too.
+fn drop_dangling(layout: &Layout, meta: &Metadata) -> Result<(), StoreError> {
+    let write = meta.write()?;
+    let mut dropped = false;
+    for root in meta.image_roots()? {
+        let Ok(target) = root.target else {
+            continue;
+        };
+        if !layout.blob_path(&target.digest).is_file() {
             warn!(
-                image = %name,
-                target = %record.target.digest,
+                image = %root.name,
+                target = %target.digest,
                 "dropping image record whose target blob is missing"
             );
+            write.delete_image(&root.name)?;
+            dropped = true;
         }
-        present
-    });
-    meta.labels
-        .retain(|digest, _| layout.blob_path(digest).is_file());
-    before != (meta.images.len(), meta.labels.len())
+    }
+    for digest in meta.labelled()? {
+        let present = Digest::parse(&digest).is_ok_and(|d| layout.blob_path(&d).is_file());
+        if !present {
+            write.set_labels(&digest, &Default::default())?;
+            dropped = true;
+        }
+    }
+    if dropped {
+        write.commit()?;
+    }
+    Ok(())
 }
 
 impl fmt::Debug for Store {

@@ -62,7 +62,7 @@ fn a_batch_with_one_bad_put_changes_nothing() {
     let store = Store::open(dir.path()).unwrap();
     let image = Image::new("a", &[b"layer"]);
     image.load(&store, "keep");
-    let meta_before = std::fs::read(dir.path().join("meta.json")).unwrap();
+    let records_before = store.images();
     let absent = descriptor(media::OCI_MANIFEST, b"never written");
 
     let err = store
@@ -76,10 +76,8 @@ fn a_batch_with_one_bad_put_changes_nothing() {
 
     assert_eq!(store.images().len(), 1);
     assert_eq!(store.image("keep").unwrap().target, image.manifest.0);
-    assert_eq!(
-        std::fs::read(dir.path().join("meta.json")).unwrap(),
-        meta_before
-    );
+    drop(store);
+    assert_eq!(Store::open(dir.path()).unwrap().images(), records_before);
     // Nothing was collected either: the delete never happened.
     assert_eq!(blobs_on_disk(dir.path()), image.digests());
 }
@@ -237,8 +235,6 @@ fn labels_persist_and_go_with_their_blob() {
     drop(store);
     let store = Store::open(dir.path()).unwrap();
     assert!(store.blob_labels(&layer).is_empty());
-    let meta = std::fs::read_to_string(dir.path().join("meta.json")).unwrap();
-    assert!(!meta.contains(layer.hex()), "{meta}");
 }
 
 #[test]
@@ -257,42 +253,77 @@ fn reopen_keeps_records_exactly() {
 }
 
 #[test]
-fn a_gc_that_cannot_read_a_reachable_manifest_removes_nothing() {
+fn a_record_for_a_manifest_that_cannot_be_read_back_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
+    let image = Image::new("a", &[b"layer"]);
+    image.load(&store, "good");
     let lease = store.lease();
-    // Valid blob, but not a manifest: claiming it is one makes the graph unknowable.
-    let (bogus, size) = store.put_blob(&lease, b"{\"not\":\"a manifest\"}").unwrap();
-    let target = Descriptor {
-        media_type: media::OCI_MANIFEST.into(),
-        digest: bogus,
-        size,
+    let stored = |bytes: &[u8], media_type: &str| {
+        let (digest, size) = store.put_blob(&lease, bytes).unwrap();
+        Descriptor {
+            media_type: media_type.into(),
+            digest,
+            size,
+        }
     };
-    store.apply(vec![put("bogus", &target)]).unwrap();
-    let (other, _) = store
-        .put_blob(&lease, b"garbage once the lease goes")
-        .unwrap();
-    drop(lease); // its collection fails and is only logged
-    assert!(store.has_blob(&other));
-    assert!(matches!(
-        store.gc(),
-        Err(StoreError::InvalidManifest { .. })
-    ));
-    assert!(store.has_blob(&other));
+    // Valid JSON, but not a manifest; and a manifest one byte over the limit.
+    let bogus = stored(b"{\"not\":\"a manifest\"}", media::OCI_MANIFEST);
+    let limit = usize::try_from(hoist_oci::limits::MAX_MANIFEST_BYTES).unwrap();
+    let over = stored(&manifest_of_len(&image, limit + 1), media::OCI_MANIFEST);
+    // An index is refused for a bad manifest it lists, not for one that is absent.
+    let absent = descriptor(media::OCI_MANIFEST, b"not stored");
+    let bad_index = stored(
+        &index_bytes(&[absent.clone(), over.clone()]),
+        media::OCI_INDEX,
+    );
+    let partial_index = stored(
+        &index_bytes(&[absent, image.manifest.0.clone()]),
+        media::OCI_INDEX,
+    );
 
-    // Removing the bad record unblocks collection.
-    store.apply(vec![delete("bogus")]).unwrap();
-    store.gc().unwrap();
-    assert!(blobs_on_disk(dir.path()).is_empty());
+    let too_large = "more than the 4194304 bytes a manifest may have";
+    for (target, at_fault, reason) in [
+        (&bogus, &bogus, "is malformed: missing field `config`"),
+        (&over, &over, too_large),
+        (&bad_index, &over, too_large),
+    ] {
+        let err = store
+            .apply(vec![put("new", &image.manifest.0), put("bad", target)])
+            .unwrap_err();
+        let StoreError::UnreadableManifest { name, digest, .. } = &err else {
+            panic!("expected UnreadableManifest, got {err:?}");
+        };
+        assert_eq!(name, "bad");
+        // For an index, the manifest at fault is named.
+        assert_eq!(digest, &at_fault.digest);
+        assert!(err.to_string().contains(reason), "{err}");
+    }
+    // Nothing of the refused batches was applied.
+    assert_eq!(
+        store
+            .images()
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect::<Vec<_>>(),
+        ["good"]
+    );
+    store.apply(vec![put("partial", &partial_index)]).unwrap();
 }
 
 #[test]
 fn apply_reports_previous_records_even_for_an_empty_batch() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
+    let image = Image::new("a", &[b"layer"]);
+    image.load(&store, "a");
+    let database = std::fs::read(dir.path().join("meta.db")).unwrap();
     assert!(store.apply(Vec::<ImageChange>::new()).unwrap().is_empty());
-    assert!(
-        !dir.path().join("meta.json").exists(),
+    let previous = store.apply(vec![put("a", &image.manifest.0)]).unwrap();
+    assert_eq!(previous[0].as_ref().unwrap().target, image.manifest.0);
+    assert_eq!(
+        std::fs::read(dir.path().join("meta.db")).unwrap(),
+        database,
         "nothing changed, nothing written"
     );
 }

@@ -1,12 +1,12 @@
-//! Opening a data root: the lock, crash recovery, and atomic metadata writes.
+//! Opening a data root: the lock, crash recovery, durable metadata, and migrating an earlier
+//! version's metadata.
 
 mod common;
 
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::{env, fs, thread};
+use std::{env, fs};
 
 use common::*;
 use hoist_store::{Store, StoreError};
@@ -155,20 +155,76 @@ fn a_record_whose_target_vanished_is_dropped_on_open() {
     assert_eq!(blobs_on_disk(root), kept.digests());
     assert!(store.blob_labels(&gone.layers[0].0.digest).is_empty());
     drop(store);
-    let meta = fs::read_to_string(root.join("meta.json")).unwrap();
-    assert!(!meta.contains("\"gone\""), "{meta}");
+    let store = Store::open(root).unwrap();
+    let names: Vec<_> = store.images().into_iter().map(|r| r.name).collect();
+    assert_eq!(names, ["kept"]);
+}
+
+/// Writes an image's blobs straight into a data root, as an earlier hoistd left them.
+fn write_blobs(root: &std::path::Path, image: &Image) {
+    for (_, bytes) in image.layers.iter().chain([&image.config, &image.manifest]) {
+        write_blob(root, bytes);
+    }
 }
 
 #[test]
-fn corrupt_metadata_refuses_to_open_without_losing_anything() {
+fn a_data_root_of_an_earlier_version_is_migrated_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let (a, b) = (Image::new("a", &[b"a"]), Image::new("b", &[b"b"]));
+    write_blobs(root, &a);
+    write_blobs(root, &b);
+    fs::write(
+        root.join("meta.json"),
+        legacy_metadata(&[
+            ("docker.io/library/a:1", &a.manifest.0),
+            ("docker.io/library/b:1", &b.manifest.0),
+        ]),
+    )
+    .unwrap();
+
+    let store = Store::open(root).unwrap();
+    let record = store.image("docker.io/library/a:1").unwrap();
+    assert_eq!(record.target, a.manifest.0);
+    assert_eq!(
+        record.created_at,
+        std::time::UNIX_EPOCH + std::time::Duration::from_nanos(1_700_000_000_000_000_000)
+    );
+    assert_eq!(store.images().len(), 2);
+    assert!(!root.join("meta.json").exists(), "migrated, then removed");
+    assert_eq!(blobs_on_disk(root), &a.digests() | &b.digests());
+
+    // Later changes stay: nothing migrates twice.
+    store.apply(vec![delete("docker.io/library/b:1")]).unwrap();
+    drop(store);
+    let store = Store::open(root).unwrap();
+    assert_eq!(store.images().len(), 1);
+    assert_eq!(blobs_on_disk(root), a.digests());
+}
+
+#[test]
+fn a_crash_between_migrating_and_removing_the_old_file_migrates_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let a = Image::new("a", &[b"a"]);
+    write_blobs(root, &a);
+    let legacy = legacy_metadata(&[("a", &a.manifest.0)]);
+    fs::write(root.join("meta.json"), &legacy).unwrap();
+    let migrated = Store::open(root).unwrap().images();
+    // What a crash after the commit leaves: the database written, the old file still there.
+    fs::write(root.join("meta.json"), &legacy).unwrap();
+    let store = Store::open(root).unwrap();
+    assert_eq!(store.images(), migrated);
+    assert!(!root.join("meta.json").exists());
+}
+
+#[test]
+fn corrupt_legacy_metadata_refuses_to_open_without_losing_anything() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     let image = Image::new("a", &[b"layer"]);
-    {
-        let store = Store::open(root).unwrap();
-        image.load(&store, "a");
-    }
-    let good = fs::read(root.join("meta.json")).unwrap();
+    write_blobs(root, &image);
+    let good = legacy_metadata(&[("a", &image.manifest.0)]);
     fs::write(root.join("meta.json"), &good[..good.len() / 2]).unwrap();
     let err = Store::open(root).unwrap_err();
     assert!(matches!(err, StoreError::CorruptMetadata { .. }), "{err:?}");
@@ -179,34 +235,72 @@ fn corrupt_metadata_refuses_to_open_without_losing_anything() {
     assert!(Store::open(root).unwrap().image("a").is_some());
 }
 
+const TAGGER_ENV: &str = "HOIST_STORE_TEST_TAGGER";
+
+/// Not a test on its own: the child process of `kill_9_while_tagging_loses_no_committed_tag`.
 #[test]
-fn metadata_is_replaced_atomically() {
+fn tagger_child() {
+    let Some(root) = env::var_os(TAGGER_ENV) else {
+        return;
+    };
+    let store = Store::open(root.as_ref()).unwrap();
+    let image = Image::new("a", &[b"layer"]);
+    image.load(&store, "seed");
+    for i in 0.. {
+        store
+            .apply(vec![put(&format!("tag-{i}"), &image.manifest.0)])
+            .unwrap();
+        println!("tagged {i}");
+    }
+}
+
+#[test]
+fn kill_9_while_tagging_loses_no_committed_tag() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env::current_exe().unwrap())
+        .args(["--exact", "tagger_child", "--nocapture", "--test-threads=1"])
+        .env(TAGGER_ENV, dir.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut last = None;
+    let mut line = String::new();
+    while last.is_none_or(|n| n < 200) {
+        line.clear();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "tagger exited");
+        if let Some(n) = line.trim().strip_prefix("tagged ") {
+            last = Some(n.parse::<usize>().unwrap());
+        }
+    }
+    // Mid-commit, most likely: the child commits back to back.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let last = last.unwrap();
+
+    let store = Store::open(dir.path()).unwrap();
+    let image = Image::new("a", &[b"layer"]);
+    for i in 0..=last {
+        let record = store.image(&format!("tag-{i}"));
+        assert_eq!(
+            record.map(|r| r.target),
+            Some(image.manifest.0.clone()),
+            "tag-{i}"
+        );
+    }
+    // At most the one tag in flight at the kill went further.
+    assert!(store.images().len() <= last + 3, "{}", store.images().len());
+    assert_eq!(blobs_on_disk(dir.path()), image.digests());
+}
+
+#[test]
+fn the_data_root_holds_only_what_the_layout_says() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().to_owned();
     let store = Store::open(&root).unwrap();
     let image = Image::new("a", &[b"layer"]);
     image.load(&store, "seed");
-
-    // A reader never sees a half-written meta.json while records change as fast as they can.
-    let done = AtomicBool::new(false);
-    thread::scope(|scope| {
-        let reader = scope.spawn(|| {
-            let mut reads = 0;
-            while !done.load(Ordering::Relaxed) {
-                let bytes = fs::read(root.join("meta.json")).unwrap();
-                serde_json::from_slice::<serde_json::Value>(&bytes).unwrap();
-                reads += 1;
-            }
-            reads
-        });
-        for i in 0..100 {
-            store
-                .apply(vec![put(&format!("tag-{i}"), &image.manifest.0)])
-                .unwrap();
-        }
-        done.store(true, Ordering::Relaxed);
-        assert!(reader.join().unwrap() > 0);
-    });
+    drop(store);
 
     assert_eq!(ingest_entries(&root), 0, "no temp files left behind");
     let mut entries: Vec<_> = fs::read_dir(&root)
@@ -214,5 +308,33 @@ fn metadata_is_replaced_atomically() {
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     entries.sort();
-    assert_eq!(entries, ["blobs", "hoistd.lock", "ingest", "meta.json"]);
+    assert_eq!(entries, ["blobs", "hoistd.lock", "ingest", "meta.db"]);
+}
+
+#[test]
+fn a_damaged_database_refuses_to_open_without_losing_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let image = Image::new("a", &[b"layer"]);
+    {
+        let store = Store::open(root).unwrap();
+        image.load(&store, "a");
+    }
+    let good = fs::read(root.join("meta.db")).unwrap();
+    for damaged in [
+        b"not a database at all".to_vec(),
+        good[..good.len() / 2].to_vec(),
+        good.iter()
+            .enumerate()
+            .map(|(i, b)| if i % 4096 == 100 { !b } else { *b })
+            .collect(),
+    ] {
+        fs::write(root.join("meta.db"), &damaged).unwrap();
+        let err = Store::open(root).unwrap_err();
+        assert!(err.to_string().contains("meta.db"), "{err}");
+        // Nothing was collected, and the lock was released with the failed open.
+        assert_eq!(blobs_on_disk(root), image.digests());
+    }
+    fs::write(root.join("meta.db"), &good).unwrap();
+    assert!(Store::open(root).unwrap().image("a").is_some());
 }

@@ -67,7 +67,7 @@ impl Engine {
         let mut shown: BTreeMap<Digest, ImageRecord> = BTreeMap::new();
         let mut tags: HashMap<Digest, Vec<Reference>> = HashMap::new();
         for record in self.store.images() {
-            if !filter.passes(&record)? {
+            if !listable(filter.passes(&record), &record).unwrap_or(false) {
                 continue;
             }
             let id = record.target.digest.clone();
@@ -87,9 +87,15 @@ impl Engine {
         let mut out = Vec::with_capacity(shown.len());
         let mut contents = Vec::with_capacity(shown.len());
         for (id, record) in shown {
-            let content = summarize(&self.store, &record.target)?;
             let tags = tags.remove(&id).unwrap_or_default();
-            out.push(self.summary(id, &record, tags, &content, options.manifests)?);
+            let Some(content) = listable(summarize(&self.store, &record.target), &record) else {
+                continue;
+            };
+            let summary = self.summary(id, &record, tags, &content, options.manifests);
+            let Some(summary) = listable(summary, &record) else {
+                continue;
+            };
+            out.push(summary);
             contents.push(content);
         }
         if options.shared_size {
@@ -131,6 +137,21 @@ impl Engine {
             id,
         })
     }
+}
+
+/// One image whose content cannot be read is left out of the list, and logged: it must never
+/// fail the list of all the others.
+fn listable<T>(result: Result<T, EngineError>, record: &ImageRecord) -> Option<T> {
+    result
+        .map_err(|e| {
+            tracing::warn!(
+                image = %record.target.digest,
+                name = %record.name,
+                error = %e,
+                "leaving an image whose content cannot be read out of the list"
+            );
+        })
+        .ok()
 }
 
 /// moby's `SharedSize` for content: per image, the bytes of its blobs that at least one other

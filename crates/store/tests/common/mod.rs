@@ -137,3 +137,26 @@ pub fn delete(name: &str) -> ImageChange {
         name: name.to_owned(),
     }
 }
+
+/// `meta.json` as hoistd kept it before its database: one record per `(name, target)`, planted
+/// for the store to migrate on open.
+pub fn legacy_metadata(records: &[(&str, &Descriptor)]) -> String {
+    let images: serde_json::Map<String, serde_json::Value> = records
+        .iter()
+        .map(|(name, target)| {
+            let record = serde_json::json!({
+                "target": target,
+                "created_unix_nanos": 1_700_000_000_000_000_000u64,
+                "updated_unix_nanos": 1_700_000_000_000_000_001u64,
+            });
+            ((*name).to_owned(), record)
+        })
+        .collect();
+    serde_json::json!({"version": 1, "images": images, "labels": {}}).to_string()
+}
+
+/// Writes a blob straight into a data root, as an earlier hoistd left it.
+pub fn write_blob(root: &Path, bytes: &[u8]) {
+    fs::create_dir_all(root.join("blobs/sha256")).unwrap();
+    fs::write(root.join("blobs/sha256").join(sha256(bytes).hex()), bytes).unwrap();
+}
