@@ -24,14 +24,17 @@ impl FilterArgs {
         let Some(text) = text.filter(|t| !t.is_empty()) else {
             return Ok(FilterArgs::default());
         };
-        let raw: BTreeMap<String, Values> = serde_json::from_str(text)
+        // Go's decoder takes `null` for the whole map or for a key's values as empty.
+        let raw: Option<BTreeMap<String, Option<Values>>> = serde_json::from_str(text)
             .map_err(|_| ApiError::BadRequest("invalid filter".into()))?;
         Ok(FilterArgs(
-            raw.into_iter()
+            raw.unwrap_or_default()
+                .into_iter()
                 .map(|(key, values)| {
                     let values = match values {
-                        Values::Set(set) => set.into_keys().collect(),
-                        Values::Legacy(list) => list,
+                        Some(Values::Set(set)) => set.into_keys().collect(),
+                        Some(Values::Legacy(list)) => list,
+                        None => Vec::new(),
                     };
                     (key, values)
                 })
@@ -45,6 +48,11 @@ impl FilterArgs {
             Some(key) => Err(ApiError::BadRequest(format!("invalid filter '{key}'"))),
             None => Ok(()),
         }
+    }
+
+    /// Every key with its values.
+    pub fn into_fields(self) -> BTreeMap<String, Vec<String>> {
+        self.0
     }
 
     pub fn get(&self, key: &str) -> Vec<String> {
@@ -77,6 +85,29 @@ impl FilterArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn both_forms_and_nulls_read_as_go_reads_them() {
+        let current = FilterArgs::parse(Some(
+            r#"{"type":{"image":true},"event":{"tag":true,"x":false}}"#,
+        ))
+        .unwrap();
+        // Go's `Get` lists every key of a value map, whatever its boolean.
+        assert_eq!(current.get("event"), ["tag", "x"]);
+        let legacy = FilterArgs::parse(Some(r#"{"type":["image"],"event":["tag"]}"#)).unwrap();
+        assert_eq!(legacy.get("type"), ["image"]);
+        assert!(
+            FilterArgs::parse(Some("null"))
+                .unwrap()
+                .into_fields()
+                .is_empty()
+        );
+        let empty = FilterArgs::parse(Some(r#"{"type":null}"#)).unwrap();
+        assert!(empty.contains("type") && empty.get("type").is_empty());
+        for bad in ["{", "[1]", r#"{"a":true}"#, r#"{"a":[1]}"#] {
+            assert!(FilterArgs::parse(Some(bad)).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn both_forms_parse_and_bools_follow_moby() {

@@ -90,12 +90,13 @@ impl Engine {
         }
     }
 
-    /// The `prune` event of moby's image prune (its graph-driver store; the containerd store
-    /// emits none): no actor ID, the bytes freed as `reclaimed`.
-    pub fn log_image_prune(&self, reclaimed: u64) {
-        let attributes = BTreeMap::from([("reclaimed".to_owned(), reclaimed.to_string())]);
+    /// The `prune` event moby emits for every container, network and volume prune: no actor ID,
+    /// the bytes freed as `reclaimed`, none here. (moby's containerd image store emits no event
+    /// for an image prune.)
+    pub fn log_nothing_pruned(&self, of: EventType) {
+        let attributes = BTreeMap::from([("reclaimed".to_owned(), "0".to_owned())]);
         self.events
-            .publish(EventType::Image, Action::Prune, String::new(), attributes);
+            .publish(of, Action::Prune, String::new(), attributes);
     }
 
     /// The config labels of the image `image` names, for the platform inspect shows; none
@@ -124,7 +125,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let engine = Engine::open(EngineConfig::new(dir.path().to_owned())).unwrap();
         let id = Digest::sha256_from_bytes(&[7; 32]);
-        engine.log_image_prune(1234);
+        engine.log_nothing_pruned(EventType::Network);
         engine.log_removals(
             &id,
             &[
@@ -143,14 +144,22 @@ mod tests {
             .await;
         let shape: Vec<String> = events
             .iter()
-            .map(|e| format!("{} {:?} {:?}", e.action.as_str(), e.actor_id, e.attributes))
+            .map(|e| {
+                let kind = e.event_type.as_str();
+                format!(
+                    "{kind} {} {:?} {:?}",
+                    e.action.as_str(),
+                    e.actor_id,
+                    e.attributes
+                )
+            })
             .collect();
         assert_eq!(
             shape,
             [
-                r#"prune "" {"reclaimed": "1234"}"#.to_owned(),
-                format!(r#"untag "{id}" {{"name": "app:1"}}"#),
-                format!(r#"delete "{id}" {{"name": "{id}"}}"#),
+                r#"network prune "" {"reclaimed": "0"}"#.to_owned(),
+                format!(r#"image untag "{id}" {{"name": "app:1"}}"#),
+                format!(r#"image delete "{id}" {{"name": "{id}"}}"#),
             ]
         );
     }

@@ -10,8 +10,8 @@
 
 mod auth;
 mod blocking;
-mod distribution;
 mod disk_usage;
+mod distribution;
 mod downloads;
 mod engine;
 mod error;
@@ -39,8 +39,8 @@ mod uploads;
 pub use hoist_store::Descriptor;
 
 pub use auth::{AuthConfig, normalize_server};
-pub use distribution::DistributionInfo;
 pub use disk_usage::DiskUsage;
+pub use distribution::DistributionInfo;
 pub use engine::{Engine, EngineConfig};
 pub use error::{EngineError, ErrorKind};
 pub use events::{Action, Event, EventFilter, EventQuery, EventStream, EventType, SharedEvent};

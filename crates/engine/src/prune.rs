@@ -52,7 +52,6 @@ impl Engine {
                 engine.prune_blocking(&filters, dangling_only)
             })
             .await?;
-        self.prune_event(report.space_reclaimed);
         Ok(report)
     }
 
@@ -95,12 +94,6 @@ impl Engine {
             }
         }
         Ok(report)
-    }
-
-    /// Where an image `prune` event (attribute `reclaimed`: the bytes freed) is to be emitted
-    /// once hoist has an events service: every finished image prune passes here.
-    fn prune_event(&self, reclaimed: u64) {
-        tracing::info!(reclaimed, "images pruned");
     }
 }
 

@@ -11,8 +11,8 @@ use hoist_engine::EngineConfig;
 use serde::Deserialize;
 
 use crate::cli::Cli;
-use crate::listen::Limits;
 use crate::labels;
+use crate::listen::Limits;
 
 #[derive(Debug)]
 pub struct Settings {

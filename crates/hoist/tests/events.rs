@@ -570,3 +570,35 @@ fn docker_ok(cli: &DockerCli, args: &[&str]) -> String {
     out.assert_success(&format!("docker {}", args.join(" ")));
     out.stdout
 }
+
+#[test]
+fn system_prune_reports_the_container_and_network_prunes_as_moby_does() {
+    let hoistd = start_hoistd();
+    let cli = DockerCli::new(&hoistd.socket());
+    let since = unix_now();
+    cli.run(&["system", "prune", "-f", "--volumes"])
+        .assert_success("docker system prune");
+    let prunes: Vec<(String, String, String)> =
+        cli_events(&cli, &since, &["--filter", "event=prune"])
+            .iter()
+            .map(|e| {
+                (
+                    e["Type"].as_str().unwrap_or_default().to_owned(),
+                    e["Actor"]["ID"].as_str().unwrap_or_default().to_owned(),
+                    e["Actor"]["Attributes"]["reclaimed"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                )
+            })
+            .collect();
+    // moby reports every container, network and volume prune, with what it reclaimed; its
+    // containerd image store reports no image prune.
+    let expected: Vec<(String, String, String)> = ["container", "network", "volume"]
+        .iter()
+        .map(|kind| (kind.to_string(), String::new(), "0".to_owned()))
+        .collect();
+    let mut sorted = prunes.clone();
+    sorted.sort();
+    assert_eq!(sorted, expected, "{prunes:?}");
+}

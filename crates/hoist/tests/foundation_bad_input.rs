@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use foundation_support::*;
 use hoist_testkit::archive::{
     ABSOLUTE_ENTRY_NAME, ArchiveBuilder, ArchiveCompression, ArchiveFormat, Breakage,
-    PARENT_DIR_ENTRY_NAME, SYMLINK_DIR_NAME,
+    PARENT_DIR_ENTRY_NAME, RawArchive, SYMLINK_DIR_NAME,
 };
 use hoist_testkit::docker::DockerCli;
 use hoist_testkit::hoistd::Hoistd;
@@ -456,4 +456,30 @@ fn concurrent_good_and_broken_loads_sharing_a_layer_leave_the_good_images_whole(
         assert_eq!(stored, expected);
         assert_every_blob_hashes_to_its_name(&daemon.data_root());
     }
+}
+
+#[test]
+fn an_archive_packing_endless_json_files_is_refused_within_bounded_memory() {
+    let daemon = start_daemon();
+    let docker = DockerCli::new(&daemon.socket());
+    let scratch = Scratch::new();
+    // 160 legacy `<id>/json` files of 1 MiB each: a few hundred KiB once gzipped, and far
+    // beyond what a load keeps of an archive's JSON structure files.
+    let filler = vec![b' '; 1 << 20];
+    let mut archive = RawArchive::new().compression(ArchiveCompression::Gzip);
+    for i in 0..160 {
+        archive = archive.file(format!("layer{i}/json"), filler.clone());
+    }
+    let path = scratch.raw_archive("json-bomb.tar.gz", &archive);
+    let out = docker_fails(&docker, &["load", "-i", path.to_str().unwrap()]);
+    assert!(
+        out.stderr
+            .contains("invalid archive: its JSON structure files")
+            && out.stderr.contains("in all"),
+        "{out}"
+    );
+    // What the load held stayed under the bound (plus the daemon's own few tens of MiB).
+    let peak_mib = daemon.peak_rss_kib() / 1024;
+    assert!(peak_mib < 120, "hoistd peaked at {peak_mib} MiB");
+    assert_eq!(daemon.request("GET", "/_ping", &[], b"").status, 200);
 }

@@ -1,6 +1,5 @@
 //! `GET /events`: the daemon's events, replayed and then streamed, one JSON object per line.
 
-use std::collections::BTreeMap;
 use std::num::IntErrorKind;
 
 use axum::body::Body;
@@ -11,6 +10,7 @@ use futures_util::StreamExt;
 use hoist_engine::{EventFilter, EventQuery};
 
 use crate::error::ApiError;
+use crate::filter_args::FilterArgs;
 use crate::params::Params;
 use crate::state::AppState;
 use crate::wire::events::Message;
@@ -30,7 +30,7 @@ pub async fn events(State(state): State<AppState>, params: Params) -> Result<Res
             "`since` time ({since_text}) cannot be after `until` time ({until_text})"
         )));
     }
-    let filter = EventFilter::new(parse_filters(params.get("filters"))?);
+    let filter = EventFilter::new(FilterArgs::parse(params.get("filters"))?.into_fields());
     let events = state.engine.events(EventQuery {
         since,
         until,
@@ -84,34 +84,6 @@ fn parse_int(text: &str) -> Result<i64, ApiError> {
     })
 }
 
-/// moby's `filters.FromJSON`: `{"key":{"value":true}}` (values flagged false left out), or the
-/// older `{"key":["value"]}`; anything else is "invalid filter" (400).
-fn parse_filters(text: Option<&str>) -> Result<BTreeMap<String, Vec<String>>, ApiError> {
-    type Current = Option<BTreeMap<String, Option<BTreeMap<String, bool>>>>;
-    type Legacy = Option<BTreeMap<String, Option<Vec<String>>>>;
-    let Some(text) = text.filter(|t| !t.is_empty()) else {
-        return Ok(BTreeMap::new());
-    };
-    if let Ok(current) = serde_json::from_str::<Current>(text) {
-        let fields = current
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(key, values)| {
-                let chosen = values.unwrap_or_default().into_iter().filter(|(_, on)| *on);
-                (key, chosen.map(|(value, _)| value).collect())
-            });
-        return Ok(fields.collect());
-    }
-    if let Ok(legacy) = serde_json::from_str::<Legacy>(text) {
-        let fields = legacy
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(key, values)| (key, values.unwrap_or_default()));
-        return Ok(fields.collect());
-    }
-    Err(ApiError::BadRequest("invalid filter".into()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,25 +119,5 @@ mod tests {
             message("99999999999999999999"),
             "strconv.ParseInt: parsing \"99999999999999999999\": value out of range"
         );
-    }
-
-    #[test]
-    fn filters_take_both_json_forms() {
-        let current = parse_filters(Some(
-            r#"{"type":{"image":true},"event":{"tag":true,"x":false}}"#,
-        ));
-        let legacy = parse_filters(Some(r#"{"type":["image"],"event":["tag"]}"#));
-        assert_eq!(current.unwrap(), legacy.unwrap());
-        assert!(parse_filters(Some("null")).unwrap().is_empty());
-        assert!(parse_filters(None).unwrap().is_empty());
-        for bad in [
-            r#"{"type":"image"}"#,
-            "[",
-            r#"{"type":{"image":"yes"}}"#,
-            "[]",
-        ] {
-            let error = parse_filters(Some(bad)).unwrap_err();
-            assert_eq!(error.to_string(), "invalid filter");
-        }
     }
 }

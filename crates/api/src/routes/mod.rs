@@ -2,8 +2,8 @@
 
 pub mod auth;
 pub mod create;
-pub mod distribution;
 pub mod disk_usage;
+pub mod distribution;
 pub mod events;
 pub mod images;
 pub mod list;

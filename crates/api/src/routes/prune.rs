@@ -5,6 +5,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
+use hoist_engine::EventType;
 use serde_json::json;
 
 use crate::error::ApiError;
@@ -32,25 +33,31 @@ pub async fn images(State(state): State<AppState>, params: Params) -> Result<Res
 }
 
 /// `POST /containers/prune`: no containers, nothing removed.
-pub async fn containers(params: Params) -> Result<Response, ApiError> {
+pub async fn containers(
+    State(state): State<AppState>,
+    params: Params,
+) -> Result<Response, ApiError> {
     let args = FilterArgs::parse(params.get("filters"))?;
     args.validate(CONTAINER_PRUNE_FILTERS)?;
     image_filters(&args)?;
+    state.engine.log_nothing_pruned(EventType::Container);
     Ok(Json(json!({"ContainersDeleted": null, "SpaceReclaimed": 0})).into_response())
 }
 
 /// `POST /networks/prune`: no networks, nothing removed.
-pub async fn networks(params: Params) -> Result<Response, ApiError> {
+pub async fn networks(State(state): State<AppState>, params: Params) -> Result<Response, ApiError> {
     let args = FilterArgs::parse(params.get("filters"))?;
     args.validate(CONTAINER_PRUNE_FILTERS)?;
     image_filters(&args)?;
+    state.engine.log_nothing_pruned(EventType::Network);
     Ok(Json(json!({"NetworksDeleted": null})).into_response())
 }
 
 /// `POST /volumes/prune`: no volumes, nothing removed.
-pub async fn volumes(params: Params) -> Result<Response, ApiError> {
+pub async fn volumes(State(state): State<AppState>, params: Params) -> Result<Response, ApiError> {
     let args = FilterArgs::parse(params.get("filters"))?;
     args.validate(VOLUME_PRUNE_FILTERS)?;
+    state.engine.log_nothing_pruned(EventType::Volume);
     Ok(Json(json!({"VolumesDeleted": null, "SpaceReclaimed": 0})).into_response())
 }
 

@@ -100,7 +100,7 @@ mod tests {
         assert_eq!(message(r#"{"label":{"a":true}}"#), "invalid filter 'label'");
         assert_eq!(
             message(r#"{"is-official":{"maybe":true}}"#),
-            "invalid filter 'is-official=maybe'"
+            "invalid filter 'is-official=[maybe]'"
         );
         assert_eq!(
             message(r#"{"stars":["3","x"]}"#),

@@ -3,8 +3,8 @@
 //! that are present or absent, decided when the answer is built.
 
 pub mod auth;
-pub mod distribution;
 pub mod disk_usage;
+pub mod distribution;
 pub mod events;
 pub mod images;
 pub mod search;

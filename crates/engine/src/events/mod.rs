@@ -21,16 +21,23 @@ pub const HISTORY_LEN: usize = 256;
 /// Events a subscriber may fall behind by before it is dropped (moby's per-listener buffer).
 pub const SUBSCRIBER_BUFFER: usize = 1024;
 
-/// What an event is about. hoist reports on images only.
+/// What an event is about: images, and the prunes of the objects hoist has none of (moby
+/// reports every container, network and volume prune, whatever it removed).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EventType {
     Image,
+    Container,
+    Network,
+    Volume,
 }
 
 impl EventType {
     pub fn as_str(self) -> &'static str {
         match self {
             EventType::Image => "image",
+            EventType::Container => "container",
+            EventType::Network => "network",
+            EventType::Volume => "volume",
         }
     }
 }

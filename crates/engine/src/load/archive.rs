@@ -37,12 +37,13 @@ impl Engine {
     ) -> Result<HashMap<String, ArchiveFile>, EngineError> {
         let source = SourceReader::new(reader);
         let source_failure = source.failure();
-        self.read_entries(source, lease).map_err(|e| match source_failure.take() {
-            // The client's upload failed (it went silent, or the connection broke): that, not
-            // the archive, is the cause.
-            Some(cause) => EngineError::io("reading the archive from the client", cause),
-            None => e,
-        })
+        self.read_entries(source, lease)
+            .map_err(|e| match source_failure.take() {
+                // The client's upload failed (it went silent, or the connection broke): that, not
+                // the archive, is the cause.
+                Some(cause) => EngineError::io("reading the archive from the client", cause),
+                None => e,
+            })
     }
 
     fn read_entries(
