@@ -19,36 +19,12 @@ use hoist_testkit::search_index::{IndexedRepository, SearchIndex, SearchIndexOpt
 use hoist_testkit::token_server::{TokenServer, TokenServerOptions};
 use serde_json::json;
 
-/// Runs a docker-py `script` (which must print one JSON document last) and returns it.
 fn run_py(docker: &DockerCli, script: &str) -> serde_json::Value {
-    let program =
-        format!("import docker, json, sys\nclient = docker.from_env(version='auto')\n{script}");
-    let out = docker.python(&program, &[]);
-    out.assert_success("docker-py script");
-    last_json(&out)
+    docker.docker_py_json(script, &[])
 }
 
-/// Runs `script` with `docker` bound to a dockerode client; its promise's value is returned.
 fn run_js(docker: &DockerCli, script: &str) -> serde_json::Value {
-    let program = format!(
-        "const Docker = require('dockerode');\n\
-         const docker = new Docker({{ socketPath: process.env.DOCKER_HOST.replace('unix://', '') }});\n\
-         (async () => {{ {script} }})().then(\n\
-           (v) => console.log(JSON.stringify(v)),\n\
-           (e) => {{ console.error(e); process.exit(1); }});"
-    );
-    let out = docker.node(&program, &[]);
-    out.assert_success("dockerode script");
-    last_json(&out)
-}
-
-fn last_json(out: &hoist_testkit::process::CliOutput) -> serde_json::Value {
-    let last = out
-        .stdout
-        .lines()
-        .last()
-        .unwrap_or_else(|| panic!("the script printed nothing:\n{out}"));
-    serde_json::from_str(last).unwrap_or_else(|e| panic!("not JSON ({e}):\n{out}"))
+    docker.dockerode_json(script)
 }
 
 /// docker-py helper printing `[status, body-or-message]` for one call.

@@ -12,18 +12,8 @@ use hoist_testkit::archive::{ArchiveBuilder, ArchiveCompression, ArchiveFormat, 
 use hoist_testkit::docker::DockerCli;
 use hoist_testkit::image::{Compression, Flavor, ImageBuilder, LayerSpec};
 
-/// Runs `script` (which must print one JSON document last) and returns that document.
 fn run_py(docker: &DockerCli, script: &str, env: &[(&str, &str)]) -> serde_json::Value {
-    let program =
-        format!("import docker, json, sys\nclient = docker.from_env(version='auto')\n{script}");
-    let out = docker.python(&program, env);
-    out.assert_success("docker-py script");
-    let last = out
-        .stdout
-        .lines()
-        .last()
-        .unwrap_or_else(|| panic!("the script printed nothing:\n{out}"));
-    serde_json::from_str(last).unwrap_or_else(|e| panic!("not JSON ({e}):\n{out}"))
+    docker.docker_py_json(script, env)
 }
 
 #[test]

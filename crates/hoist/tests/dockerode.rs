@@ -9,24 +9,8 @@ use hoist_testkit::archive::{ArchiveBuilder, ArchiveCompression, ArchiveFormat};
 use hoist_testkit::docker::DockerCli;
 use hoist_testkit::image::{Flavor, ImageBuilder, LayerSpec};
 
-/// Runs `script` with `docker` bound to a dockerode client of the daemon; the script's promise
-/// must resolve to a JSON-serialisable value, which is returned.
 fn run_js(docker: &DockerCli, script: &str) -> serde_json::Value {
-    let program = format!(
-        "const Docker = require('dockerode');\n\
-         const docker = new Docker({{ socketPath: process.env.DOCKER_HOST.replace('unix://', '') }});\n\
-         (async () => {{ {script} }})().then(\n\
-           (v) => console.log(JSON.stringify(v)),\n\
-           (e) => {{ console.error(e); process.exit(1); }});"
-    );
-    let out = docker.node(&program, &[]);
-    out.assert_success("dockerode script");
-    let last = out
-        .stdout
-        .lines()
-        .last()
-        .unwrap_or_else(|| panic!("the script printed nothing:\n{out}"));
-    serde_json::from_str(last).unwrap_or_else(|e| panic!("not JSON ({e}):\n{out}"))
+    docker.dockerode_json(script)
 }
 
 #[test]

@@ -439,17 +439,6 @@ fn a_prune_during_a_push_leaves_the_pushed_content_until_the_push_ends() {
     }
 }
 
-/// Runs `script` with `docker` bound to a dockerode client; returns what its promise resolves to.
 fn run_js(docker: &DockerCli, script: &str) -> serde_json::Value {
-    let program = format!(
-        "const Docker = require('dockerode');\n\
-         const docker = new Docker({{ socketPath: process.env.DOCKER_HOST.replace('unix://', '') }});\n\
-         (async () => {{ {script} }})().then(\n\
-           (v) => console.log(JSON.stringify(v)),\n\
-           (e) => {{ console.error(e); process.exit(1); }});"
-    );
-    let out = docker.node(&program, &[]);
-    out.assert_success("dockerode script");
-    let last = out.stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(last).unwrap_or_else(|e| panic!("not JSON ({e}):\n{out}"))
+    docker.dockerode_json(script)
 }

@@ -152,6 +152,42 @@ impl DockerCli {
         cmd.envs(env.iter().copied());
         run_with_timeout(cmd, None, self.timeout)
     }
+    /// Runs a docker-py program with `docker`, `json` and `sys` imported and `client` bound to
+    /// `docker.from_env(version='auto')`; `script` must print one JSON document last, which is
+    /// returned. Fails the test, with the output, when the program fails.
+    pub fn docker_py_json(&self, script: &str, env: &[(&str, &str)]) -> serde_json::Value {
+        let program =
+            format!("import docker, json, sys\nclient = docker.from_env(version='auto')\n{script}");
+        let out = self.python(&program, env);
+        out.assert_success("docker-py script");
+        last_json_line(&out)
+    }
+
+    /// Runs a dockerode program with `docker` bound to a client of the daemon: `script` is the
+    /// body of an async function, and the value it returns is printed as JSON and returned.
+    /// Fails the test, with the output, when the program fails.
+    pub fn dockerode_json(&self, script: &str) -> serde_json::Value {
+        let program = format!(
+            "const Docker = require('dockerode');\n\
+             const docker = new Docker({{ socketPath: process.env.DOCKER_HOST.replace('unix://', '') }});\n\
+             (async () => {{ {script} }})().then(\n\
+               (v) => console.log(JSON.stringify(v)),\n\
+               (e) => {{ console.error(e); process.exit(1); }});"
+        );
+        let out = self.node(&program, &[]);
+        out.assert_success("dockerode script");
+        last_json_line(&out)
+    }
+}
+
+/// The last line a client program printed, as JSON.
+fn last_json_line(out: &CliOutput) -> serde_json::Value {
+    let last = out
+        .stdout
+        .lines()
+        .last()
+        .unwrap_or_else(|| panic!("the program printed nothing:\n{out}"));
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("not JSON ({e}):\n{out}"))
 }
 
 /// Where `scripts/test` installs the Node.js clients (`npm ci` in `crates/testkit/js`).
