@@ -12,6 +12,7 @@ use std::time::Duration;
 use foundation_support::*;
 use hoist_testkit::archive::{ArchiveBuilder, ArchiveFormat};
 use hoist_testkit::docker::DockerCli;
+use hoist_testkit::http1::query_escape;
 use hoist_testkit::image::{Compression, Flavor, ImageBuilder, IndexBuilder, LayerSpec};
 
 const TAR: (&str, &str) = ("Content-Type", "application/x-tar");
@@ -213,7 +214,7 @@ fn docker_load_platform_keeps_only_that_platforms_content() {
     // Before API 1.48 the parameter is ignored, as in moby: everything is loaded.
     let bytes = std::fs::read(&archive).expect("read archive");
     let platform = r#"{"os":"linux","architecture":"arm64"}"#;
-    let query = format!("/v1.47/images/load?platform={}", url_escape(platform));
+    let query = format!("/v1.47/images/load?platform={}", query_escape(platform));
     let response = daemon.request("POST", &query, &[TAR], &bytes);
     assert_eq!(response.status, 200);
     assert_eq!(
@@ -230,7 +231,7 @@ fn docker_load_platform_keeps_only_that_platforms_content() {
     }
     // Two platform parameters, or one that is not JSON: 400 before anything is read.
     for query in [
-        format!("platform={0}&platform={0}", url_escape(platform)),
+        format!("platform={0}&platform={0}", query_escape(platform)),
         "platform=linux%2Farm64".to_owned(),
     ] {
         let response = daemon.request(
@@ -247,18 +248,6 @@ fn docker_load_platform_keeps_only_that_platforms_content() {
             "{message}"
         );
     }
-}
-
-/// Percent-encodes everything but unreserved characters, for a query value.
-fn url_escape(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// A docker-archive carries no index: the platform of its image is its config's.

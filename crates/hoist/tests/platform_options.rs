@@ -12,6 +12,7 @@ use std::path::Path;
 use hoist_testkit::archive::ArchiveFormat;
 use hoist_testkit::docker::DockerCli;
 use hoist_testkit::hoistd::Hoistd;
+use hoist_testkit::http1::query_escape;
 use hoist_testkit::image::{
     Flavor, Image, ImageBuilder, ImageIndex, IndexBuilder, LayerSpec, Platform,
 };
@@ -48,17 +49,6 @@ fn daemon_with_index(seed: u64, name: &str) -> (Hoistd, DockerCli, ImageIndex) {
     let index = two_platform_index(seed);
     load_index(&cli, &index, &[name], |b| b);
     (hoistd, cli, index)
-}
-
-fn urlencode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 fn hex(digest: &str) -> &str {
@@ -116,7 +106,7 @@ fn inspect_and_history_show_the_requested_platform() {
     // The descriptor carries the platform the index gives the manifest.
     let path = format!(
         "/v1.50/images/{name}/json?platform={}",
-        urlencode(ARM64_JSON)
+        query_escape(ARM64_JSON)
     );
     let r = hoistd.request("GET", &path, &[], b"");
     assert_eq!(r.status, 200, "{}", r.text());
@@ -135,7 +125,7 @@ fn inspect_and_history_show_the_requested_platform() {
     assert!(missing.stderr.contains(&wanted), "{}", missing.stderr);
     let path = format!(
         "/v1.50/images/{name}/json?platform={}",
-        urlencode(S390X_JSON)
+        query_escape(S390X_JSON)
     );
     let r = hoistd.request("GET", &path, &[], b"");
     assert_eq!(r.status, 404, "{}", r.text());
@@ -156,7 +146,7 @@ fn inspect_and_history_show_the_requested_platform() {
         "GET",
         &format!(
             "/v1.48/images/{name}/json?platform={}",
-            urlencode(S390X_JSON)
+            query_escape(S390X_JSON)
         ),
         &[],
         b"",
@@ -169,7 +159,7 @@ fn inspect_and_history_show_the_requested_platform() {
         "GET",
         &format!(
             "/v1.50/images/{name}/json?manifests=1&platform={}",
-            urlencode(ARM64_JSON)
+            query_escape(ARM64_JSON)
         ),
         &[],
         b"",
@@ -195,7 +185,7 @@ fn inspect_and_history_show_the_requested_platform() {
             "optional platform fields provided, but OS and Architecture are missing",
         ),
     ] {
-        let path = format!("/v1.50/images/{name}/json?platform={}", urlencode(bad));
+        let path = format!("/v1.50/images/{name}/json?platform={}", query_escape(bad));
         let r = hoistd.request("GET", &path, &[], b"");
         assert_eq!(r.status, 400, "{bad}: {}", r.text());
         assert_eq!(error_message(&r), message, "{bad}");
@@ -240,7 +230,7 @@ fn inspect_and_history_show_the_requested_platform() {
         "GET",
         &format!(
             "/v1.47/images/{name}/history?platform={}",
-            urlencode(S390X_JSON)
+            query_escape(S390X_JSON)
         ),
         &[],
         b"",
@@ -250,7 +240,7 @@ fn inspect_and_history_show_the_requested_platform() {
         "GET",
         &format!(
             "/v1.48/images/{name}/history?platform={}",
-            urlencode(S390X_JSON)
+            query_escape(S390X_JSON)
         ),
         &[],
         b"",
@@ -387,7 +377,7 @@ fn save_with_a_platform_writes_only_that_platform_and_loads_back_as_it() {
         "GET",
         &format!(
             "/v1.50/images/{name}/get?platform={}",
-            urlencode(S390X_JSON)
+            query_escape(S390X_JSON)
         ),
         &[],
         b"",
@@ -398,8 +388,8 @@ fn save_with_a_platform_writes_only_that_platform_and_loads_back_as_it() {
         "GET",
         &format!(
             "/v1.50/images/get?names={name}&platform={}&platform={}",
-            urlencode(ARM64_JSON),
-            urlencode(S390X_JSON)
+            query_escape(ARM64_JSON),
+            query_escape(S390X_JSON)
         ),
         &[],
         b"",
@@ -415,7 +405,7 @@ fn save_with_a_platform_writes_only_that_platform_and_loads_back_as_it() {
         "GET",
         &format!(
             "/v1.47/images/get?names={name}&platform={}",
-            urlencode(S390X_JSON)
+            query_escape(S390X_JSON)
         ),
         &[],
         b"",
@@ -529,18 +519,18 @@ fn rmi_platform_removes_that_platform_and_the_rest_still_pushes() {
     };
     let r = delete(
         "v1.50",
-        &format!("force=1&platforms={}", urlencode(ARM64_JSON)),
+        &format!("force=1&platforms={}", query_escape(ARM64_JSON)),
     );
     assert_eq!(r.status, 404, "{}", r.text());
     assert_eq!(error_message(&r), wanted);
     let r = delete(
         "v1.50",
-        &format!("force=1&platforms={}", urlencode("linux/arm64")),
+        &format!("force=1&platforms={}", query_escape("linux/arm64")),
     );
     assert_eq!(r.status, 400, "{}", r.text());
 
     // Before API 1.50 moby does not read `platforms`: a plain rmi of the whole image.
-    let r = delete("v1.49", &format!("platforms={}", urlencode(S390X_JSON)));
+    let r = delete("v1.49", &format!("platforms={}", query_escape(S390X_JSON)));
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(
         r.json(),

@@ -37,27 +37,7 @@ fn content_size(image: &Image) -> u64 {
 
 /// go-units `HumanSize` (`%.4g` with decimal units), as prune and df print sizes.
 fn human_size4(bytes: u64) -> String {
-    const UNITS: [&str; 9] = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"];
-    let mut size = bytes as f64;
-    let mut unit = 0;
-    while size >= 1000.0 && unit < UNITS.len() - 1 {
-        size /= 1000.0;
-        unit += 1;
-    }
-    let digits_before_point = if size < 10.0 {
-        1
-    } else if size < 100.0 {
-        2
-    } else {
-        3
-    };
-    let text = format!("{:.*}", 4 - digits_before_point, size);
-    let text = if text.contains('.') {
-        text.trim_end_matches('0').trim_end_matches('.').to_owned()
-    } else {
-        text
-    };
-    format!("{text}{}", UNITS[unit])
+    human_size_with_precision(bytes, 4)
 }
 
 /// The `deleted:` lines and the total of `docker image prune` output.

@@ -5,6 +5,7 @@ mod push_support;
 
 use hoist_testkit::archive::ArchiveFormat;
 use hoist_testkit::docker::DockerCli;
+use hoist_testkit::http1::query_escape;
 use hoist_testkit::image::{Compression, Flavor, ImageBuilder, IndexBuilder, LayerSpec};
 use hoist_testkit::registry::TestRegistry;
 use push_support::*;
@@ -337,7 +338,7 @@ fn platform_selects_one_manifest_of_an_index() {
     let path = format!(
         "/v1.50/images/{}/{repo}/push?tag=1&platform={}",
         registry.host(),
-        urlencode(platform)
+        query_escape(platform)
     );
     let r = hoistd.request("POST", &path, &[("X-Registry-Auth", "e30=")], b"");
     assert_eq!(r.status, 404, "{}", r.text());
@@ -373,7 +374,7 @@ fn platform_selects_one_manifest_of_an_index() {
         let path = format!(
             "/v1.50/images/{}/{repo}/push?tag=1&platform={}",
             registry.host(),
-            urlencode(bad)
+            query_escape(bad)
         );
         let r = hoistd.request("POST", &path, &[("X-Registry-Auth", "e30=")], b"");
         assert_eq!(r.status, 400, "{bad}: {}", r.text());
@@ -391,7 +392,7 @@ fn platform_selects_one_manifest_of_an_index() {
     let path = format!(
         "/v1.45/images/{}/{repo}/push?tag=1&platform={}",
         registry.host(),
-        urlencode(platform)
+        query_escape(platform)
     );
     let r = hoistd.request("POST", &path, &[("X-Registry-Auth", "e30=")], b"");
     assert_eq!(r.status, 200, "{}", r.text());
@@ -623,17 +624,6 @@ fn quiet_push_prints_the_reference_only() {
     out.assert_success("docker push -q");
     assert_eq!(out.stdout.trim(), name);
     assert_registry_has_image(registry, &repo, "q", &image);
-}
-
-fn urlencode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[test]

@@ -133,6 +133,11 @@ pub fn short_id(digest: &str) -> String {
 /// go-units `HumanSizeWithPrecision(size, 3)`, as `docker images` prints SIZE: decimal units,
 /// `%.3g`.
 pub fn human_size(bytes: u64) -> String {
+    human_size_with_precision(bytes, 3)
+}
+
+/// go-units `HumanSizeWithPrecision`: decimal units, `%.<precision>g` (trailing zeros dropped).
+pub fn human_size_with_precision(bytes: u64, precision: usize) -> String {
     const UNITS: [&str; 9] = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"];
     let mut size = bytes as f64;
     let mut unit = 0;
@@ -140,7 +145,7 @@ pub fn human_size(bytes: u64) -> String {
         size /= 1000.0;
         unit += 1;
     }
-    // %.3g for 1 <= size < 1000: three significant digits, trailing zeros dropped.
+    // For 1 <= size < 1000, `%g` keeps `precision` significant digits.
     let digits_before_point = if size < 10.0 {
         1
     } else if size < 100.0 {
@@ -148,7 +153,7 @@ pub fn human_size(bytes: u64) -> String {
     } else {
         3
     };
-    let decimals = 3 - digits_before_point;
+    let decimals = precision.saturating_sub(digits_before_point);
     let mut text = format!("{size:.decimals$}");
     if text.contains('.') {
         text = text.trim_end_matches('0').trim_end_matches('.').to_owned();
