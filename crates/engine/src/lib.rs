@@ -26,6 +26,7 @@ mod media;
 mod names;
 mod platform;
 mod progress;
+mod provenance;
 mod prune;
 mod pull;
 mod push;

@@ -260,6 +260,47 @@ fn mirror_workflow_pull_tag_push_copies_an_image_byte_for_byte() {
 }
 
 #[test]
+fn a_pulled_image_pushed_to_another_repository_of_the_same_registry_is_mounted_not_uploaded() {
+    let registry = TestRegistry::shared();
+    let proxy = FaultProxy::in_front_of(registry);
+    let image = small_image(Flavor::Docker, 22);
+    let repo = unique_repo("mount/src");
+    registry.push_image(&repo, "1", &image);
+    let hoistd = start_hoistd();
+    let cli = DockerCli::new(&hoistd.socket());
+    let from = format!("{}/{repo}:1", proxy.host());
+    let to_repo = unique_repo("mount/dst");
+    let to = format!("{}/{to_repo}:1", proxy.host());
+
+    cli.run(&["pull", &from]).assert_success("docker pull");
+    cli.run(&["tag", &from, &to]).assert_success("docker tag");
+    let pushed = cli.run(&["push", &to]);
+    pushed.assert_success("docker push");
+
+    // Every blob came by a cross-repository mount from where it was pulled: not a byte uploaded.
+    let mounted = pushed
+        .stdout
+        .lines()
+        .filter(|l| l.ends_with(&format!("Mounted from {repo}")))
+        .count();
+    assert_eq!(mounted, image.layers.len(), "{}", pushed.stdout);
+    let requests = proxy.requests();
+    let blob_uploads: Vec<_> = requests
+        .iter()
+        .filter(|r| {
+            r.path.contains("/blobs/uploads/") && matches!(r.method.as_str(), "PUT" | "PATCH")
+        })
+        .collect();
+    assert!(blob_uploads.is_empty(), "{blob_uploads:#?}");
+    let mounts = requests
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.contains("?mount=") && r.status == Some(201))
+        .count();
+    assert_eq!(mounts, image.blobs().count(), "{requests:#?}");
+    assert_registry_has_image(registry, &to_repo, "1", &image);
+}
+
+#[test]
 fn mirror_workflow_copies_a_whole_index_once_each_platform_is_pulled() {
     let source = TestRegistry::shared();
     let target = TestRegistry::start(Default::default());

@@ -215,6 +215,20 @@ impl PullJob {
             .filter(|l| !media::is_non_distributable(&l.media_type))
             .collect();
         layers::fetch_content(engine, &self.sources, lease, &config, &layers, board).await?;
+        // The origin holds what was pulled (a mirror only caches it): later pushes to that
+        // registry mount these blobs instead of uploading them again.
+        let blobs: Vec<Digest> = std::iter::once(&config)
+            .chain(&layers)
+            .map(|d| d.digest.clone())
+            .collect();
+        let (host, path) = (
+            image.reference.domain().to_owned(),
+            image.reference.path().to_owned(),
+        );
+        let recorder = engine.clone();
+        engine
+            .blocking(move || recorder.record_sources(&host, &path, &blobs))
+            .await?;
         if let Some(note) = self.platform_mismatch(image, &config).await? {
             board.post(PullEvent::Note(note));
         }

@@ -6,7 +6,7 @@
 
 mod plan;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 use futures_util::future::try_join_all;
 use hoist_reference::{Digest, Reference};
@@ -455,11 +455,6 @@ fn descriptor_json(entry: &IndexEntry) -> serde_json::Value {
     serde_json::to_value(entry).unwrap_or(serde_json::Value::Null)
 }
 
-/// The blob label recording which repositories of `host` hold a blob, named as containerd names it.
-pub(crate) fn source_label(host: &str) -> String {
-    format!("containerd.io/distribution.source.{host}")
-}
-
 impl Engine {
     /// Remembers where pushed blobs now live (for later cross-repository mounts) and, when the
     /// image itself was pushed, its `repo@digest` name (RepoDigests).
@@ -470,20 +465,7 @@ impl Engine {
         blobs: &[Digest],
         repo_digest: Option<(String, Descriptor)>,
     ) -> Result<(), EngineError> {
-        let key = source_label(host);
-        let mut changes = Vec::new();
-        for digest in blobs {
-            let labels = self.store.blob_labels(digest);
-            let mut repos: BTreeSet<&str> = labels
-                .get(&key)
-                .map(|v| v.split(',').filter(|s| !s.is_empty()).collect())
-                .unwrap_or_default();
-            if repos.insert(repository) {
-                let value = repos.into_iter().collect::<Vec<_>>().join(",");
-                changes.push((digest.clone(), key.clone(), Some(value)));
-            }
-        }
-        self.store.set_blob_labels(changes)?;
+        self.record_sources(host, repository, blobs)?;
         if let Some((name, target)) = repo_digest {
             let _guard = self
                 .names_lock
@@ -506,14 +488,11 @@ impl Engine {
     /// Repositories on the same registry known to hold `digest`, the one sharing the longest
     /// path prefix with the target first (containerd's choice), at most three.
     fn mount_candidates(&self, repository: &Repository, digest: &Digest) -> Vec<String> {
-        let labels = self.store.blob_labels(digest);
-        let Some(value) = labels.get(&source_label(repository.host())) else {
-            return Vec::new();
-        };
         let target = repository.path();
-        let mut repos: Vec<&str> = value
-            .split(',')
-            .filter(|r| !r.is_empty() && *r != target)
+        let mut repos: Vec<String> = self
+            .known_sources(repository.host(), digest)
+            .into_iter()
+            .filter(|r| r != target)
             .collect();
         let common = |r: &str| {
             r.split('/')
@@ -522,7 +501,8 @@ impl Engine {
                 .count()
         };
         repos.sort_by(|a, b| common(b).cmp(&common(a)).then_with(|| a.cmp(b)));
-        repos.into_iter().take(3).map(str::to_owned).collect()
+        repos.truncate(3);
+        repos
     }
 
     fn chunk_size_for(&self, host: &str) -> Option<u64> {
