@@ -103,16 +103,38 @@ fn pull_by_tag_keeps_the_index_and_fetches_the_host_platform_only() {
         inspect(&cli, &name, "{{json .RepoDigests}}"),
         format!("[\"{}/{repo}@{}\"]", proxy.host(), index.digest())
     );
-    // Only the host platform's content travelled; attestations and arm64 stayed behind.
-    for blob in host.blobs() {
+    // The host platform's content travelled with its attestation (moby leaves attestations
+    // behind; hoist keeps them so that a save or push of the image carries them), quietly: no
+    // progress lines for it. arm64 and its attestation stayed behind. The index builder lists
+    // attestations in platform order: amd64's first.
+    let (host_attestation, arm_attestation) = (&index.attestations[0], &index.attestations[1]);
+    for blob in host.blobs().chain(host_attestation.blobs()) {
         assert_eq!(blob_gets(&proxy, &blob.digest), 1, "{}", blob.digest);
     }
+    for layer in &host_attestation.layers {
+        let id = layer_id(&layer.blob.digest);
+        assert!(layer_lines(&out.stdout, id).is_empty(), "{}", out.stdout);
+    }
     let arm = index.image_for("linux/arm64");
-    for blob in arm
-        .blobs()
-        .chain(index.attestations.iter().flat_map(|a| a.blobs()))
-    {
+    for blob in arm.blobs().chain(arm_attestation.blobs()) {
         assert_eq!(blob_gets(&proxy, &blob.digest), 0, "{}", blob.digest);
+    }
+    // A save of the pulled image carries the attestation.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let archive = dir.path().join("saved.tar");
+    cli.run(&["save", "-o", archive.to_str().expect("utf-8 path"), &name])
+        .assert_success("docker save");
+    let mut entries = Vec::new();
+    for entry in tar::Archive::new(std::fs::File::open(&archive).expect("open archive"))
+        .entries()
+        .expect("tar entries")
+    {
+        let entry = entry.expect("tar entry");
+        entries.push(entry.path().expect("entry path").display().to_string());
+    }
+    for blob in host_attestation.blobs() {
+        let path = format!("blobs/sha256/{}", &blob.digest["sha256:".len()..]);
+        assert!(entries.contains(&path), "{path} not in {entries:?}");
     }
 
     // Again: nothing to fetch, no layer lines, up to date.

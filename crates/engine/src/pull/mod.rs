@@ -26,7 +26,7 @@ use crate::downloads::{Source, verification_failed};
 use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::events::Action;
-use crate::image_content::{IndexEntry, ManifestDoc};
+use crate::image_content::{IndexEntry, ManifestDoc, parse_manifest};
 use crate::platform::Platform;
 use crate::progress::ProgressBoard;
 use crate::{media, names};
@@ -229,6 +229,9 @@ impl PullJob {
         engine
             .blocking(move || recorder.record_sources(&host, &path, &blobs))
             .await?;
+        if let Some(entry) = &image.platform_entry {
+            self.fetch_attestations(image, entry, lease).await;
+        }
         if let Some(note) = self.platform_mismatch(image, &config).await? {
             board.post(PullEvent::Note(note));
         }
@@ -240,6 +243,56 @@ impl PullJob {
             .await?;
         board.post(PullEvent::Digest(image.top.descriptor.digest.clone()));
         Ok(newer)
+    }
+
+    /// The index's attestation manifests for the platform pulled (BuildKit's provenance and
+    /// SBOM, small), with their content, so that a save or push of the image carries them. moby
+    /// leaves them behind. Quietly, as they are not layers of the image: one that cannot be
+    /// fetched is logged and the pull goes on without it.
+    async fn fetch_attestations(&self, image: &PullImage, pulled: &IndexEntry, lease: &Lease) {
+        let Ok(index) = parse_manifest(&image.top.descriptor.digest, &image.top.bytes) else {
+            return;
+        };
+        let subject = pulled.descriptor.digest.as_str();
+        for entry in index.manifests.iter().filter(|e| attests(e, subject)) {
+            if let Err(e) = self.fetch_attestation(entry, lease).await {
+                tracing::warn!(
+                    image = %image.reference,
+                    attestation = %entry.descriptor.digest,
+                    error = %e,
+                    "an attestation manifest could not be pulled; the image is pulled without it"
+                );
+            }
+        }
+    }
+
+    async fn fetch_attestation(
+        &self,
+        entry: &IndexEntry,
+        lease: &Lease,
+    ) -> Result<(), EngineError> {
+        let manifest = match self.stored_manifest(lease, &entry.descriptor).await? {
+            Some(stored) => stored,
+            None => {
+                let fetched = fetch_child(&self.sources, entry, &self.engine.retry).await?;
+                self.store_manifest(lease, &fetched).await?;
+                fetched
+            }
+        };
+        let doc = parse_manifest(&manifest.descriptor.digest, &manifest.bytes)?;
+        let Some(config) = doc.config else {
+            return Ok(());
+        };
+        let unseen = ProgressBoard::new(PullEvent::progress);
+        layers::fetch_content(
+            &self.engine,
+            &self.sources,
+            lease,
+            &config,
+            &doc.layers,
+            &unseen,
+        )
+        .await
     }
 
     /// Stores a manifest's bytes under the lease, checking they are what the registry said.
@@ -312,6 +365,14 @@ impl PullJob {
             wanted.format()
         )))
     }
+}
+
+/// Whether `entry` is an attestation manifest of the manifest `subject`.
+fn attests(entry: &IndexEntry, subject: &str) -> bool {
+    entry.is_attestation()
+        && entry.annotations.as_ref().is_some_and(|a| {
+            a.get("vnd.docker.reference.digest").map(String::as_str) == Some(subject)
+        })
 }
 
 impl Engine {
