@@ -11,9 +11,13 @@ use clap::Parser;
     disable_version_flag = true
 )]
 pub struct Cli {
-    /// Daemon socket(s) to listen on: unix:///path or tcp://host:port (repeatable)
+    /// Daemon socket(s) to listen on: unix:///path, tcp://host:port, fd:// or fd://N (repeatable)
     #[arg(short = 'H', long = "host", value_name = "HOST")]
     pub hosts: Vec<String>,
+
+    /// Group for the unix socket (default "docker" when run as root; "" keeps the daemon's)
+    #[arg(short = 'G', long = "group", value_name = "GROUP")]
+    pub group: Option<String>,
 
     /// Root directory of persistent hoist state
     #[arg(long = "data-root", value_name = "PATH")]

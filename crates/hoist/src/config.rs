@@ -12,7 +12,6 @@ use serde::Deserialize;
 
 use crate::cli::Cli;
 use crate::labels;
-use crate::listen::Limits;
 
 #[derive(Debug)]
 pub struct Settings {
@@ -30,6 +29,8 @@ pub struct Settings {
     pub engine: EngineConfig,
     /// Bounds of the API listeners.
     pub limits: Limits,
+    /// The group of the API's unix sockets.
+    pub group: SocketGroup,
     /// The oldest API version served: `DOCKER_MIN_API_VERSION`, else hoist-api's default.
     pub min_api_version: String,
     /// `--label` / `labels`: shown by `/info`, without duplicates.
@@ -66,6 +67,7 @@ struct FileConfig {
     upload_fallback_chunk_size: Option<u64>,
     docker_hub_pull_origin: Option<String>,
     api_limits: Option<LimitsFile>,
+    group: Option<String>,
     /// Every other key: reported, not rejected, so that a daemon.json shared with dockerd works.
     #[serde(flatten)]
     unknown: BTreeMap<String, serde_json::Value>,
@@ -191,6 +193,7 @@ impl Settings {
         let log_level = merge.pick("log-level", cli.log_level, file.log_level);
         let debug = merge.pick("debug", cli.debug.then_some(true), file.debug);
         let pidfile = merge.pick("pidfile", cli.pidfile, file.pidfile);
+        let group = merge.pick("group", cli.group, file.group);
         let tls = merge.pick("tls", cli.tls, file.tls);
         let tlsverify = merge.pick("tlsverify", cli.tlsverify, file.tlsverify);
         let tlscacert = merge.pick("tlscacert", cli.tlscacert, file.tlscacert);
@@ -288,6 +291,7 @@ impl Settings {
             tlskey: tlskey.unwrap_or_else(|| cert_dir.join("key.pem")),
             engine,
             limits,
+            group: SocketGroup::new(group, is_root()),
             min_api_version,
             labels,
             unknown_keys: file.unknown.into_keys().collect(),
@@ -367,4 +371,65 @@ fn runtime_dir() -> PathBuf {
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(std::env::temp_dir)
+}
+
+/// The listener's bounds, so that no client can hold a connection, a request or its temporary
+/// files forever. daemon.json's `api-limits` changes them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// How long a client may take to send a request's head (request line and headers), and how
+    /// long a kept-alive connection may sit idle before the next one: dockerd's
+    /// `ReadHeaderTimeout`, 5 minutes.
+    pub header_read_timeout: Duration,
+    /// How long a request body may go without a byte before the request fails: a `docker load`
+    /// whose client went silent must not hold its temporary file and connection forever.
+    pub body_idle_timeout: Duration,
+    /// How long a TLS client may take to complete its handshake.
+    pub tls_handshake_timeout: Duration,
+    /// Connections served at once, over all listeners; beyond it, new connections wait in the
+    /// kernel's accept queue until one closes.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            header_read_timeout: Duration::from_secs(5 * 60),
+            body_idle_timeout: Duration::from_secs(5 * 60),
+            tls_handshake_timeout: Duration::from_secs(30),
+            max_connections: 1024,
+        }
+    }
+}
+
+/// dockerd's default socket group.
+const DEFAULT_GROUP: &str = "docker";
+
+/// The group unix sockets are given, as named by `-G` or the config.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SocketGroup {
+    pub name: String,
+    /// Named on the command line or in the config, not the default.
+    pub explicit: bool,
+}
+
+impl SocketGroup {
+    /// The group named, else dockerd's default for a daemon run as root; a daemon run by a user
+    /// keeps its own group, which is all such a user may give.
+    pub fn new(named: Option<String>, root: bool) -> SocketGroup {
+        match named {
+            Some(name) => SocketGroup {
+                name,
+                explicit: true,
+            },
+            None => SocketGroup {
+                name: if root {
+                    DEFAULT_GROUP.to_owned()
+                } else {
+                    String::new()
+                },
+                explicit: false,
+            },
+        }
+    }
 }

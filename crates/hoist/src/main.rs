@@ -109,6 +109,11 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         ));
     }
     tracing::info!(version = VERSION, data_root = %settings.engine.data_root.display(), "hoistd started");
+    // A service manager waiting for readiness (systemd's Type=notify) learns it now: every
+    // socket is bound and served.
+    if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
+        tracing::warn!(error = %e, "telling the service manager hoistd is ready failed");
+    }
 
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {

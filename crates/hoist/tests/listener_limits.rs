@@ -159,9 +159,19 @@ fn heads_dockerd_accepts_are_served_and_larger_ones_refused() {
         .collect();
     let headers: Vec<(&str, &str)> = many.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
     assert_eq!(daemon.request("GET", "/_ping", &headers, b"").status, 200);
+    // Over the limit the daemon answers 431 and closes without reading the rest, so the client
+    // may see the answer, or a reset while it is still writing: refused either way.
     let huge = "v".repeat(1100 * 1024);
-    let answer = daemon.request("GET", "/_ping", &[("X-Huge", &huge)], b"");
-    assert_eq!(answer.status, 431);
+    match daemon.try_request("GET", "/_ping", &[("X-Huge", &huge)], b"") {
+        Ok(answer) => assert_eq!(answer.status, 431),
+        Err(e) => assert!(
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+            ),
+            "{e}"
+        ),
+    }
 }
 
 #[test]

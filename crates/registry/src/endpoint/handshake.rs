@@ -9,7 +9,6 @@ use std::time::Duration;
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 
-use super::CONNECT_TIMEOUT;
 use super::insecure::host_without_port;
 
 /// dockerd's registry transport `TLSHandshakeTimeout`.
@@ -18,11 +17,19 @@ pub(crate) const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The TLS settings an endpoint's HTTPS requests use, for a handshake on its own.
 pub(crate) struct HandshakeProbe {
     config: Arc<rustls::ClientConfig>,
+    /// The bound on the TCP connection before the handshake, the endpoint's own.
+    connect_timeout: Duration,
 }
 
 impl HandshakeProbe {
-    pub(crate) fn new(config: Arc<rustls::ClientConfig>) -> HandshakeProbe {
-        HandshakeProbe { config }
+    pub(crate) fn new(
+        config: Arc<rustls::ClientConfig>,
+        connect_timeout: Duration,
+    ) -> HandshakeProbe {
+        HandshakeProbe {
+            config,
+            connect_timeout,
+        }
     }
 
     /// True when `host` (`host[:port]`, 443 by default) accepted a connection and then let the
@@ -35,7 +42,7 @@ impl HandshakeProbe {
             return false;
         };
         let connecting = TcpStream::connect((name, port));
-        let Ok(Ok(stream)) = tokio::time::timeout(CONNECT_TIMEOUT, connecting).await else {
+        let Ok(Ok(stream)) = tokio::time::timeout(self.connect_timeout, connecting).await else {
             return false;
         };
         let connector = tokio_rustls::TlsConnector::from(Arc::clone(&self.config));

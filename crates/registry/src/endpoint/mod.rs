@@ -212,7 +212,8 @@ impl Endpoints {
         let tls = tls.client_config(insecure)?;
         let direct = Url::parse(&format!("https://{host}/"))
             .is_ok_and(|url| self.inner.proxy.proxy_for(&url).is_none());
-        let handshake = (insecure && direct).then(|| HandshakeProbe::new(Arc::new(tls.clone())));
+        let handshake = (insecure && direct)
+            .then(|| HandshakeProbe::new(Arc::new(tls.clone()), CONNECT_TIMEOUT));
         let client = reqwest::Client::builder()
             .user_agent(&self.inner.user_agent)
             // HTTP/1.1 only: HTTP/2 flow control windows throttle large blob uploads.

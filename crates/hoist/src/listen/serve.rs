@@ -1,0 +1,156 @@
+//! Serving the API on bound sockets, with the listener's bounds: head and body timeouts, a TLS
+//! handshake timeout, a connection cap and dockerd's head size.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower_http::timeout::RequestBodyTimeoutLayer;
+
+use super::Bound;
+use crate::config::Limits;
+
+/// The largest request head (request line and headers): Go's `DefaultMaxHeaderBytes` plus the
+/// 4 KiB it allows on top, so that hoist refuses exactly the heads dockerd refuses.
+const MAX_HEAD_BYTES: usize = (1 << 20) + 4096;
+/// Headers per request. Go counts only bytes; hyper also needs a count, set where no
+/// realistic client reaches it.
+const MAX_HEADERS: usize = 8192;
+
+/// The daemon-wide connection budget, shared by every listener.
+#[derive(Clone)]
+pub struct ConnectionSlots(Arc<Semaphore>);
+
+impl ConnectionSlots {
+    pub fn new(limits: &Limits) -> ConnectionSlots {
+        ConnectionSlots(Arc::new(Semaphore::new(limits.max_connections)))
+    }
+}
+
+/// A connection's byte stream, whatever the listener.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Stream for T {}
+
+/// Serves until `shutdown` fires, then stops accepting and lets running requests finish: each
+/// connection is told to close after its current request.
+pub async fn serve(
+    bound: Bound,
+    app: Router,
+    shutdown: CancellationToken,
+    limits: Limits,
+    slots: ConnectionSlots,
+) -> anyhow::Result<()> {
+    let app = app.layer(RequestBodyTimeoutLayer::new(limits.body_idle_timeout));
+    let connections = TaskTracker::new();
+    loop {
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            permit = Arc::clone(&slots.0).acquire_owned() => permit.context("connection slots closed")?,
+        };
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = bound.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                // Out of descriptors or a connection reset before it was accepted: the
+                // listener itself is fine. A pause keeps a persistent error from spinning.
+                tracing::warn!(error = %e, "accepting a connection failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let tls = match &bound {
+            Bound::Tls(_, acceptor) => Some(acceptor.clone()),
+            _ => None,
+        };
+        let (app, shutdown) = (app.clone(), shutdown.clone());
+        connections.spawn(async move {
+            let _permit = permit;
+            let stream: Box<dyn Stream> = match tls {
+                None => stream,
+                Some(acceptor) => {
+                    match tokio::time::timeout(
+                        limits.tls_handshake_timeout,
+                        acceptor.accept(stream),
+                    )
+                    .await
+                    {
+                        Ok(Ok(tls)) => Box::new(tls),
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    }
+                }
+            };
+            if let Err(e) = serve_connection(stream, app, shutdown, &limits).await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    // A socket hoistd created goes with it; an inherited one belongs to the service manager.
+    if let Bound::Unix(_, Some(path)) = &bound {
+        let _ = std::fs::remove_file(path);
+    }
+    connections.close();
+    connections.wait().await;
+    Ok(())
+}
+
+impl Bound {
+    /// The next connection, as a byte stream (TLS not yet negotiated) and a name for logs.
+    async fn accept(&self) -> std::io::Result<(Box<dyn Stream>, String)> {
+        match self {
+            Bound::Unix(listener, path) => {
+                let (stream, _) = listener.accept().await?;
+                let name = match path {
+                    Some(path) => path.display().to_string(),
+                    None => "an inherited unix socket".to_owned(),
+                };
+                Ok((Box::new(stream), name))
+            }
+            Bound::Tcp(listener) | Bound::Tls(listener, _) => {
+                let (stream, peer) = listener.accept().await?;
+                Ok((Box::new(stream), peer.to_string()))
+            }
+        }
+    }
+}
+
+/// One HTTP/1.1 connection with the listener's limits; on shutdown it finishes the request in
+/// progress and closes.
+async fn serve_connection(
+    stream: Box<dyn Stream>,
+    app: Router,
+    shutdown: CancellationToken,
+    limits: &Limits,
+) -> Result<(), hyper::Error> {
+    let service = hyper_util::service::TowerToHyperService::new(app);
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_header_size(MAX_HEAD_BYTES)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .max_headers(MAX_HEADERS);
+    let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => result,
+        _ = shutdown.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    }
+}
