@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use hoist_engine::EngineConfig;
+use hoist_store::FreeSpaceReserve;
 use serde::Deserialize;
 
 use crate::cli::Cli;
@@ -66,6 +67,8 @@ struct FileConfig {
     upload_fallback_chunk_size: Option<u64>,
     docker_hub_pull_origin: Option<String>,
     api_limits: Option<LimitsFile>,
+    /// Bytes; 0 turns the check off.
+    min_free_space: Option<u64>,
     /// Every other key: reported, not rejected, so that a daemon.json shared with dockerd works.
     #[serde(flatten)]
     unknown: BTreeMap<String, serde_json::Value>,
@@ -260,6 +263,10 @@ impl Settings {
             file.docker_hub_pull_origin
                 .filter(|origin| !origin.is_empty())
                 .map(Some),
+        );
+        set(
+            &mut engine.min_free_space,
+            file.min_free_space.map(FreeSpaceReserve::Bytes),
         );
         let registry = &mut engine.registry;
         set(&mut registry.insecure_registries, insecure_registries);
