@@ -50,7 +50,8 @@ impl SpaceGuard {
     }
 
     /// Fails with [`StoreError::NoSpace`] when writing `pending` more bytes would leave less than
-    /// the reserve free.
+    /// the reserve free. The error reports the space left now, which may still be above the
+    /// reserve when `pending` does not fit above it.
     pub fn check(&self, pending: u64) -> Result<(), StoreError> {
         if self.reserve == FreeSpaceReserve::Bytes(0) {
             return Ok(());

@@ -23,8 +23,8 @@ const BUFFER_SIZE: usize = 256 * 1024;
 /// Written data is handed to the disk every this many bytes instead of all at the final fsync.
 const WRITEBACK_STEP: u64 = 8 * 1024 * 1024;
 
-/// Free space is checked at a blob's first write and then every this many bytes: often enough
-/// that a reserve of a few times this stays intact, rarely enough to cost nothing.
+/// Free space is checked at a blob's first write and then every this many bytes, for room for
+/// the next step: the reserve stays intact, and a check costs nothing next to the writes.
 const SPACE_CHECK_STEP: u64 = 4 * 1024 * 1024;
 
 /// An in-progress blob. Implements [`std::io::Write`]; finish with [`BlobWriter::commit`].
@@ -126,7 +126,8 @@ impl Write for BlobWriter {
             self.lease
                 .inner
                 .space
-                .check(buf.len() as u64)
+                // Until the next check, up to a step more (and the buffer) reaches the disk.
+                .check(SPACE_CHECK_STEP + BUFFER_SIZE as u64)
                 .map_err(StoreError::into_io)?;
             self.next_space_check = self.written + SPACE_CHECK_STEP;
         }
