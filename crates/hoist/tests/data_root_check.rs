@@ -4,6 +4,7 @@
 mod foundation_support;
 
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::process::{Command, Output};
 
 use foundation_support::*;
@@ -13,12 +14,17 @@ use hoist_testkit::hoistd::Hoistd;
 use hoist_testkit::image::{Flavor, ImageBuilder, LayerSpec};
 
 fn check(daemon: &Hoistd) -> Output {
+    check_at(&daemon.data_root(), &daemon.config_file())
+}
+
+/// `hoistd check --data-root <data_root> --config-file <config>`.
+fn check_at(data_root: &Path, config: &Path) -> Output {
     Command::new(hoistd_bin())
         .arg("check")
         .arg("--data-root")
-        .arg(daemon.data_root())
+        .arg(data_root)
         .arg("--config-file")
-        .arg(daemon.config_file())
+        .arg(config)
         .output()
         .expect("run hoistd check")
 }
@@ -131,24 +137,13 @@ fn check_reports_a_clean_root_a_damaged_blob_and_refuses_a_root_in_use() {
 fn check_without_a_data_root_is_a_usage_error() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("absent");
-    let out = Command::new(hoistd_bin())
-        .args(["check", "--data-root"])
-        .arg(&missing)
-        .arg("--config-file")
-        .arg(dir.path().join("daemon.json"))
-        .output()
-        .unwrap();
+    let config = dir.path().join("daemon.json");
+    let out = check_at(&missing, &config);
     // An explicitly named config file that is missing is an error too.
     assert_eq!(out.status.code(), Some(2), "{out:?}");
 
-    std::fs::write(dir.path().join("daemon.json"), "{}").unwrap();
-    let out = Command::new(hoistd_bin())
-        .args(["check", "--data-root"])
-        .arg(&missing)
-        .arg("--config-file")
-        .arg(dir.path().join("daemon.json"))
-        .output()
-        .unwrap();
+    std::fs::write(&config, "{}").unwrap();
+    let out = check_at(&missing, &config);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(
         text(&out.stderr).starts_with(&format!(

@@ -81,6 +81,8 @@ struct Usage {
     total: u64,
 }
 
+// The statvfs fields are u64 on 64-bit Linux but narrower elsewhere: the conversions stay.
+#[allow(clippy::useless_conversion)]
 fn filesystem_usage(path: &Path) -> io::Result<Usage> {
     let path = CString::new(path.as_os_str().as_bytes())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
