@@ -179,12 +179,11 @@ impl SavePlan {
             let blob = store.open_verified_blob(digest)?;
             let mut header = file_header(blob.size());
             tar.append_data(&mut header, blob_path(digest), blob)
-                .map_err(|e| match StoreError::from_io(e) {
-                    Ok(damaged) => {
-                        tracing::error!(blob = %digest, error = %damaged, "refusing to save a damaged blob");
-                        EngineError::Store(damaged)
+                .map_err(io)
+                .inspect_err(|e| {
+                    if let EngineError::Store(StoreError::CorruptBlob { .. }) = e {
+                        tracing::error!(blob = %digest, error = %e, "refusing to save a damaged blob");
                     }
-                    Err(e) => io(e),
                 })?;
         }
         let index = OciIndex {
