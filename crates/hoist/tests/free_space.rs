@@ -112,7 +112,10 @@ fn a_load_that_would_fill_the_data_root_stops_in_stream_and_the_daemon_serves_on
     // The whole message is the store's: the cause, the data root, what is left and reserved.
     let left: u64 = out
         .stderr
-        .strip_prefix(&format!("not enough free space in {}: ", data_root.display()))
+        .strip_prefix(&format!(
+            "not enough free space in {}: ",
+            data_root.display()
+        ))
         .and_then(|rest| rest.strip_suffix(&format!(" bytes left, {RESERVE} reserved\n")))
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("docker load names the cause:\n{out}"));

@@ -25,6 +25,19 @@ pub enum FreeSpaceReserve {
     Bytes(u64),
 }
 
+impl FreeSpaceReserve {
+    /// The reserve on a filesystem of `total` bytes.
+    fn bytes(self, total: u64) -> u64 {
+        match self {
+            FreeSpaceReserve::Bytes(bytes) => bytes,
+            FreeSpaceReserve::Default => {
+                let share = u128::from(total) * u128::from(DEFAULT_RESERVE_PERCENT) / 100;
+                DEFAULT_RESERVE_CAP.min(u64::try_from(share).unwrap_or(u64::MAX))
+            }
+        }
+    }
+}
+
 /// How a store is opened.
 #[derive(Clone, Debug, Default)]
 pub struct StoreOptions {
@@ -58,12 +71,7 @@ impl SpaceGuard {
         }
         let usage = filesystem_usage(&self.dir)
             .context(|| format!("reading the free space of {}", self.dir.display()))?;
-        let reserve = match self.reserve {
-            FreeSpaceReserve::Bytes(bytes) => bytes,
-            FreeSpaceReserve::Default => {
-                DEFAULT_RESERVE_CAP.min(usage.total / 100 * DEFAULT_RESERVE_PERCENT)
-            }
-        };
+        let reserve = self.reserve.bytes(usage.total);
         if usage.available < reserve.saturating_add(pending) {
             return Err(StoreError::NoSpace {
                 root: self.root.clone(),
@@ -99,4 +107,30 @@ fn filesystem_usage(path: &Path) -> io::Result<Usage> {
         available: u64::from(stat.f_bavail).saturating_mul(fragment),
         total: u64::from(stat.f_blocks).saturating_mul(fragment),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_reserve_is_5_percent_up_to_1_gib() {
+        let gib = 1u64 << 30;
+        assert_eq!(FreeSpaceReserve::Default.bytes(10 * gib), gib / 2);
+        assert_eq!(FreeSpaceReserve::Default.bytes(20 * gib), gib);
+        assert_eq!(FreeSpaceReserve::Default.bytes(4000 * gib), gib);
+        assert_eq!(
+            FreeSpaceReserve::Default.bytes(64 << 20),
+            (64 << 20) / 20
+        );
+        assert_eq!(FreeSpaceReserve::Bytes(7).bytes(4000 * gib), 7);
+    }
+
+    #[test]
+    fn the_filesystem_of_a_directory_has_a_size_and_free_space() {
+        let dir = tempfile::tempdir().unwrap();
+        let usage = filesystem_usage(dir.path()).unwrap();
+        assert!(usage.total > 0 && usage.available <= usage.total);
+        assert!(filesystem_usage(&dir.path().join("absent")).is_err());
+    }
 }
