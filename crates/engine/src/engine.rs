@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hoist_registry::{Registries, RegistryConfig};
-use hoist_store::Store;
+use hoist_store::{FreeSpaceReserve, Store, StoreOptions};
 
 use crate::blocking;
 use crate::downloads::Downloads;
@@ -35,6 +35,8 @@ pub struct EngineConfig {
     /// `host[:port]` that pulls of Docker Hub images go to after the mirrors, instead of Docker
     /// Hub itself: a stand-in origin for air-gapped sites and tests.
     pub docker_hub_pull_origin: Option<String>,
+    /// Free space blob writes leave on the data root's filesystem (daemon.json `min-free-space`).
+    pub min_free_space: FreeSpaceReserve,
 }
 
 impl EngineConfig {
@@ -48,6 +50,7 @@ impl EngineConfig {
             fallback_chunk_size: 16 * 1024 * 1024,
             registry_mirrors: Vec::new(),
             docker_hub_pull_origin: None,
+            min_free_space: FreeSpaceReserve::Default,
         }
     }
 }
@@ -74,7 +77,12 @@ pub struct Engine {
 impl Engine {
     /// Opens the store under `config.data_root` (failing if another daemon holds it).
     pub fn open(config: EngineConfig) -> Result<Engine, EngineError> {
-        let store = Store::open(&config.data_root)?;
+        let store = Store::open_with(
+            &config.data_root,
+            &StoreOptions {
+                min_free_space: config.min_free_space,
+            },
+        )?;
         let registries = Registries::new(config.registry.clone())?;
         let retry = RetryPolicy::default();
         let uploads = Arc::new(Uploads::new(

@@ -111,10 +111,15 @@ impl EngineError {
         }
     }
 
+    /// An I/O failure while doing `context`; one the store raised inside a `Read` or `Write` (a
+    /// damaged blob, the free-space reserve reached) stays that store error, which says it all.
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> EngineError {
-        EngineError::Io {
-            context: context.into(),
-            source,
+        match StoreError::from_io(source) {
+            Ok(store_error) => EngineError::Store(store_error),
+            Err(source) => EngineError::Io {
+                context: context.into(),
+                source,
+            },
         }
     }
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::io::Write;
 
 use hoist_reference::{Digest, Reference};
-use hoist_store::Descriptor;
+use hoist_store::{Descriptor, StoreError};
 use serde::Serialize;
 
 use crate::events::Action;
@@ -174,11 +174,17 @@ impl SavePlan {
         append_dir(&mut tar, "blobs/").map_err(io)?;
         append_dir(&mut tar, "blobs/sha256/").map_err(io)?;
         for digest in &blobs {
-            let file = store.open_blob(digest)?;
-            let size = file.metadata().map_err(io)?.len();
-            let mut header = file_header(size);
-            tar.append_data(&mut header, blob_path(digest), file)
-                .map_err(io)?;
+            // Verified as it streams: a blob damaged on disk ends the archive with an error
+            // instead of going out as if it were whole.
+            let blob = store.open_verified_blob(digest)?;
+            let mut header = file_header(blob.size());
+            tar.append_data(&mut header, blob_path(digest), blob)
+                .map_err(io)
+                .inspect_err(|e| {
+                    if let EngineError::Store(StoreError::CorruptBlob { .. }) = e {
+                        tracing::error!(blob = %digest, error = %e, "refusing to save a damaged blob");
+                    }
+                })?;
         }
         let index = OciIndex {
             schema_version: 2,

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -20,11 +20,11 @@ pub struct Cli {
     pub group: Option<String>,
 
     /// Root directory of persistent hoist state
-    #[arg(long = "data-root", value_name = "PATH")]
+    #[arg(long = "data-root", value_name = "PATH", global = true)]
     pub data_root: Option<PathBuf>,
 
     /// Daemon configuration file (daemon.json format)
-    #[arg(long = "config-file", value_name = "PATH")]
+    #[arg(long = "config-file", value_name = "PATH", global = true)]
     pub config_file: Option<PathBuf>,
 
     /// Logging level: debug, info, warn, error or fatal
@@ -82,4 +82,16 @@ pub struct Cli {
     /// Print version information and quit
     #[arg(short = 'v', long = "version")]
     pub version: bool,
+
+    /// Without a command, hoistd runs the daemon
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Verify the data root offline, with no daemon running: every blob hashes to its name, and
+    /// every image's content is present and readable. Prints one line per problem; exits 0 when
+    /// clean, 1 when problems were found, 2 when the check could not run
+    Check,
 }

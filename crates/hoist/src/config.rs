@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use hoist_engine::EngineConfig;
+use hoist_store::FreeSpaceReserve;
 use serde::Deserialize;
 
 use crate::cli::Cli;
@@ -68,6 +69,8 @@ struct FileConfig {
     docker_hub_pull_origin: Option<String>,
     api_limits: Option<LimitsFile>,
     group: Option<String>,
+    /// Bytes; 0 turns the check off.
+    min_free_space: Option<u64>,
     /// Every other key: reported, not rejected, so that a daemon.json shared with dockerd works.
     #[serde(flatten)]
     unknown: BTreeMap<String, serde_json::Value>,
@@ -263,6 +266,10 @@ impl Settings {
             file.docker_hub_pull_origin
                 .filter(|origin| !origin.is_empty())
                 .map(Some),
+        );
+        set(
+            &mut engine.min_free_space,
+            file.min_free_space.map(FreeSpaceReserve::Bytes),
         );
         let registry = &mut engine.registry;
         set(&mut registry.insecure_registries, insecure_registries);

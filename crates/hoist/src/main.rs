@@ -1,5 +1,6 @@
 //! hoistd: the daemon binary. Flags and config in, listeners up, the engine behind them.
 
+mod check;
 mod cli;
 mod config;
 mod labels;
@@ -25,6 +26,9 @@ fn main() -> ExitCode {
             hoist_api::MAX_API_VERSION
         );
         return ExitCode::SUCCESS;
+    }
+    if let Some(cli::Command::Check) = cli.command {
+        return check::run(cli);
     }
     let settings = match Settings::load(cli) {
         Ok(s) => s,

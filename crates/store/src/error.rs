@@ -33,6 +33,21 @@ pub enum StoreError {
     #[error("digest mismatch: expected {expected}, content hashes to {actual}")]
     DigestMismatch { expected: Digest, actual: Digest },
 
+    /// A stored blob no longer hashes to its name: bit rot, or a file altered behind our back.
+    #[error("blob {digest} is corrupt: its content hashes to {actual}")]
+    CorruptBlob { digest: Digest, actual: Digest },
+
+    /// Writing on would leave the data root's filesystem with less than the configured reserve.
+    #[error(
+        "not enough free space in {}: {available} bytes left, {reserve} reserved",
+        root.display()
+    )]
+    NoSpace {
+        root: PathBuf,
+        available: u64,
+        reserve: u64,
+    },
+
     #[error("blob {digest} is not a valid manifest or index: {reason}")]
     InvalidManifest { digest: Digest, reason: String },
 
@@ -82,6 +97,32 @@ impl StoreError {
             context,
             source: Box::new(source.into()),
         }
+    }
+}
+
+impl StoreError {
+    /// The store error an I/O error carries, if it is one the store raised inside a `Read` or
+    /// `Write` (which can only return `io::Error`); the I/O error as it is otherwise.
+    pub fn from_io(error: io::Error) -> Result<StoreError, io::Error> {
+        if !error
+            .get_ref()
+            .is_some_and(|inner| inner.is::<StoreError>())
+        {
+            return Err(error);
+        }
+        let kind = error.kind();
+        match error.into_inner() {
+            Some(inner) => inner
+                .downcast::<StoreError>()
+                .map(|store_error| *store_error)
+                .map_err(|inner| io::Error::new(kind, inner)),
+            None => Err(io::Error::from(kind)),
+        }
+    }
+
+    /// Carries this error through a `Read` or `Write`; [`StoreError::from_io`] gets it back.
+    pub(crate) fn into_io(self) -> io::Error {
+        io::Error::other(self)
     }
 }
 

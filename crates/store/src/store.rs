@@ -14,6 +14,7 @@ use crate::legacy;
 use crate::lock::DataRootLock;
 use crate::manifest::ChildrenCache;
 use crate::metadata::Metadata;
+use crate::space::{SpaceGuard, StoreOptions};
 
 /// A content store rooted at one directory. Cheap to clone; all clones share one state.
 ///
@@ -33,6 +34,8 @@ pub(crate) struct Inner {
     /// Blob bytes are never written while it is held.
     state: Mutex<State>,
     pub children: ChildrenCache,
+    /// Keeps blob writes from eating the data root's last free space.
+    pub space: SpaceGuard,
     /// Held for the life of the store; dropped last, after the database is closed.
     _lock: DataRootLock,
 }
@@ -67,6 +70,11 @@ impl Store {
     /// Fails with [`StoreError::Locked`] while another store, in this process or another, has
     /// the same root open.
     pub fn open(root: &Path) -> Result<Store, StoreError> {
+        Store::open_with(root, &StoreOptions::default())
+    }
+
+    /// [`Store::open`] with options other than the defaults.
+    pub fn open_with(root: &Path, options: &StoreOptions) -> Result<Store, StoreError> {
         let layout = Layout::new(root);
         layout.create()?;
         let lock = DataRootLock::acquire(root, &layout.lock)?;
@@ -84,8 +92,10 @@ impl Store {
         legacy::migrate(&layout, &meta)?;
         drop_dangling(&layout, &meta)?;
 
+        let space = SpaceGuard::new(root, &layout.ingest, options.min_free_space);
         let store = Store {
             inner: Arc::new(Inner {
+                space,
                 layout,
                 meta,
                 state: Mutex::new(State {

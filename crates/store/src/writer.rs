@@ -23,6 +23,10 @@ const BUFFER_SIZE: usize = 256 * 1024;
 /// Written data is handed to the disk every this many bytes instead of all at the final fsync.
 const WRITEBACK_STEP: u64 = 8 * 1024 * 1024;
 
+/// Free space is checked at a blob's first write and then every this many bytes, for room for
+/// the next step: the reserve stays intact, and a check costs nothing next to the writes.
+const SPACE_CHECK_STEP: u64 = 4 * 1024 * 1024;
+
 /// An in-progress blob. Implements [`std::io::Write`]; finish with [`BlobWriter::commit`].
 /// Dropping it without committing removes its temp file.
 pub struct BlobWriter {
@@ -31,6 +35,8 @@ pub struct BlobWriter {
     written: u64,
     /// Bytes of the file whose writeback has been started.
     writeback_started: u64,
+    /// Bytes accepted when free space is next checked.
+    next_space_check: u64,
     /// Keeps the lease alive until the blob is committed under it.
     lease: Arc<LeaseHandle>,
 }
@@ -48,6 +54,7 @@ impl Store {
             hasher: Sha256::new(),
             written: 0,
             writeback_started: 0,
+            next_space_check: 0,
             lease: lease.handle.clone(),
         })
     }
@@ -112,7 +119,18 @@ impl BlobWriter {
 }
 
 impl Write for BlobWriter {
+    /// Fails with [`StoreError::NoSpace`] (inside the `io::Error`; see [`StoreError::from_io`])
+    /// when the data root's free space would fall under the store's reserve.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.written >= self.next_space_check {
+            self.lease
+                .inner
+                .space
+                // Until the next check, up to a step more (and the buffer) reaches the disk.
+                .check(SPACE_CHECK_STEP + BUFFER_SIZE as u64)
+                .map_err(StoreError::into_io)?;
+            self.next_space_check = self.written + SPACE_CHECK_STEP;
+        }
         let n = self.file.write(buf)?;
         // Hash exactly what was accepted, so a short write cannot desynchronise hash and file.
         self.hasher.update(&buf[..n]);

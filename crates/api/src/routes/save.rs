@@ -4,6 +4,7 @@ use axum::body::Body;
 use axum::extract::{Extension, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
 use tokio_util::io::ReaderStream;
 
 use crate::error::ApiError;
@@ -42,14 +43,23 @@ pub(super) async fn save(
     };
     let plan = state.engine.prepare_save(&names, platform.as_ref())?;
     let (writer, reader) = tokio::io::duplex(1 << 20);
-    tokio::spawn(async move {
-        if let Err(e) = plan.write(writer).await {
-            // The tar is cut short, which the client reports as a truncated archive.
-            tracing::warn!(error = %e, "saving images failed after the response started");
-        }
-    });
-    let mut response =
-        Body::from_stream(ReaderStream::with_capacity(reader, 1 << 18)).into_response();
+    let written = tokio::spawn(plan.write(writer));
+    // A failure after the response started cannot change its status: the body ends with an
+    // error instead, so the connection is cut before the final chunk and the client sees a
+    // truncated transfer (the docker CLI then fails and keeps no output file) rather than an
+    // archive that merely looks short.
+    let outcome = futures_util::stream::once(async move {
+        let error = match written.await {
+            Ok(Ok(())) => return None,
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => format!("the archive writer stopped: {e}"),
+        };
+        tracing::warn!(error = %error, "saving images failed after the response started");
+        Some(Err(std::io::Error::other(error)))
+    })
+    .filter_map(std::future::ready);
+    let body = ReaderStream::with_capacity(reader, 1 << 18).chain(outcome);
+    let mut response = Body::from_stream(body).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/x-tar"),
