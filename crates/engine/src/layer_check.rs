@@ -119,7 +119,11 @@ fn describe(compression: Compression, error: &io::Error) -> String {
     if error.kind() == io::ErrorKind::UnexpectedEof {
         return format!("its {stream}tar is truncated: unexpected EOF");
     }
-    format!("it is not a well-formed {stream}tar: {error}")
+    // The tar reader quotes the header bytes it could not read: keep the message one line.
+    format!(
+        "it is not a well-formed {stream}tar: {}",
+        error.to_string().escape_debug()
+    )
 }
 
 /// The receiving end of the feed as a reader; it ends when the feeder is done or gone.
