@@ -19,7 +19,18 @@ const CHANNEL_CHUNKS: usize = 8;
 const DECODE_BUFFER_BYTES: usize = 256 * 1024;
 
 /// What the check found: the layer's DiffID, or why its content is not a usable layer.
-pub(crate) type Unpacked = Result<Digest, String>;
+pub(crate) type Unpacked = Result<Digest, NotALayer>;
+
+/// Why content does not unpack.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum NotALayer {
+    /// Its compressed stream is corrupt, or in a compression hoist does not read.
+    #[error("{0}")]
+    Compression(String),
+    /// It decompresses, but not to a whole tar.
+    #[error("{0}")]
+    Tar(String),
+}
 
 /// A check in progress; feed it the layer's bytes as they are, then [`LayerCheck::finish`].
 pub(crate) struct LayerCheck {
@@ -60,35 +71,49 @@ impl LayerCheck {
     /// Ends the input and waits for the verdict.
     pub fn finish(mut self) -> Unpacked {
         self.chunks = None;
-        self.outcome
-            .recv()
-            .unwrap_or_else(|_| Err("the layer check stopped unexpectedly".into()))
+        self.outcome.recv().unwrap_or_else(|_| {
+            Err(NotALayer::Tar(
+                "the layer check stopped unexpectedly".into(),
+            ))
+        })
     }
 }
 
 /// Decompresses `input`, walks its tar entries to the end of the archive, and hashes every
 /// uncompressed byte, trailing padding included.
 fn check(input: impl Read) -> Unpacked {
-    let (compression, input) =
-        compression::detect(input).map_err(|e| format!("reading it failed: {e}"))?;
+    let (compression, input) = compression::detect(input)
+        .map_err(|e| NotALayer::Compression(format!("reading it failed: {e}")))?;
     let input = BufReader::with_capacity(DECODE_BUFFER_BYTES, input);
     let decoded: Box<dyn Read> = match compression {
         Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(input)),
         Compression::Zstd => Box::new(
-            zstd::stream::read::Decoder::with_buffer(input)
-                .map_err(|e| format!("its zstd stream is unreadable: {e}"))?,
+            zstd::stream::read::Decoder::with_buffer(input).map_err(|e| {
+                NotALayer::Compression(format!("its zstd stream is unreadable: {e}"))
+            })?,
         ),
         Compression::Uncompressed => Box::new(input),
-        Compression::Bzip2 => return Err("it is bzip2-compressed, which hoist does not read".into()),
-        Compression::Xz => return Err("it is xz-compressed, which hoist does not read".into()),
+        Compression::Bzip2 | Compression::Xz => {
+            return Err(NotALayer::Compression(format!(
+                "it is {}-compressed, which hoist does not read",
+                if compression == Compression::Xz {
+                    "xz"
+                } else {
+                    "bzip2"
+                }
+            )));
+        }
     };
     let mut archive = tar::Archive::new(HashingReader {
         inner: decoded,
         hash: Sha256::new(),
+        failed: false,
     });
-    walk(&mut archive).map_err(|e| describe(compression, &e))?;
+    let walked = walk(&mut archive);
     let mut rest = archive.into_inner();
-    io::copy(&mut rest, &mut io::sink()).map_err(|e| describe(compression, &e))?;
+    walked
+        .and_then(|()| io::copy(&mut rest, &mut io::sink()).map(drop))
+        .map_err(|e| describe(compression, rest.failed, &e))?;
     Ok(Digest::sha256_from_bytes(&rest.hash.finalize().into()))
 }
 
@@ -110,20 +135,24 @@ fn walk(archive: &mut tar::Archive<impl Read>) -> io::Result<()> {
     Ok(())
 }
 
-fn describe(compression: Compression, error: &io::Error) -> String {
+/// `decoding_failed`: the error came from the decompressor, not from the tar reader.
+fn describe(compression: Compression, decoding_failed: bool, error: &io::Error) -> NotALayer {
     let stream = match compression {
         Compression::Gzip => "gzip ",
         Compression::Zstd => "zstd ",
         _ => "",
     };
+    if decoding_failed {
+        return NotALayer::Compression(format!("its {stream}stream is corrupt: {error}"));
+    }
     if error.kind() == io::ErrorKind::UnexpectedEof {
-        return format!("its {stream}tar is truncated: unexpected EOF");
+        return NotALayer::Tar(format!("its {stream}tar is truncated: unexpected EOF"));
     }
     // The tar reader quotes the header bytes it could not read: keep the message one line.
-    format!(
+    NotALayer::Tar(format!(
         "it is not a well-formed {stream}tar: {}",
         error.to_string().escape_debug()
-    )
+    ))
 }
 
 /// The receiving end of the feed as a reader; it ends when the feeder is done or gone.
@@ -161,14 +190,19 @@ impl Read for ChannelReader {
     }
 }
 
+/// The decompressed stream, hashed as the tar reader reads it; remembers that it failed, so
+/// that a corrupt stream is told from a bad tar.
 struct HashingReader<R> {
     inner: R,
     hash: Sha256,
+    failed: bool,
 }
 
 impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
+        let n = self.inner.read(buf).inspect_err(|e| {
+            self.failed |= e.kind() != io::ErrorKind::Interrupted;
+        })?;
         self.hash.update(&buf[..n]);
         Ok(n)
     }
@@ -222,17 +256,19 @@ mod tests {
     #[test]
     fn content_that_is_not_a_whole_tar_is_refused() {
         let tar = tar_of(&[("a", 3000)]);
-        let truncated = checked(&tar[..1200]).unwrap_err();
-        assert!(truncated.contains("truncated"), "{truncated}");
-        let garbage = checked(&[0x5au8; 4096]).unwrap_err();
-        assert!(garbage.contains("not a well-formed tar"), "{garbage}");
-        let json = checked(br#"{"_type":"https://in-toto.io/Statement/v0.1"}"#).unwrap_err();
-        assert!(json.contains("tar"), "{json}");
+        let tar_fault = |bytes: &[u8]| match checked(bytes) {
+            Err(NotALayer::Tar(reason)) => reason,
+            other => panic!("not refused as a tar: {other:?}"),
+        };
+        assert!(tar_fault(&tar[..1200]).contains("truncated"));
+        assert!(tar_fault(&[0x5au8; 4096]).contains("not a well-formed tar"));
+        assert!(tar_fault(br#"{"_type":"https://in-toto.io/Statement/v0.1"}"#).contains("tar"));
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         gz.write_all(&[7u8; 5000]).unwrap();
         let gz = gz.finish().unwrap();
-        assert!(checked(&gz).unwrap_err().contains("gzip tar"));
-        assert!(checked(&gz[..gz.len() - 6]).is_err(), "truncated gzip");
+        assert!(tar_fault(&gz).contains("gzip tar"));
+        let corrupt = [0x1f, 0x8b, 0x08, 0, 0, 0, 0, 0, 0, 0xff, 0xa5, 0xa5, 0xa5];
+        assert!(matches!(checked(&corrupt), Err(NotALayer::Compression(_))));
     }
 
     #[test]

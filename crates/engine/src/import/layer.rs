@@ -9,7 +9,7 @@ use hoist_reference::Digest;
 use hoist_store::{Descriptor, Lease, Store};
 
 use crate::EngineError;
-use crate::layer_check::LayerCheck;
+use crate::layer_check::{LayerCheck, NotALayer};
 use crate::media::{OCI_LAYER_GZIP, OCI_LAYER_ZSTD};
 
 const CHUNK: usize = 1 << 20;
@@ -64,9 +64,12 @@ pub(crate) fn store_layer(
         }
     };
     // moby unpacks the layer it imports; what does not unpack fails the import.
-    let diff_id = check
-        .finish()
-        .map_err(|reason| EngineError::Unpack(format!("failed to extract layer: {reason}")))?;
+    let diff_id = check.finish().map_err(|fault| match fault {
+        NotALayer::Compression(reason) => {
+            EngineError::InvalidArgument(format!("the imported archive is corrupt: {reason}"))
+        }
+        NotALayer::Tar(reason) => EngineError::Unpack(format!("failed to extract layer: {reason}")),
+    })?;
     let (digest, size) = writer.commit(None)?;
     Ok(StoredLayer {
         descriptor: Descriptor {
@@ -181,7 +184,7 @@ mod tests {
                 .to_string()
                 .contains("bzip2")
         );
-        for not_a_tar in [&[0x5au8; 3000][..], &tar_of(b"abc")[..700]] {
+        for not_a_tar in [&[0x5au8; 3000][..], &tar_of(&[1u8; 1000])[..700]] {
             let refused = store_layer(&store, &lease, not_a_tar).unwrap_err();
             assert!(matches!(refused, EngineError::Unpack(_)), "{refused}");
         }

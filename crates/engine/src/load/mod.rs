@@ -23,10 +23,10 @@ use serde::Deserialize;
 
 use crate::events::Action;
 use crate::image_content::{BuiltManifest, IndexEntry};
+use crate::layer_check::Unpacked;
 use crate::media::{self, MAX_MANIFEST_BYTES};
 use crate::platform::Platform;
 use crate::{Engine, EngineError, names};
-use crate::layer_check::Unpacked;
 use archive::{ArchiveFile, Ingested, normalize_entry_path};
 
 /// What the walk over an OCI layout's content needs besides the store.

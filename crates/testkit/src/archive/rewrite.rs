@@ -69,9 +69,9 @@ fn repoint(value: &mut Value, old: &str, new: &str, new_size: u64) -> bool {
             }
             changed
         }
-        Value::Array(items) => items
-            .iter_mut()
-            .fold(false, |changed, item| repoint(item, old, new, new_size) | changed),
+        Value::Array(items) => items.iter_mut().fold(false, |changed, item| {
+            repoint(item, old, new, new_size) | changed
+        }),
         Value::String(s) if s.contains(old) => {
             *s = s.replace(old, new);
             true
@@ -81,7 +81,9 @@ fn repoint(value: &mut Value, old: &str, new: &str, new_size: u64) -> bool {
 }
 
 fn hex_of(bytes: &[u8]) -> String {
-    sha256_digest(bytes).trim_start_matches("sha256:").to_owned()
+    sha256_digest(bytes)
+        .trim_start_matches("sha256:")
+        .to_owned()
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
