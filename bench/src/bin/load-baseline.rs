@@ -79,7 +79,7 @@ fn main() -> Result<()> {
 
 /// The decompressed digest of a blob, fed its compressed bytes.
 enum Unpacked {
-    Gzip(MultiGzDecoder<HashSink>),
+    Gzip(Box<MultiGzDecoder<HashSink>>),
     Zstd(zstd::stream::write::Decoder<'static, HashSink>),
     /// Not compressed: its digest is the blob's own, hashed already.
     Plain,
@@ -88,7 +88,7 @@ enum Unpacked {
 impl Unpacked {
     fn for_head(head: &[u8]) -> Unpacked {
         if head.starts_with(&[0x1f, 0x8b]) {
-            Unpacked::Gzip(MultiGzDecoder::new(HashSink::default()))
+            Unpacked::Gzip(Box::new(MultiGzDecoder::new(HashSink::default())))
         } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
             zstd::stream::write::Decoder::new(HashSink::default())
                 .map_or(Unpacked::Plain, Unpacked::Zstd)

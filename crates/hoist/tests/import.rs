@@ -35,8 +35,17 @@ fn sha256(bytes: &[u8]) -> String {
 }
 
 fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    gzip_filter("-dc", bytes)
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    gzip_filter("-c", bytes)
+}
+
+/// `bytes` through the gzip command with `flag`.
+fn gzip_filter(flag: &str, bytes: &[u8]) -> Vec<u8> {
     let out = std::process::Command::new("gzip")
-        .args(["-dc"])
+        .arg(flag)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -44,8 +53,8 @@ fn gunzip(bytes: &[u8]) -> Vec<u8> {
             child.stdin.take().expect("gzip stdin").write_all(bytes)?;
             child.wait_with_output()
         })
-        .expect("run gzip -dc");
-    assert!(out.status.success(), "gzip -dc failed");
+        .expect("run gzip");
+    assert!(out.status.success(), "gzip {flag} failed");
     out.stdout
 }
 
@@ -282,21 +291,6 @@ fn an_import_without_a_name_is_dangling_and_bad_changes_are_refused_with_400() {
         "{}",
         removed.stdout
     );
-}
-
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let out = std::process::Command::new("gzip")
-        .arg("-c")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            child.stdin.take().expect("gzip stdin").write_all(bytes)?;
-            child.wait_with_output()
-        })
-        .expect("run gzip -c");
-    assert!(out.status.success(), "gzip -c failed");
-    out.stdout
 }
 
 /// The names of the blobs in the daemon's store.
