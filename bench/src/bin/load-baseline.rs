@@ -1,20 +1,29 @@
 //! The `docker load` baseline: one pass over an image archive that hashes every blob with `sha2`
 //! and writes it to disk, each file fsynced, as a store that verifies digests must at least do.
+//! With `--verify`, each blob is also decompressed (gzip, zstd) and the result hashed, in the
+//! same pass: the least a load that checks layers against their DiffIDs must do.
 //!
-//! Usage: load-baseline ARCHIVE OUTDIR (OUTDIR must not exist; put it on the daemon's disk)
+//! Usage: load-baseline [--verify] ARCHIVE OUTDIR (OUTDIR must not exist; put it on the
+//! daemon's disk)
 
 #![forbid(unsafe_code)]
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
 
+use flate2::write::MultiGzDecoder;
+
 use anyhow::{Context, Result, bail, ensure};
 use sha2::{Digest, Sha256};
 
 fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let verify = args.first().is_some_and(|a| a == "--verify");
+    if verify {
+        args.remove(0);
+    }
     let [archive, out] = args.as_slice() else {
-        bail!("usage: load-baseline ARCHIVE OUTDIR");
+        bail!("usage: load-baseline [--verify] ARCHIVE OUTDIR");
     };
     let out = PathBuf::from(out);
     ensure!(!out.exists(), "{} exists already", out.display());
@@ -33,16 +42,26 @@ fn main() -> Result<()> {
         let temp = out.join(format!("ingest-{n}"));
         let mut target = std::fs::File::create(&temp)?;
         let mut hasher = Sha256::new();
+        let mut unpacked: Option<Unpacked> = None;
         loop {
             let read = entry.read(&mut buffer)?;
             if read == 0 {
                 break;
             }
-            hasher.update(&buffer[..read]);
-            target.write_all(&buffer[..read])?;
+            let chunk = &buffer[..read];
+            hasher.update(chunk);
+            target.write_all(chunk)?;
+            if verify {
+                unpacked
+                    .get_or_insert_with(|| Unpacked::for_head(chunk))
+                    .write_all(chunk)?;
+            }
             bytes += read as u64;
         }
         target.sync_all()?;
+        if let Some(unpacked) = unpacked {
+            unpacked.finish()?;
+        }
         let hex = hex::encode(hasher.finalize());
         let destination = match expected {
             Some(expected) => {
@@ -56,4 +75,60 @@ fn main() -> Result<()> {
     }
     println!("{{\"blobs\":{blobs},\"bytes\":{bytes}}}");
     Ok(())
+}
+
+/// The decompressed digest of a blob, fed its compressed bytes.
+enum Unpacked {
+    Gzip(Box<MultiGzDecoder<HashSink>>),
+    Zstd(zstd::stream::write::Decoder<'static, HashSink>),
+    /// Not compressed: its digest is the blob's own, hashed already.
+    Plain,
+}
+
+impl Unpacked {
+    fn for_head(head: &[u8]) -> Unpacked {
+        if head.starts_with(&[0x1f, 0x8b]) {
+            Unpacked::Gzip(Box::new(MultiGzDecoder::new(HashSink::default())))
+        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            zstd::stream::write::Decoder::new(HashSink::default())
+                .map_or(Unpacked::Plain, Unpacked::Zstd)
+        } else {
+            Unpacked::Plain
+        }
+    }
+
+    fn write_all(&mut self, chunk: &[u8]) -> std::io::Result<()> {
+        match self {
+            Unpacked::Gzip(decoder) => decoder.write_all(chunk),
+            Unpacked::Zstd(decoder) => decoder.write_all(chunk),
+            Unpacked::Plain => Ok(()),
+        }
+    }
+
+    fn finish(self) -> std::io::Result<()> {
+        let sink = match self {
+            Unpacked::Gzip(decoder) => decoder.finish()?,
+            Unpacked::Zstd(mut decoder) => {
+                decoder.flush()?;
+                decoder.into_inner()
+            }
+            Unpacked::Plain => return Ok(()),
+        };
+        std::hint::black_box(sink.0.finalize());
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct HashSink(Sha256);
+
+impl Write for HashSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }

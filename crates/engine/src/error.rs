@@ -42,6 +42,10 @@ pub enum EngineError {
     /// An archive given to `load` is unusable.
     #[error("{0}")]
     BadArchive(String),
+    /// Content that should unpack as a layer and does not (`docker import` of a non-tar):
+    /// moby finds it when it unpacks, and answers 500.
+    #[error("{0}")]
+    Unpack(String),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -89,6 +93,7 @@ impl EngineError {
             EngineError::Registry(_)
             | EngineError::Store(_)
             | EngineError::Io { .. }
+            | EngineError::Unpack(_)
             | EngineError::Internal(_) => ErrorKind::Internal,
             EngineError::Shared(inner) => inner.kind(),
             EngineError::GaveUp { last, .. } => last.kind(),

@@ -20,6 +20,7 @@ mod events;
 mod image_content;
 mod images;
 mod import;
+mod layer_check;
 mod load;
 mod login;
 mod media;

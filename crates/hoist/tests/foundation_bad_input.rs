@@ -257,6 +257,56 @@ fn missing_layer_is_refused() {
     );
 }
 
+/// moby unpacks what it loads: a layer that is a valid compressed stream with the right blob
+/// digest, but whose tar is not what the config's diff_id says, never becomes an image.
+#[test]
+fn layer_whose_tar_does_not_hash_to_its_diff_id_is_refused() {
+    assert_refused(
+        ArchiveFormat::Oci,
+        ArchiveCompression::None,
+        Breakage::LayerDiffIdMismatch,
+        &["does not match image config", "the config expects sha256:"],
+    );
+    assert_refused(
+        ArchiveFormat::DockerLegacy,
+        ArchiveCompression::Gzip,
+        Breakage::LayerDiffIdMismatch,
+        &["does not match image config", "its diff_id is sha256:"],
+    );
+}
+
+#[test]
+fn layer_that_is_not_a_tar_is_refused() {
+    assert_refused(
+        ArchiveFormat::Both,
+        ArchiveCompression::None,
+        Breakage::LayerNotTar,
+        &["is not a valid layer", "not a well-formed gzip tar"],
+    );
+    assert_refused(
+        ArchiveFormat::DockerBlobs,
+        ArchiveCompression::Zstd,
+        Breakage::LayerNotTar,
+        &["is not a valid layer", "tar"],
+    );
+}
+
+#[test]
+fn config_with_fewer_diff_ids_than_layers_is_refused() {
+    assert_refused(
+        ArchiveFormat::Oci,
+        ArchiveCompression::Gzip,
+        Breakage::FewerDiffIds,
+        &["lists 1 diff_ids for 2 layers"],
+    );
+    assert_refused(
+        ArchiveFormat::DockerLegacy,
+        ArchiveCompression::None,
+        Breakage::FewerDiffIds,
+        &["lists 1 diff_ids for 2 layers"],
+    );
+}
+
 /// Every blob digest the records in `meta.db` make reachable: record targets, and the children
 /// of manifests and indexes among them, read with redb and our own JSON parsing. A copy of the
 /// database is read, repaired as redb repairs a database after a crash, so that the data root

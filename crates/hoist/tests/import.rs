@@ -35,8 +35,17 @@ fn sha256(bytes: &[u8]) -> String {
 }
 
 fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    gzip_filter("-dc", bytes)
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    gzip_filter("-c", bytes)
+}
+
+/// `bytes` through the gzip command with `flag`.
+fn gzip_filter(flag: &str, bytes: &[u8]) -> Vec<u8> {
     let out = std::process::Command::new("gzip")
-        .args(["-dc"])
+        .arg(flag)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -44,8 +53,8 @@ fn gunzip(bytes: &[u8]) -> Vec<u8> {
             child.stdin.take().expect("gzip stdin").write_all(bytes)?;
             child.wait_with_output()
         })
-        .expect("run gzip -dc");
-    assert!(out.status.success(), "gzip -dc failed");
+        .expect("run gzip");
+    assert!(out.status.success(), "gzip {flag} failed");
     out.stdout
 }
 
@@ -282,4 +291,95 @@ fn an_import_without_a_name_is_dangling_and_bad_changes_are_refused_with_400() {
         "{}",
         removed.stdout
     );
+}
+
+/// The names of the blobs in the daemon's store.
+fn stored_blob_names(hoistd: &hoist_testkit::hoistd::Hoistd) -> Vec<String> {
+    let dir = hoistd.data_root().join("blobs/sha256");
+    let mut names: Vec<String> = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries
+            .map(|e| {
+                e.expect("blob entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => panic!("list {}: {e}", dir.display()),
+    };
+    names.sort();
+    names
+}
+
+/// moby unpacks what it imports: a body that is not a whole tar (random bytes, a tar cut inside
+/// an entry, a gzip stream of something else) fails the import with 500 and the unpacker's
+/// reason, and leaves nothing behind; the daemon goes on importing.
+#[test]
+fn an_import_of_something_that_is_not_a_whole_tar_is_refused_and_leaves_nothing() {
+    let hoistd = start_hoistd();
+    let cli = DockerCli::new(&hoistd.socket());
+    let before = stored_blob_names(&hoistd);
+    let tar = rootfs_tar();
+    let random: Vec<u8> = (0..20_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let truncated = tar[..700].to_vec();
+    let gzip_of_text = gzip(&b"this is no tar\n".repeat(100));
+
+    for (what, body, reason) in [
+        ("random bytes", &random, "not a well-formed tar"),
+        ("a truncated tar", &truncated, "unexpected EOF"),
+        ("gzip of text", &gzip_of_text, "not a well-formed gzip tar"),
+    ] {
+        let out = cli.run_with_stdin(&["import", "-", "refused:1"], body.clone());
+        assert!(!out.success(), "{what}: {out}");
+        let stderr = out.stderr.trim_end();
+        assert!(
+            stderr.starts_with("Error response from daemon: failed to extract layer: ")
+                && stderr.contains(reason)
+                && !stderr.contains('\n'),
+            "{what}: {out}"
+        );
+        let raw = hoistd.request("POST", "/v1.50/images/create?fromSrc=-&repo=raw", &[], body);
+        assert_eq!(raw.status, 500, "{what}");
+        let message: serde_json::Value = serde_json::from_slice(&raw.body).expect("JSON error");
+        assert!(
+            message["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("failed to extract layer: ") && m.contains(reason)),
+            "{what}: {message}"
+        );
+        assert_eq!(stored_blob_names(&hoistd), before, "{what}: blobs left");
+    }
+    assert_eq!(cli.run(&["images", "-a", "-q"]).stdout, "");
+
+    let good = cli.run_with_stdin(&["import", "-", "good:1"], tar.clone());
+    good.assert_success("an import after the refused ones");
+    let diff_ids = inspect_json(&cli, "good:1", "{{json .RootFS.Layers}}");
+    assert_eq!(diff_ids, format!("[\"{}\"]", sha256(&tar)));
+}
+
+/// Go's `archive/tar`, which moby unpacks with, ends an archive at the end of its input when
+/// that falls between entries: an empty body is an empty layer, and a tar without its closing
+/// zero blocks is whole. Both import, with the DiffID of the bytes given.
+#[test]
+fn an_empty_body_and_a_tar_without_end_marker_import_as_moby_takes_them() {
+    let hoistd = start_hoistd();
+    let cli = DockerCli::new(&hoistd.socket());
+    let tar = rootfs_tar();
+    // The entries end where the two 512-byte zero blocks (and any padding after) begin.
+    let last_data = tar.iter().rposition(|b| *b != 0).expect("tar content");
+    let unterminated = tar[..last_data.div_ceil(512) * 512].to_vec();
+    assert!(unterminated.len() < tar.len());
+    for (what, body) in [("empty", Vec::new()), ("unterminated", unterminated)] {
+        let name = format!("{what}:1");
+        cli.run_with_stdin(&["import", "-", &name], body.clone())
+            .assert_success(what);
+        assert_eq!(
+            inspect_json(&cli, &name, "{{json .RootFS.Layers}}"),
+            format!("[\"{}\"]", sha256(&body)),
+            "{what}"
+        );
+    }
 }

@@ -1,15 +1,15 @@
 //! Storing the one layer of an imported image, as moby's containerd store does: a gzip or zstd
-//! tar is kept as it came, a plain tar is gzip-compressed. The layer's DiffID (the digest of
-//! the uncompressed tar) is computed on the way through.
+//! tar is kept as it came, a plain tar is gzip-compressed. On the way through, the layer is
+//! checked to unpack to a whole tar, and its DiffID (the digest of the uncompressed tar) taken.
 
 use std::io::{BufReader, Read, Write};
 
 use hoist_oci::compression::{self, Compression};
 use hoist_reference::Digest;
-use hoist_store::{BlobWriter, Descriptor, Lease, Store};
-use sha2::{Digest as _, Sha256};
+use hoist_store::{Descriptor, Lease, Store};
 
 use crate::EngineError;
+use crate::layer_check::{LayerCheck, NotALayer};
 use crate::media::{OCI_LAYER_GZIP, OCI_LAYER_ZSTD};
 
 const CHUNK: usize = 1 << 20;
@@ -29,28 +29,30 @@ pub(crate) fn store_layer(
     let (compression, input) = compression::detect(input).map_err(read_error)?;
     let mut input = BufReader::with_capacity(CHUNK, input);
     let writer = store.blob_writer(lease)?;
-    let (media_type, writer, diff_id) = match compression {
-        Compression::Gzip => {
-            let decoder = flate2::write::MultiGzDecoder::new(HashingSink::default());
-            let (writer, sink) = copy_verbatim(&mut input, writer, decoder, |d| d.finish())?;
-            (OCI_LAYER_GZIP, writer, sink.digest())
-        }
-        Compression::Zstd => {
-            let decoder = zstd::stream::write::Decoder::new(HashingSink::default())
-                .map_err(|e| EngineError::io("starting a zstd decoder", e))?;
-            let (writer, sink) = copy_verbatim(&mut input, writer, decoder, |mut d| {
-                d.flush()?;
-                Ok(d.into_inner())
+    // The check reads the bytes as they come, compressed or not, and gives the DiffID.
+    let mut check = LayerCheck::start();
+    let (media_type, writer) = match compression {
+        Compression::Gzip | Compression::Zstd => {
+            let mut writer = writer;
+            copy_chunks(&mut input, |chunk| {
+                check.feed(chunk);
+                writer
+                    .write_all(chunk)
+                    .map_err(|e| EngineError::io("writing the imported layer", e))
             })?;
-            (OCI_LAYER_ZSTD, writer, sink.digest())
+            let media_type = if compression == Compression::Gzip {
+                OCI_LAYER_GZIP
+            } else {
+                OCI_LAYER_ZSTD
+            };
+            (media_type, writer)
         }
         Compression::Bzip2 => return Err(unsupported("bzip2")),
         Compression::Xz => return Err(unsupported("xz")),
         Compression::Uncompressed => {
             let mut encoder = flate2::write::GzEncoder::new(writer, flate2::Compression::default());
-            let mut hasher = Sha256::new();
             copy_chunks(&mut input, |chunk| {
-                hasher.update(chunk);
+                check.feed(chunk);
                 encoder
                     .write_all(chunk)
                     .map_err(|e| EngineError::io("compressing the imported layer", e))
@@ -58,13 +60,16 @@ pub(crate) fn store_layer(
             let writer = encoder
                 .finish()
                 .map_err(|e| EngineError::io("compressing the imported layer", e))?;
-            (
-                OCI_LAYER_GZIP,
-                writer,
-                Digest::sha256_from_bytes(&hasher.finalize().into()),
-            )
+            (OCI_LAYER_GZIP, writer)
         }
     };
+    // moby unpacks the layer it imports; what does not unpack fails the import.
+    let diff_id = check.finish().map_err(|fault| match fault {
+        NotALayer::Compression(reason) => {
+            EngineError::InvalidArgument(format!("the imported archive is corrupt: {reason}"))
+        }
+        NotALayer::Tar(reason) => EngineError::Unpack(format!("failed to extract layer: {reason}")),
+    })?;
     let (digest, size) = writer.commit(None)?;
     Ok(StoredLayer {
         descriptor: Descriptor {
@@ -74,24 +79,6 @@ pub(crate) fn store_layer(
         },
         diff_id,
     })
-}
-
-/// Stores the compressed bytes as they are while a decoder feeds their uncompressed form to a
-/// hash. A stream the decoder refuses is refused.
-fn copy_verbatim<D: Write>(
-    input: &mut impl Read,
-    mut writer: BlobWriter,
-    mut decoder: D,
-    finish: impl FnOnce(D) -> std::io::Result<HashingSink>,
-) -> Result<(BlobWriter, HashingSink), EngineError> {
-    copy_chunks(input, |chunk| {
-        writer
-            .write_all(chunk)
-            .map_err(|e| EngineError::io("writing the imported layer", e))?;
-        decoder.write_all(chunk).map_err(corrupt)
-    })?;
-    let sink = finish(decoder).map_err(corrupt)?;
-    Ok((writer, sink))
 }
 
 fn copy_chunks(
@@ -110,35 +97,10 @@ fn copy_chunks(
     }
 }
 
-/// A `Write` that only hashes.
-#[derive(Default)]
-struct HashingSink(Sha256);
-
-impl HashingSink {
-    fn digest(self) -> Digest {
-        Digest::sha256_from_bytes(&self.0.finalize().into())
-    }
-}
-
-impl Write for HashingSink {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 fn unsupported(kind: &str) -> EngineError {
     EngineError::InvalidArgument(format!(
         "unsupported archive compression: {kind} (import takes a plain, gzip or zstd tar)"
     ))
-}
-
-fn corrupt(e: std::io::Error) -> EngineError {
-    EngineError::InvalidArgument(format!("the imported archive is corrupt: {e}"))
 }
 
 fn read_error(e: std::io::Error) -> EngineError {
@@ -158,13 +120,24 @@ mod tests {
         (layer, bytes)
     }
 
+    fn tar_of(content: &[u8]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_ustar();
+        header.set_size(content.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder.append_data(&mut header, "file", content).unwrap();
+        builder.into_inner().unwrap()
+    }
+
     fn sha(bytes: &[u8]) -> Digest {
+        use sha2::{Digest as _, Sha256};
         Digest::sha256_from_bytes(&Sha256::digest(bytes).into())
     }
 
     #[test]
     fn plain_tars_are_gzipped_and_compressed_ones_kept() {
-        let tar = vec![7u8; 3000];
+        let tar = tar_of(&[7u8; 3000]);
         let (plain, stored) = layer_of(&tar);
         assert_eq!(plain.descriptor.media_type, OCI_LAYER_GZIP);
         assert_eq!(plain.diff_id, sha(&tar));
@@ -197,7 +170,7 @@ mod tests {
         let broken = [0x1f, 0x8b, 0x08, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4];
         assert!(store_layer(&store, &lease, &broken[..]).is_err());
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        gz.write_all(&[9u8; 5000]).unwrap();
+        gz.write_all(&tar_of(&[9u8; 5000])).unwrap();
         let gz = gz.finish().unwrap();
         let truncated = &gz[..gz.len() - 6];
         assert!(
@@ -211,5 +184,9 @@ mod tests {
                 .to_string()
                 .contains("bzip2")
         );
+        for not_a_tar in [&[0x5au8; 3000][..], &tar_of(&[1u8; 1000])[..700]] {
+            let refused = store_layer(&store, &lease, not_a_tar).unwrap_err();
+            assert!(matches!(refused, EngineError::Unpack(_)), "{refused}");
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! Reading a load's archive: every tar entry, blobs streamed into the store and verified against
-//! the digests their paths name, the archive's own JSON structure files kept in memory, links
-//! resolved within the archive.
+//! the digests their paths name (and, on the way, checked as layers: see [`LayerCheck`]), the
+//! archive's own JSON structure files kept in memory, links resolved within the archive.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -10,6 +10,7 @@ use hoist_oci::compression::{self, Compression};
 use hoist_reference::Digest;
 use hoist_store::{Lease, StoreError};
 
+use crate::layer_check::{LayerCheck, Unpacked};
 use crate::{Engine, EngineError};
 
 /// The archive's own JSON structure files (`manifest.json`, `index.json`, legacy `<id>/json`
@@ -27,14 +28,22 @@ pub(super) enum ArchiveFile {
     Metadata(Vec<u8>),
 }
 
+/// What reading an archive gave: its files by path, and what each blob it carried holds when
+/// read as a layer, by blob digest (whether a blob is a layer is known only once the manifests
+/// are, and they may come after it).
+pub(super) struct Ingested {
+    pub files: HashMap<String, ArchiveFile>,
+    pub unpacked: HashMap<Digest, Unpacked>,
+}
+
 impl Engine {
     /// Reads every tar entry, storing files as blobs (verified against `blobs/<alg>/<hex>` names)
-    /// and keeping the archive's JSON structure files in memory. Returns path → file.
+    /// and keeping the archive's JSON structure files in memory.
     pub(super) fn ingest_archive(
         &self,
         reader: impl Read + Send + 'static,
         lease: &Lease,
-    ) -> Result<HashMap<String, ArchiveFile>, EngineError> {
+    ) -> Result<Ingested, EngineError> {
         let source = SourceReader::new(reader);
         let source_failure = source.failure();
         self.read_entries(source, lease)
@@ -50,12 +59,13 @@ impl Engine {
         &self,
         reader: impl Read + Send + 'static,
         lease: &Lease,
-    ) -> Result<HashMap<String, ArchiveFile>, EngineError> {
+    ) -> Result<Ingested, EngineError> {
         let reader = decompress(BufReader::with_capacity(1 << 20, reader))
             .map_err(|e| EngineError::BadArchive(format!("invalid archive: {e}")))?;
         let mut metadata_left = MAX_METADATA_TOTAL_BYTES;
         let mut archive = tar::Archive::new(reader);
         let mut files: HashMap<String, ArchiveFile> = HashMap::new();
+        let mut unpacked: HashMap<Digest, Unpacked> = HashMap::new();
         let mut links: Vec<(String, String)> = Vec::new();
         let entries = archive.entries().map_err(corrupt)?;
         for entry in entries {
@@ -85,7 +95,12 @@ impl Engine {
                         check_complete(&path, bytes.len() as u64, declared_size)?;
                         ArchiveFile::Metadata(bytes)
                     } else {
-                        self.ingest_blob(&path, &mut entry, declared_size, lease)?
+                        let (file, found) =
+                            self.ingest_blob(&path, &mut entry, declared_size, lease)?;
+                        if let ArchiveFile::Blob(digest, _) = &file {
+                            unpacked.insert(digest.clone(), found);
+                        }
+                        file
                     };
                     files.insert(path, file);
                 }
@@ -128,22 +143,25 @@ impl Engine {
                 break;
             }
         }
-        Ok(files)
+        Ok(Ingested { files, unpacked })
     }
 
+    /// Stores one blob, checking it as a layer on the way.
     fn ingest_blob(
         &self,
         path: &str,
         entry: &mut impl Read,
         declared_size: u64,
         lease: &Lease,
-    ) -> Result<ArchiveFile, EngineError> {
+    ) -> Result<(ArchiveFile, Unpacked), EngineError> {
         let expected = blob_digest_from_path(path)?;
         let mut writer = self.store.blob_writer(lease)?;
-        let copied = copy_entry(entry, &mut writer)?;
+        let mut layer = LayerCheck::start();
+        let copied = copy_entry(entry, &mut writer, &mut layer)?;
         check_complete(path, copied, declared_size)?;
+        let found = layer.finish();
         match writer.commit(expected.as_ref()) {
-            Ok((digest, size)) => Ok(ArchiveFile::Blob(digest, size)),
+            Ok((digest, size)) => Ok((ArchiveFile::Blob(digest, size), found)),
             Err(StoreError::DigestMismatch { expected, actual }) => {
                 Err(EngineError::BadArchive(format!(
                     "invalid archive: content of {path} does not match its digest {expected} (it hashes to {actual})"
@@ -252,9 +270,13 @@ fn blob_digest_from_path(path: &str) -> Result<Option<Digest>, EngineError> {
     }
 }
 
-/// Copies an entry into the store, telling the archive's failures (truncated, malformed) from
-/// the store's (a full disk is not a bad archive).
-fn copy_entry(entry: &mut impl Read, writer: &mut impl Write) -> Result<u64, EngineError> {
+/// Copies an entry into the store and into its layer check, telling the archive's failures
+/// (truncated, malformed) from the store's (a full disk is not a bad archive).
+fn copy_entry(
+    entry: &mut impl Read,
+    writer: &mut impl Write,
+    layer: &mut LayerCheck,
+) -> Result<u64, EngineError> {
     let mut buffer = vec![0u8; COPY_BUFFER_BYTES];
     let mut copied = 0u64;
     loop {
@@ -267,6 +289,7 @@ fn copy_entry(entry: &mut impl Read, writer: &mut impl Write) -> Result<u64, Eng
         writer
             .write_all(&buffer[..n])
             .map_err(|e| EngineError::io("storing the archive's content", e))?;
+        layer.feed(&buffer[..n]);
         copied += n as u64;
     }
 }

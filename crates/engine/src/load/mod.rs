@@ -5,6 +5,10 @@
 //! is built as containerd's archive importer (moby's containerd store) builds it, which makes the
 //! image ID a function of the archive alone. The one deliberate difference: zstd layers are
 //! labelled zstd, not gzip.
+//!
+//! moby unpacks what it loads, so content it cannot unpack never becomes an image; hoist keeps
+//! layers packed but checks them as they stream in: every tar layer an image of the archive
+//! names must decompress to a whole tar whose sha256 is the config's DiffID at its position.
 
 mod archive;
 mod platform;
@@ -19,10 +23,17 @@ use serde::Deserialize;
 
 use crate::events::Action;
 use crate::image_content::{BuiltManifest, IndexEntry};
+use crate::layer_check::Unpacked;
 use crate::media::{self, MAX_MANIFEST_BYTES};
 use crate::platform::Platform;
 use crate::{Engine, EngineError, names};
-use archive::{ArchiveFile, normalize_entry_path};
+use archive::{ArchiveFile, Ingested, normalize_entry_path};
+
+/// What the walk over an OCI layout's content needs besides the store.
+struct Graph<'a> {
+    lease: &'a Lease,
+    unpacked: &'a HashMap<Digest, Unpacked>,
+}
 
 /// One line of load's answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,13 +77,13 @@ impl Engine {
         platform: Option<Platform>,
     ) -> Result<Vec<LoadedImage>, EngineError> {
         let lease = self.store.lease();
-        let files = self.ingest_archive(reader, &lease)?;
+        let Ingested { files, unpacked } = self.ingest_archive(reader, &lease)?;
         // With a platform, an image's own content need not all be there: the walk decides.
         let complete = platform.is_none();
         let images = if let Some(ArchiveFile::Metadata(index)) = files.get("index.json") {
-            self.oci_images(index, &lease, complete)?
+            self.oci_images(index, &lease, complete, &unpacked)?
         } else if let Some(ArchiveFile::Metadata(manifest)) = files.get("manifest.json") {
-            self.docker_archive_images(manifest, &files, &lease)?
+            self.docker_archive_images(manifest, &files, &lease, &unpacked)?
         } else {
             return Err(EngineError::BadArchive(
                 "invalid archive: it holds neither an OCI layout (index.json) nor a docker-archive manifest.json".into(),
@@ -95,6 +106,7 @@ impl Engine {
         index_json: &[u8],
         lease: &Lease,
         complete: bool,
+        unpacked: &HashMap<Digest, Unpacked>,
     ) -> Result<Vec<ArchiveImage>, EngineError> {
         #[derive(Deserialize)]
         struct Layout {
@@ -106,7 +118,8 @@ impl Engine {
         let mut images = Vec::new();
         for entry in layout.manifests {
             let desc = entry.descriptor.clone();
-            self.check_graph(&desc, lease, complete, 0)?;
+            let graph = Graph { lease, unpacked };
+            self.check_graph(&graph, &desc, complete, 0)?;
             images.push(ArchiveImage {
                 name: oci_image_name(&entry)?,
                 target: desc,
@@ -116,13 +129,14 @@ impl Engine {
         Ok(images)
     }
 
-    /// Checks that `desc` is present with its size, that manifests parse, and that a top-level
-    /// manifest has all its blobs. Under an index anything may be absent: such an image is
-    /// partial, as a single-platform `docker save` of a multi-platform image makes it.
+    /// Checks that `desc` is present with its size, that manifests parse, that a top-level
+    /// manifest has all its blobs, and that the layers the archive carried match their
+    /// config. Under an index anything may be absent: such an image is partial, as a
+    /// single-platform `docker save` of a multi-platform image makes it.
     fn check_graph(
         &self,
+        graph: &Graph<'_>,
         desc: &Descriptor,
-        lease: &Lease,
         required: bool,
         depth: usize,
     ) -> Result<(), EngineError> {
@@ -147,7 +161,7 @@ impl Engine {
             }
             Some(_) => {}
         }
-        lease.protect(&desc.digest);
+        graph.lease.protect(&desc.digest);
         if !(media::is_index(&desc.media_type) || media::is_manifest(&desc.media_type)) {
             return Ok(());
         }
@@ -161,7 +175,7 @@ impl Engine {
             })?;
         if media::is_index(&desc.media_type) {
             for child in &doc.manifests {
-                self.check_graph(&child.descriptor, lease, false, depth + 1)?;
+                self.check_graph(graph, &child.descriptor, false, depth + 1)?;
             }
             return Ok(());
         }
@@ -171,13 +185,77 @@ impl Engine {
                 desc.digest
             ))
         })?;
-        self.check_graph(&config, lease, required, depth + 1)?;
+        self.check_graph(graph, &config, required, depth + 1)?;
         for layer in doc
             .layers
             .iter()
             .filter(|l| !media::is_non_distributable(&l.media_type))
         {
-            self.check_graph(layer, lease, required, depth + 1)?;
+            self.check_graph(graph, layer, required, depth + 1)?;
+        }
+        if self.store.has_blob(&config.digest) {
+            self.check_diff_ids(&config.digest, &doc.layers, graph.unpacked)?;
+        }
+        Ok(())
+    }
+
+    /// The tar layers of an image against its config: as many DiffIDs as layers, and each layer
+    /// this load carried (one already in the store was checked when it came) unpacks to a tar
+    /// whose digest is the DiffID at its position. Images without tar layers (attestations)
+    /// are not unpacked, and not checked.
+    fn check_diff_ids(
+        &self,
+        config: &Digest,
+        layers: &[Descriptor],
+        unpacked: &HashMap<Digest, Unpacked>,
+    ) -> Result<(), EngineError> {
+        #[derive(Deserialize)]
+        struct Config {
+            rootfs: Option<RootFs>,
+        }
+        #[derive(Deserialize)]
+        struct RootFs {
+            #[serde(default)]
+            diff_ids: Vec<String>,
+        }
+        if !layers.iter().any(|l| media::is_layer(&l.media_type)) {
+            return Ok(());
+        }
+        let bytes = self.store.read_blob(config, media::MAX_CONFIG_BYTES)?;
+        let parsed: Config = serde_json::from_slice(&bytes).map_err(|e| {
+            EngineError::BadArchive(format!(
+                "invalid archive: image config {config} is malformed: {e}"
+            ))
+        })?;
+        let diff_ids = parsed.rootfs.map(|r| r.diff_ids).unwrap_or_default();
+        if diff_ids.len() != layers.len() {
+            return Err(EngineError::BadArchive(format!(
+                "invalid archive: image config {config} lists {} diff_ids for {} layers",
+                diff_ids.len(),
+                layers.len()
+            )));
+        }
+        for (layer, expected) in layers.iter().zip(&diff_ids) {
+            if !media::is_layer(&layer.media_type) {
+                continue;
+            }
+            match unpacked.get(&layer.digest) {
+                None => {}
+                Some(Err(reason)) => {
+                    return Err(EngineError::BadArchive(format!(
+                        "invalid archive: layer {} is not a valid layer: {reason}",
+                        layer.digest
+                    )));
+                }
+                Some(Ok(actual)) if actual.to_string() != *expected => {
+                    return Err(EngineError::BadArchive(format!(
+                        "invalid archive: layer {} does not match image config {config}: \
+                         its diff_id is {actual}, the config expects {expected}",
+                        layer.digest
+                    )));
+                }
+                Some(Ok(_)) => {}
+            }
         }
         Ok(())
     }
@@ -188,6 +266,7 @@ impl Engine {
         manifest_json: &[u8],
         files: &HashMap<String, ArchiveFile>,
         lease: &Lease,
+        unpacked: &HashMap<Digest, Unpacked>,
     ) -> Result<Vec<ArchiveImage>, EngineError> {
         #[derive(Deserialize)]
         #[serde(rename_all = "PascalCase")]
@@ -230,6 +309,9 @@ impl Engine {
                     size,
                 });
             }
+            // A docker-archive's `layer.tar` is the layer blob itself, whatever its compression:
+            // the blob digest is the file's, its DiffID is what it unpacks to.
+            self.check_diff_ids(&config_digest, &layers, unpacked)?;
             let manifest = BuiltManifest {
                 schema_version: 2,
                 media_type: media::DOCKER_MANIFEST,

@@ -1,8 +1,11 @@
 //! Deliberately broken archives for negative tests of `docker load`: each variant starts from the
 //! valid archive and changes one thing.
 
+use std::io::{Read, Write};
+
 use super::plan::{ArchiveFormat, Plan};
 use super::raw::{RawArchive, RawData, RawKind, Truncation};
+use super::rewrite::replace_blob;
 
 /// Name of the entry added by [`Breakage::ParentDirEntry`].
 pub const PARENT_DIR_ENTRY_NAME: &str = "../hoist-testkit-parent-escape";
@@ -36,6 +39,15 @@ pub enum Breakage {
     MalformedIndexJson,
     /// The first layer's file left out while `manifest.json` (or the manifest) refers to it.
     MissingLayer,
+    /// One byte inside a file of the first layer's tar flips and the layer is compressed again
+    /// as it was; its blob digest (name, descriptors) follows, the config's diff_id does not.
+    LayerDiffIdMismatch,
+    /// The first layer holds text compressed as the layer was, not a tar; its blob digest
+    /// (name, descriptors) follows.
+    LayerNotTar,
+    /// The first image's config lists one diff_id fewer than its manifest has layers; its
+    /// digest (name, descriptors) follows.
+    FewerDiffIds,
 }
 
 pub(super) fn apply(plan: Plan, format: ArchiveFormat, breakage: Breakage) -> RawArchive {
@@ -134,8 +146,97 @@ pub(super) fn apply(plan: Plan, format: ArchiveFormat, breakage: Breakage) -> Ra
         Breakage::MissingLayer => {
             raw.remove(&first_layer);
         }
+        Breakage::LayerDiffIdMismatch => {
+            let (compression, tar) = decompress(&file_bytes(&raw, &first_layer));
+            let flipped = flip_a_file_byte(tar);
+            replace_blob(&mut raw, &first_layer, compress(compression, &flipped));
+        }
+        Breakage::LayerNotTar => {
+            let (compression, _) = decompress(&file_bytes(&raw, &first_layer));
+            let text = b"this is not a tar archive\n".repeat(64);
+            replace_blob(&mut raw, &first_layer, compress(compression, &text));
+        }
+        Breakage::FewerDiffIds => {
+            let config = plan
+                .config_entries
+                .first()
+                .cloned()
+                .expect("an archive with a config");
+            let mut json: serde_json::Value =
+                serde_json::from_slice(&file_bytes(&raw, &config)).expect("config is JSON");
+            json["rootfs"]["diff_ids"]
+                .as_array_mut()
+                .expect("config has diff_ids")
+                .pop();
+            replace_blob(
+                &mut raw,
+                &config,
+                serde_json::to_vec(&json).expect("serialize config"),
+            );
+        }
     }
     raw
+}
+
+fn file_bytes(raw: &RawArchive, name: &str) -> Vec<u8> {
+    match raw.find(name).map(|e| &e.kind) {
+        Some(RawKind::File(data)) => data.bytes(),
+        _ => panic!("{name} is not a file of the archive"),
+    }
+}
+
+#[derive(Clone, Copy)]
+enum LayerCompression {
+    Plain,
+    Gzip,
+    Zstd,
+}
+
+fn decompress(bytes: &[u8]) -> (LayerCompression, Vec<u8>) {
+    let mut out = Vec::new();
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        flate2::read::MultiGzDecoder::new(bytes)
+            .read_to_end(&mut out)
+            .expect("gunzip layer");
+        (LayerCompression::Gzip, out)
+    } else if bytes.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        (
+            LayerCompression::Zstd,
+            zstd::decode_all(bytes).expect("unzstd layer"),
+        )
+    } else {
+        (LayerCompression::Plain, bytes.to_vec())
+    }
+}
+
+fn compress(compression: LayerCompression, bytes: &[u8]) -> Vec<u8> {
+    match compression {
+        LayerCompression::Plain => bytes.to_vec(),
+        LayerCompression::Gzip => {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            gz.write_all(bytes).expect("gzip layer");
+            gz.finish().expect("gzip layer")
+        }
+        LayerCompression::Zstd => zstd::encode_all(bytes, 3).expect("zstd layer"),
+    }
+}
+
+/// The tar with one byte in the middle of its first non-empty file flipped: still a well-formed
+/// tar (headers and sizes untouched), with other content.
+fn flip_a_file_byte(mut tar: Vec<u8>) -> Vec<u8> {
+    let at = {
+        let mut archive = tar::Archive::new(&tar[..]);
+        let mut entries = archive.entries().expect("layer is a tar");
+        entries
+            .find_map(|entry| {
+                let entry = entry.expect("layer entry");
+                (entry.size() > 0).then(|| entry.raw_file_position() + entry.size() / 2)
+            })
+            .expect("a layer file with content")
+    };
+    let at = usize::try_from(at).expect("offset fits");
+    tar[at] ^= 0xff;
+    tar
 }
 
 fn file_entry(name: &str, content: &[u8]) -> super::raw::RawEntry {

@@ -12,6 +12,7 @@
 mod broken;
 mod plan;
 mod raw;
+mod rewrite;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;

@@ -1,0 +1,282 @@
+//! Checking a layer as its bytes stream past: it must decompress (gzip, zstd or plain) to a
+//! well-formed tar, read entry by entry to its end, and its DiffID (the sha256 of the
+//! uncompressed bytes) comes out of the same pass.
+//!
+//! The copy that feeds a [`LayerCheck`] hands it each chunk through a bounded channel; a thread of
+//! the blocking pool decompresses, walks and hashes in parallel, so a layer costs one pass over
+//! its bytes and memory bounded by the channel.
+
+use std::io::{self, BufReader, Read};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+
+use hoist_oci::compression::{self, Compression};
+use hoist_reference::Digest;
+use sha2::{Digest as _, Sha256};
+
+/// Chunks in flight between the copy and the checking thread.
+const CHANNEL_CHUNKS: usize = 8;
+/// Read buffer of the decompressors.
+const DECODE_BUFFER_BYTES: usize = 256 * 1024;
+
+/// What the check found: the layer's DiffID, or why its content is not a usable layer.
+pub(crate) type Unpacked = Result<Digest, NotALayer>;
+
+/// Why content does not unpack.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum NotALayer {
+    /// Its compressed stream is corrupt, or in a compression hoist does not read.
+    #[error("{0}")]
+    Compression(String),
+    /// It decompresses, but not to a whole tar.
+    #[error("{0}")]
+    Tar(String),
+}
+
+/// A check in progress; feed it the layer's bytes as they are, then [`LayerCheck::finish`].
+pub(crate) struct LayerCheck {
+    chunks: Option<SyncSender<Vec<u8>>>,
+    outcome: Receiver<Unpacked>,
+}
+
+impl LayerCheck {
+    /// Starts the checking thread: on the blocking pool inside a runtime, else a thread of its own.
+    pub fn start() -> LayerCheck {
+        let (chunks, input) = sync_channel::<Vec<u8>>(CHANNEL_CHUNKS);
+        let (report, outcome) = sync_channel(1);
+        let work = move || {
+            let found = check(ChannelReader::new(input));
+            // The feeder may have given up (a failed load); nobody waits for the outcome then.
+            let _ = report.send(found);
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(work)),
+            Err(_) => drop(std::thread::spawn(work)),
+        }
+        LayerCheck {
+            chunks: Some(chunks),
+            outcome,
+        }
+    }
+
+    /// Hands the next bytes of the layer to the check. Once the check has reached its verdict
+    /// (content that is not a tar is refused at once) the rest is not needed and is dropped.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        if let Some(chunks) = &self.chunks
+            && chunks.send(bytes.to_vec()).is_err()
+        {
+            self.chunks = None;
+        }
+    }
+
+    /// Ends the input and waits for the verdict.
+    pub fn finish(mut self) -> Unpacked {
+        self.chunks = None;
+        self.outcome.recv().unwrap_or_else(|_| {
+            Err(NotALayer::Tar(
+                "the layer check stopped unexpectedly".into(),
+            ))
+        })
+    }
+}
+
+/// Decompresses `input`, walks its tar entries to the end of the archive, and hashes every
+/// uncompressed byte, trailing padding included.
+fn check(input: impl Read) -> Unpacked {
+    let (compression, input) = compression::detect(input)
+        .map_err(|e| NotALayer::Compression(format!("reading it failed: {e}")))?;
+    let input = BufReader::with_capacity(DECODE_BUFFER_BYTES, input);
+    let decoded: Box<dyn Read> = match compression {
+        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(input)),
+        Compression::Zstd => Box::new(
+            zstd::stream::read::Decoder::with_buffer(input).map_err(|e| {
+                NotALayer::Compression(format!("its zstd stream is unreadable: {e}"))
+            })?,
+        ),
+        Compression::Uncompressed => Box::new(input),
+        Compression::Bzip2 | Compression::Xz => {
+            return Err(NotALayer::Compression(format!(
+                "it is {}-compressed, which hoist does not read",
+                if compression == Compression::Xz {
+                    "xz"
+                } else {
+                    "bzip2"
+                }
+            )));
+        }
+    };
+    let mut archive = tar::Archive::new(HashingReader {
+        inner: decoded,
+        hash: Sha256::new(),
+        failed: false,
+    });
+    let walked = walk(&mut archive);
+    let mut rest = archive.into_inner();
+    walked
+        .and_then(|()| io::copy(&mut rest, &mut io::sink()).map(drop))
+        .map_err(|e| describe(compression, rest.failed, &e))?;
+    Ok(Digest::sha256_from_bytes(&rest.hash.finalize().into()))
+}
+
+/// Reads every entry's header and content; the tar reader refuses a bad header checksum and an
+/// entry cut short. An input that ends on an entry boundary ends the archive, as Go's
+/// `archive/tar` (which moby unpacks with) takes it.
+fn walk(archive: &mut tar::Archive<impl Read>) -> io::Result<()> {
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let declared = entry.size();
+        let read = io::copy(&mut entry, &mut io::sink())?;
+        if read < declared {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "unexpected EOF inside an entry",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `decoding_failed`: the error came from the decompressor, not from the tar reader.
+fn describe(compression: Compression, decoding_failed: bool, error: &io::Error) -> NotALayer {
+    let stream = match compression {
+        Compression::Gzip => "gzip ",
+        Compression::Zstd => "zstd ",
+        _ => "",
+    };
+    if decoding_failed {
+        return NotALayer::Compression(format!("its {stream}stream is corrupt: {error}"));
+    }
+    if error.kind() == io::ErrorKind::UnexpectedEof {
+        return NotALayer::Tar(format!("its {stream}tar is truncated: unexpected EOF"));
+    }
+    // The tar reader quotes the header bytes it could not read: keep the message one line.
+    NotALayer::Tar(format!(
+        "it is not a well-formed {stream}tar: {}",
+        error.to_string().escape_debug()
+    ))
+}
+
+/// The receiving end of the feed as a reader; it ends when the feeder is done or gone.
+struct ChannelReader {
+    chunks: Receiver<Vec<u8>>,
+    current: Vec<u8>,
+    at: usize,
+}
+
+impl ChannelReader {
+    fn new(chunks: Receiver<Vec<u8>>) -> ChannelReader {
+        ChannelReader {
+            chunks,
+            current: Vec::new(),
+            at: 0,
+        }
+    }
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.at == self.current.len() {
+            match self.chunks.recv() {
+                Ok(chunk) => {
+                    self.current = chunk;
+                    self.at = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len() - self.at);
+        buf[..n].copy_from_slice(&self.current[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+/// The decompressed stream, hashed as the tar reader reads it; remembers that it failed, so
+/// that a corrupt stream is told from a bad tar.
+struct HashingReader<R> {
+    inner: R,
+    hash: Sha256,
+    failed: bool,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf).inspect_err(|e| {
+            self.failed |= e.kind() != io::ErrorKind::Interrupted;
+        })?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn tar_of(files: &[(&str, usize)]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (name, size) in files {
+            let mut header = tar::Header::new_ustar();
+            header.set_size(*size as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            builder
+                .append_data(&mut header, name, &vec![b'x'; *size][..])
+                .unwrap();
+        }
+        builder.into_inner().unwrap()
+    }
+
+    fn checked(bytes: &[u8]) -> Unpacked {
+        let mut check = LayerCheck::start();
+        for chunk in bytes.chunks(1000) {
+            check.feed(chunk);
+        }
+        check.finish()
+    }
+
+    fn sha(bytes: &[u8]) -> Digest {
+        Digest::sha256_from_bytes(&Sha256::digest(bytes).into())
+    }
+
+    #[test]
+    fn plain_gzip_and_zstd_tars_give_their_diff_id() {
+        let tar = tar_of(&[("a", 3000), ("b/c", 10)]);
+        assert_eq!(checked(&tar), Ok(sha(&tar)));
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&tar).unwrap();
+        assert_eq!(checked(&gz.finish().unwrap()), Ok(sha(&tar)));
+        let zst = zstd::encode_all(&tar[..], 3).unwrap();
+        assert_eq!(checked(&zst), Ok(sha(&tar)));
+        // Go's archive/tar takes an empty stream as an empty archive.
+        assert_eq!(checked(b""), Ok(sha(b"")));
+    }
+
+    #[test]
+    fn content_that_is_not_a_whole_tar_is_refused() {
+        let tar = tar_of(&[("a", 3000)]);
+        let tar_fault = |bytes: &[u8]| match checked(bytes) {
+            Err(NotALayer::Tar(reason)) => reason,
+            other => panic!("not refused as a tar: {other:?}"),
+        };
+        assert!(tar_fault(&tar[..1200]).contains("truncated"));
+        assert!(tar_fault(&[0x5au8; 4096]).contains("not a well-formed tar"));
+        assert!(tar_fault(br#"{"_type":"https://in-toto.io/Statement/v0.1"}"#).contains("tar"));
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&[7u8; 5000]).unwrap();
+        let gz = gz.finish().unwrap();
+        assert!(tar_fault(&gz).contains("gzip tar"));
+        let corrupt = [0x1f, 0x8b, 0x08, 0, 0, 0, 0, 0, 0, 0xff, 0xa5, 0xa5, 0xa5];
+        assert!(matches!(checked(&corrupt), Err(NotALayer::Compression(_))));
+    }
+
+    #[test]
+    fn a_feeder_that_outlives_the_verdict_is_not_blocked() {
+        let mut check = LayerCheck::start();
+        for _ in 0..1000 {
+            check.feed(&[0x5au8; 4096]);
+        }
+        assert!(check.finish().is_err());
+    }
+}
