@@ -403,6 +403,9 @@ fn push_stall() {
     assert_cell(Fault::Stall, Op::Push, p.assert_pushed(&out));
 }
 
+/// How long the faulted request is held in the proxy: the registry is stopped meanwhile.
+const REGISTRY_STOP_WINDOW: Duration = Duration::from_secs(2);
+
 /// Stops `registry` while the faulted request waits in the proxy, keeps it down until hoistd
 /// has retried the transfer of `digest` twice, then starts it again.
 fn restart_registry_during(
@@ -432,10 +435,12 @@ fn restart_registry_during(
 #[test]
 fn push_registry_restart() {
     let mut registry = TestRegistry::start(RegistryOptions::default());
+    // The scenario borrows the registry, which the restart needs to itself: it is taken apart
+    // meanwhile.
     let (daemon, proxy, cli, image, repo, name) = {
         let p = Push::new(&registry, 6, json!({}));
         p.proxy.add_rule(
-            p.on_layer_put(FaultAction::Delay(Duration::from_millis(300)))
+            p.on_layer_put(FaultAction::Delay(REGISTRY_STOP_WINDOW))
                 .once(),
         );
         (p.daemon, p.proxy, p.cli, p.image, p.repo, p.name)
@@ -748,10 +753,11 @@ fn pull_registry_restart() {
     let image = image(Flavor::Oci, 16, &[400_000, 30_000]);
     let repo = unique_repo("matrix/pull");
     registry.push_image(&repo, "1", &image);
+    // As for push: the scenario is taken apart while the registry restarts.
     let (proxy, daemon, cli, name) = {
         let p = Pull::of(&registry, image.clone(), &repo, start_hoistd());
         p.proxy.add_rule(
-            p.on_layer_get(FaultAction::Delay(Duration::from_millis(300)))
+            p.on_layer_get(FaultAction::Delay(REGISTRY_STOP_WINDOW))
                 .once(),
         );
         (p.proxy, p.daemon, p.cli, p.name)
