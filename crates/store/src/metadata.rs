@@ -118,9 +118,8 @@ impl Metadata {
         let generation = {
             let open = self.db.read().unwrap_or_else(PoisonError::into_inner);
             match open.db.as_ref().map(&begin) {
-                Some(Err(redb::TransactionError::Storage(redb::StorageError::PreviousIo))) | None => {
-                    open.generation
-                }
+                Some(Err(redb::TransactionError::Storage(redb::StorageError::PreviousIo)))
+                | None => open.generation,
                 Some(result) => return result.map_err(|e| self.error(doing, e)),
             }
         };
