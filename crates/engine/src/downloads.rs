@@ -25,8 +25,8 @@ use crate::error::EngineError;
 use crate::retry::RetryPolicy;
 use crate::transfer::{PriorityPermit, Reporter, SharedTransfers, Transfer, TransferState};
 
-/// A download that received nothing for this long is aborted and retried: without it a dead
-/// connection would hang the pull forever.
+/// A download that received nothing for this long, neither the answer to its request nor a byte
+/// of the blob, is aborted and retried: without it a dead connection would hang the pull forever.
 const STALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Every download asks for a slot with the same priority: first come, first served.
@@ -202,20 +202,15 @@ impl Worker {
     async fn attempt(&self, source: &Source, lease: &Lease) -> Result<(), AttemptError> {
         let digest = &self.request.digest;
         let expected = self.request.size;
-        let mut body = source.repository.get_blob(digest).await?;
+        let mut body = tokio::time::timeout(STALL_TIMEOUT, source.repository.get_blob(digest))
+            .await
+            .map_err(|_| stalled(digest))??;
         let mut sink = BlobSink::open(self.store.clone(), lease.clone());
         self.reporter.progress.set(0);
         let mut received = 0u64;
         loop {
             let chunk = match tokio::time::timeout(STALL_TIMEOUT, body.next()).await {
-                Err(_) => {
-                    return Err(AttemptError::Transient {
-                        error: EngineError::Internal(format!(
-                            "download of {digest} received nothing for {STALL_TIMEOUT:?}"
-                        )),
-                        retry_after: None,
-                    });
-                }
+                Err(_) => return Err(stalled(digest)),
                 Ok(None) => break,
                 Ok(Some(chunk)) => chunk?,
             };
@@ -238,6 +233,15 @@ impl Worker {
         }
         self.reporter.show(DownloadPhase::Verifying);
         sink.commit(digest).await.map_err(AttemptError::Fatal)
+    }
+}
+
+fn stalled(digest: &Digest) -> AttemptError {
+    AttemptError::Transient {
+        error: EngineError::Internal(format!(
+            "download of {digest} received nothing for {STALL_TIMEOUT:?}"
+        )),
+        retry_after: None,
     }
 }
 

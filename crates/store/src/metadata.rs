@@ -10,7 +10,8 @@
 //! and digests, so a lookup is one B-tree descent.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::{PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
 use hoist_reference::Digest;
@@ -76,8 +77,16 @@ pub(crate) struct RecordRoot {
 }
 
 pub(crate) struct Metadata {
-    db: redb::Database,
+    db: RwLock<OpenDatabase>,
     path: PathBuf,
+}
+
+/// The open database, and how many times it was opened: a caller that saw it fail re-opens it
+/// only if nobody did since.
+struct OpenDatabase {
+    /// `None` only when re-opening failed; every later call tries again.
+    db: Option<redb::Database>,
+    generation: u64,
 }
 
 impl Metadata {
@@ -85,14 +94,55 @@ impl Metadata {
     /// last commit; one altered outside redb fails to open instead of being trusted.
     pub fn open(layout: &Layout) -> Result<Metadata, StoreError> {
         let path = layout.database.clone();
-        let db = redb::Builder::new()
-            .set_cache_size(CACHE_BYTES)
-            .set_check_integrity_on_open(true)
-            .create(&path)
-            .map_err(|e| StoreError::database(format!("opening {}", path.display()), e))?;
-        let meta = Metadata { db, path };
+        let db = open_database(&path)?;
+        let meta = Metadata {
+            db: RwLock::new(OpenDatabase {
+                db: Some(db),
+                generation: 0,
+            }),
+            path,
+        };
         meta.check_format()?;
         Ok(meta)
+    }
+
+    /// Starts a transaction with `begin`. After a failed write (a full disk) redb refuses every
+    /// later transaction of that handle with `PreviousIo` until the database is closed: it is
+    /// then re-opened, which repairs it to its last commit, so that one failed write does not
+    /// stop every later one once there is room again.
+    fn begin<T>(
+        &self,
+        doing: &str,
+        begin: impl Fn(&redb::Database) -> Result<T, redb::TransactionError>,
+    ) -> Result<T, StoreError> {
+        let generation = {
+            let open = self.db.read().unwrap_or_else(PoisonError::into_inner);
+            match open.db.as_ref().map(&begin) {
+                Some(Err(redb::TransactionError::Storage(redb::StorageError::PreviousIo)))
+                | None => open.generation,
+                Some(result) => return result.map_err(|e| self.error(doing, e)),
+            }
+        };
+        self.reopen(generation)?;
+        let open = self.db.read().unwrap_or_else(PoisonError::into_inner);
+        match open.db.as_ref() {
+            Some(db) => begin(db).map_err(|e| self.error(doing, e)),
+            None => Err(self.error(doing, redb::StorageError::DatabaseClosed)),
+        }
+    }
+
+    /// Closes and re-opens the database unless it was re-opened since `failed_generation`.
+    fn reopen(&self, failed_generation: u64) -> Result<(), StoreError> {
+        let mut open = self.db.write().unwrap_or_else(PoisonError::into_inner);
+        if open.generation != failed_generation && open.db.is_some() {
+            return Ok(());
+        }
+        tracing::warn!(path = %self.path.display(), "re-opening the metadata database after a failed write");
+        // Closed first: the file stays locked while the old handle lives.
+        drop(open.db.take());
+        open.db = Some(open_database(&self.path)?);
+        open.generation += 1;
+        Ok(())
     }
 
     /// Creates the tables and the version on first use; refuses a newer format.
@@ -211,15 +261,11 @@ impl Metadata {
     }
 
     fn begin_read(&self) -> Result<redb::ReadTransaction, StoreError> {
-        self.db
-            .begin_read()
-            .map_err(|e| self.error("starting a read of", e))
+        self.begin("starting a read of", |db| db.begin_read())
     }
 
     fn begin_write(&self) -> Result<redb::WriteTransaction, StoreError> {
-        self.db
-            .begin_write()
-            .map_err(|e| self.error("starting a write to", e))
+        self.begin("starting a write to", |db| db.begin_write())
     }
 
     fn decode_image(&self, name: &str, bytes: &[u8]) -> Result<ImageRecord, StoreError> {
@@ -371,6 +417,14 @@ impl MetadataWrite<'_> {
 fn encode(value: &impl serde::Serialize) -> Vec<u8> {
     // Plain structs and string maps always serialise.
     serde_json::to_vec(value).unwrap_or_default()
+}
+
+fn open_database(path: &Path) -> Result<redb::Database, StoreError> {
+    redb::Builder::new()
+        .set_cache_size(CACHE_BYTES)
+        .set_check_integrity_on_open(true)
+        .create(path)
+        .map_err(|e| StoreError::database(format!("opening {}", path.display()), e))
 }
 
 fn unix_nanos(time: SystemTime) -> u64 {

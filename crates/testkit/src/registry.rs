@@ -126,16 +126,8 @@ impl TestRegistry {
              {auth}",
             storage = storage.display(),
         );
-        let config_path = dir.path().join("config.yml");
-        std::fs::write(&config_path, config).expect("write registry config");
-        let log = std::fs::File::create(dir.path().join("registry.log")).expect("registry log");
-        let mut cmd = Command::new(bin);
-        cmd.arg("serve")
-            .arg(&config_path)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup log"))
-            .stderr(log);
-        let child = spawn_tied(cmd).expect("start docker-registry");
+        std::fs::write(dir.path().join("config.yml"), config).expect("write registry config");
+        let child = spawn_registry(&bin, dir.path());
         let mut reg = TestRegistry {
             port,
             dir,
@@ -145,6 +137,21 @@ impl TestRegistry {
         };
         reg.wait_ready();
         reg
+    }
+
+    /// Kills the registry process (SIGKILL: connections drop, nothing is flushed), keeping its
+    /// port, storage and configuration for [`TestRegistry::start_again`].
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the registry again after [`TestRegistry::stop`] on the same port, storage and
+    /// configuration, and waits until it answers.
+    pub fn start_again(&mut self) {
+        let bin = require_program("docker-registry", "apt-get install -y docker-registry");
+        self.child = spawn_registry(&bin, self.dir.path());
+        self.wait_ready();
     }
 
     fn wait_ready(&mut self) {
@@ -364,6 +371,22 @@ impl TestRegistry {
             })
             .unwrap_or_default()
     }
+}
+
+/// Runs `docker-registry serve <dir>/config.yml`, appending to `<dir>/registry.log`.
+fn spawn_registry(bin: &Path, dir: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("registry.log"))
+        .expect("registry log");
+    let mut cmd = Command::new(bin);
+    cmd.arg("serve")
+        .arg(dir.join("config.yml"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("dup log"))
+        .stderr(log);
+    spawn_tied(cmd).expect("start docker-registry")
 }
 
 /// Every manifest and index media type, for `Accept`.

@@ -463,3 +463,59 @@ fn client_connections_are_kept_alive() {
     }
     assert_eq!(proxy.requests().len(), 3);
 }
+
+#[test]
+fn reset_before_the_response_lets_the_registry_act_but_loses_its_answer() {
+    let registry = TestRegistry::shared();
+    let proxy = FaultProxy::in_front_of(registry);
+    let location = start_upload(&proxy, "px/lost-answer");
+    let content = random_bytes(50_000, 7);
+    let digest = sha256_digest(&content);
+    proxy.add_rule(
+        FaultRule::new("PUT", "/blobs/uploads/", FaultAction::ResetBeforeResponse).once(),
+    );
+    let error = put_blob(&location, content).expect_err("the answer is lost");
+    assert!(
+        format!("{error:?}").contains("reset") || format!("{error:?}").contains("closed"),
+        "{error:?}"
+    );
+    // The registry stored the blob all the same.
+    assert!(registry.has_blob("px/lost-answer", &digest));
+    let log = proxy.requests();
+    assert_eq!(log.last().map(|r| r.status), Some(None), "{log:#?}");
+}
+
+#[test]
+fn reset_after_response_bytes_cuts_a_download_mid_body() {
+    let registry = TestRegistry::shared();
+    let proxy = FaultProxy::in_front_of(registry);
+    let content = random_bytes(300_000, 8);
+    let digest = sha256_digest(&content);
+    let location = start_upload(&proxy, "px/cut-download");
+    assert_eq!(put_blob(&location, content).expect("PUT").status(), 201);
+    proxy.add_rule(
+        FaultRule::new(
+            "GET",
+            &format!("/blobs/{digest}"),
+            FaultAction::ResetAfterResponseBytes(100_000),
+        )
+        .once(),
+    );
+    let url = format!("{}/v2/px/cut-download/blobs/{digest}", proxy.url());
+    let mut response = client().get(&url).send().expect("the head arrives");
+    assert_eq!(response.status(), 200);
+    let mut received = Vec::new();
+    let error = response
+        .read_to_end(&mut received)
+        .expect_err("the body is cut");
+    assert!(received.len() <= 100_000, "{} bytes passed", received.len());
+    assert_eq!(error.kind(), std::io::ErrorKind::Other, "{error:?}");
+    // Only once: the next download is whole.
+    let again = client()
+        .get(&url)
+        .send()
+        .expect("GET")
+        .bytes()
+        .expect("body");
+    assert_eq!(again.len(), 300_000);
+}

@@ -35,3 +35,35 @@ fn htpasswd_registry_demands_credentials() {
         .unwrap();
     assert_eq!(bad.status(), 401);
 }
+
+#[test]
+fn a_stopped_registry_starts_again_on_its_port_with_its_content() {
+    use hoist_testkit::image::sha256_digest;
+    let mut reg = TestRegistry::start(RegistryOptions::default());
+    let content = b"kept across a restart".to_vec();
+    let digest = sha256_digest(&content);
+    let client = hoist_testkit::http_client();
+    let location = client
+        .post(format!("{}/v2/restart/blobs/uploads/", reg.url()))
+        .send()
+        .unwrap()
+        .headers()["location"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let separator = if location.contains('?') { '&' } else { '?' };
+    let put = client
+        .put(format!("{location}{separator}digest={digest}"))
+        .body(content)
+        .send()
+        .unwrap();
+    assert_eq!(put.status(), 201);
+
+    reg.stop();
+    assert!(
+        client.get(format!("{}/v2/", reg.url())).send().is_err(),
+        "a stopped registry answers nothing"
+    );
+    reg.start_again();
+    assert!(reg.has_blob("restart", &digest));
+}

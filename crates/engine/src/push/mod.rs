@@ -325,9 +325,15 @@ impl PushJob {
         });
         let (host, path) = (repository.host().to_owned(), repository.path().to_owned());
         let engine = self.engine.clone();
-        self.engine
+        // The registry holds the image whole by now: failing to remember where it went (on a
+        // full disk) costs later pushes a mount, not this push its success, as in moby.
+        if let Err(e) = self
+            .engine
             .blocking(move || engine.record_push(&host, &path, &blobs, repo_digest))
-            .await?;
+            .await
+        {
+            tracing::warn!(error = %e, "could not record where the pushed image went");
+        }
         let tag = item.tag.familiar_string();
         self.engine
             .log_image_event(Action::Push, &tag, &item.tag.familiar_name());

@@ -1,12 +1,14 @@
 //! Streaming bodies: nothing is buffered whole, since layers may be 1 GiB.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub(crate) type ProxyBody = http_body_util::combinators::BoxBody<Bytes, BoxError>;
@@ -92,5 +94,64 @@ impl<F: FnOnce() + Send + Unpin> Body for EndingBody<F> {
 impl<F: FnOnce() + Send + Unpin> Drop for EndingBody<F> {
     fn drop(&mut self) {
         self.end();
+    }
+}
+
+/// A response body cut after `limit` bytes: those are passed on, then the connection is reset
+/// (through `abort`) and the body never ends, so the client sees a reset mid-body.
+pub(crate) struct CutBody {
+    inner: ProxyBody,
+    remaining: u64,
+    abort: Option<Arc<Notify>>,
+}
+
+/// How long the bytes before the cut get to reach the client's socket before the reset: the
+/// connection is written by hyper, which may still hold them when the body says it is done.
+const FLUSH_BEFORE_RESET: Duration = Duration::from_millis(100);
+
+impl CutBody {
+    pub(crate) fn new(inner: ProxyBody, limit: u64, abort: Arc<Notify>) -> CutBody {
+        CutBody {
+            inner,
+            remaining: limit,
+            abort: Some(abort),
+        }
+    }
+}
+
+impl Body for CutBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if self.remaining == 0 {
+            if let Some(abort) = self.abort.take() {
+                tokio::spawn(async move {
+                    tokio::time::sleep(FLUSH_BEFORE_RESET).await;
+                    abort.notify_one();
+                });
+            }
+            return Poll::Pending;
+        }
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                Ok(mut data) => {
+                    if data.len() as u64 > self.remaining {
+                        data.truncate(self.remaining as usize);
+                    }
+                    self.remaining -= data.len() as u64;
+                    Poll::Ready(Some(Ok(Frame::data(data))))
+                }
+                Err(frame) => Poll::Ready(Some(Ok(frame))),
+            },
+            other => other,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }

@@ -39,7 +39,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, mpsc};
 
-use body::{BoxError, ChannelBody, EndingBody, ProxyBody, empty, full};
+use body::{BoxError, ChannelBody, CutBody, EndingBody, ProxyBody, empty, full};
 pub use observe::RequestRecord;
 use observe::{Observations, query_param};
 pub use rules::{FaultAction, FaultRule, RuleId};
@@ -381,6 +381,8 @@ async fn handle(
     let mut plan = BodyPlan::default();
     let mut added_headers = Vec::new();
     let mut relative_location = false;
+    let mut reset_before_response = false;
+    let mut reset_response_after = None;
     let mut injected = None;
     for action in actions {
         match action {
@@ -399,6 +401,8 @@ async fn handle(
             FaultAction::StallBody => plan.stall = true,
             FaultAction::AddResponseHeader(name, value) => added_headers.push((name, value)),
             FaultAction::RelativeLocation => relative_location = true,
+            FaultAction::ResetBeforeResponse => reset_before_response = true,
+            FaultAction::ResetAfterResponseBytes(limit) => reset_response_after = Some(limit),
         }
     }
 
@@ -430,7 +434,7 @@ async fn handle(
             shared.clone(),
             index,
             is_upload,
-            abort,
+            abort.clone(),
         ));
         ChannelBody { rx, length }.boxed()
     } else {
@@ -470,6 +474,13 @@ async fn handle(
                 .expect("502 response is valid"));
         }
     };
+
+    if reset_before_response {
+        // The registry has acted on the request; its answer is lost with the connection.
+        drop(upstream_response);
+        abort.notify_one();
+        return std::future::pending().await;
+    }
 
     let (mut parts, upstream_incoming) = upstream_response.into_parts();
     let status = parts.status.as_u16();
@@ -511,7 +522,11 @@ async fn handle(
         inner: upstream_incoming,
         on_end: Some(move || drop(record_end)),
     };
-    Ok(Response::from_parts(parts, body.boxed()))
+    let body = match reset_response_after {
+        Some(limit) => CutBody::new(body.boxed(), limit, abort).boxed(),
+        None => body.boxed(),
+    };
+    Ok(Response::from_parts(parts, body))
 }
 
 /// `http://host:port/path?q` → `/path?q`; relative values are returned unchanged.

@@ -14,6 +14,11 @@ pub enum FaultAction {
     /// Forward, but after this many request-body bytes reset the client's connection
     /// (`SO_LINGER` 0, so the client sees a RST) and abort the upstream request.
     ResetAfterBodyBytes(u64),
+    /// Forward, let the registry handle the request whole, then drop its answer and reset the
+    /// client's connection: the client never learns whether the request took effect.
+    ResetBeforeResponse,
+    /// Forward, but reset the client's connection after this many bytes of the response body.
+    ResetAfterResponseBytes(u64),
     /// Wait this long before forwarding.
     Delay(Duration),
     /// Read (and forward) the request body at this rate.
