@@ -62,24 +62,24 @@ impl SpaceGuard {
         }
     }
 
-    /// Fails with [`StoreError::NoSpace`] when writing `pending` more bytes would leave less than
-    /// the reserve free. The error reports the space left now, which may still be above the
-    /// reserve when `pending` does not fit above it.
-    pub fn check(&self, pending: u64) -> Result<(), StoreError> {
+    /// How many more bytes may be written before free space would fall under the reserve;
+    /// fails with [`StoreError::NoSpace`] when not even `at_least` may.
+    pub fn allowance(&self, at_least: u64) -> Result<u64, StoreError> {
         if self.reserve == FreeSpaceReserve::Bytes(0) {
-            return Ok(());
+            return Ok(u64::MAX);
         }
         let usage = filesystem_usage(&self.dir)
             .context(|| format!("reading the free space of {}", self.dir.display()))?;
         let reserve = self.reserve.bytes(usage.total);
-        if usage.available < reserve.saturating_add(pending) {
+        let allowed = usage.available.saturating_sub(reserve);
+        if allowed < at_least {
             return Err(StoreError::NoSpace {
                 root: self.root.clone(),
                 available: usage.available,
                 reserve,
             });
         }
-        Ok(())
+        Ok(allowed)
     }
 }
 

@@ -23,8 +23,9 @@ const BUFFER_SIZE: usize = 256 * 1024;
 /// Written data is handed to the disk every this many bytes instead of all at the final fsync.
 const WRITEBACK_STEP: u64 = 8 * 1024 * 1024;
 
-/// Free space is checked at a blob's first write and then every this many bytes, for room for
-/// the next step: the reserve stays intact, and a check costs nothing next to the writes.
+/// Free space is checked at a blob's first write and then at least every this many bytes (sooner
+/// when less than that is left above the reserve): the reserve stays intact, a blob that fits
+/// is written however full the disk, and a check costs nothing next to the writes.
 const SPACE_CHECK_STEP: u64 = 4 * 1024 * 1024;
 
 /// An in-progress blob. Implements [`std::io::Write`]; finish with [`BlobWriter::commit`].
@@ -122,14 +123,18 @@ impl Write for BlobWriter {
     /// Fails with [`StoreError::NoSpace`] (inside the `io::Error`; see [`StoreError::from_io`])
     /// when the data root's free space would fall under the store's reserve.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if self.written >= self.next_space_check {
-            self.lease
+        if self.written + buf.len() as u64 > self.next_space_check {
+            // What this write and the buffer may put on the disk must fit above the reserve;
+            // the next check comes after a step, or sooner when the disk is nearly full.
+            let needed = (buf.len() + BUFFER_SIZE) as u64;
+            let allowed = self
+                .lease
                 .inner
                 .space
-                // Until the next check, up to a step more (and the buffer) reaches the disk.
-                .check(SPACE_CHECK_STEP + BUFFER_SIZE as u64)
+                .allowance(needed)
                 .map_err(StoreError::into_io)?;
-            self.next_space_check = self.written + SPACE_CHECK_STEP;
+            let until_next = (allowed - needed).min(SPACE_CHECK_STEP);
+            self.next_space_check = self.written + buf.len() as u64 + until_next;
         }
         let n = self.file.write(buf)?;
         // Hash exactly what was accepted, so a short write cannot desynchronise hash and file.
