@@ -14,6 +14,9 @@ mod distribution;
 mod downloads;
 mod engine;
 mod error;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod image_content;
 mod images;
 mod import;
