@@ -70,10 +70,9 @@ pub fn config(input: &[u8]) {
     let Ok(text) = std::str::from_utf8(input) else {
         return;
     };
-    for parsed in [Platform::from_json(text), Platform::parse_specifier(text)] {
-        if let Ok(platform) = parsed {
-            assert!(!platform.normalized().format().is_empty());
-        }
+    let parsed = [Platform::from_json(text), Platform::parse_specifier(text)];
+    for platform in parsed.into_iter().flatten() {
+        assert!(!platform.normalized().format().is_empty());
     }
 }
 
