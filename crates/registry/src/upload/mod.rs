@@ -353,14 +353,11 @@ pub(crate) fn parse_range_end(value: &str) -> Option<u64> {
 /// our own confirmed offset.
 pub(crate) fn resume_offset(offset: u64, len: u64, range_end: Option<u64>) -> u64 {
     match range_end {
-        Some(end) if end > 0 => {
-            let stored = end + 1;
-            if stored >= offset && stored <= offset + len {
-                stored
-            } else {
-                offset
-            }
-        }
+        // A count past the largest offset is as much nonsense as one past what we sent.
+        Some(end) if end > 0 => match end.checked_add(1) {
+            Some(stored) if stored >= offset && stored <= offset.saturating_add(len) => stored,
+            _ => offset,
+        },
         _ => offset,
     }
 }
@@ -436,6 +433,14 @@ mod tests {
         // 0-0 is ambiguous; no header.
         assert_eq!(resume_offset(0, 50, Some(0)), 0);
         assert_eq!(resume_offset(100, 50, None), 100);
+    }
+
+    #[test]
+    fn a_range_ending_at_the_largest_offset_is_nonsense_not_an_overflow() {
+        let end = parse_range_end("0-18446744073709551615");
+        assert_eq!(end, Some(u64::MAX));
+        assert_eq!(resume_offset(0, 50, end), 0);
+        assert_eq!(resume_offset(u64::MAX - 50, 50, end), u64::MAX - 50);
     }
 
     #[test]
