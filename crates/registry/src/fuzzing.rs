@@ -93,7 +93,11 @@ pub fn retry_after(input: &str) {
     if seconds.is_some() {
         assert_eq!(parsed.map(|d| d.as_secs()), seconds);
     }
-    let Ok(value) = HeaderValue::from_str(input) else {
+    // Header text outside ASCII is not read as text at all.
+    let Some(value) = HeaderValue::from_str(input)
+        .ok()
+        .filter(|v| v.to_str().is_ok())
+    else {
         return;
     };
     let mut headers = HeaderMap::new();
