@@ -6,9 +6,9 @@
 use crate::{Digest, Reference};
 
 /// A reference that parses prints its full form, which parses back to the same reference, and
-/// its familiar form, which parses back to a reference of the same familiar form. (Not always
-/// the same reference, as upstream: `docker.io/a.b/c` is familiar `a.b/c`, a name on registry
-/// `a.b`.)
+/// its familiar form, which parses. (Not always back to the same reference, as upstream:
+/// `docker.io/a.b/c` is familiar `a.b/c`, a name on registry `a.b`, and `docker.io/docker.io/x`
+/// is familiar `docker.io/x`.)
 pub fn reference(input: &str) {
     let Ok(reference) = Reference::parse_normalized(input) else {
         return;
@@ -18,13 +18,9 @@ pub fn reference(input: &str) {
         .unwrap_or_else(|e| panic!("{input:?} printed as {full:?}, which does not parse: {e}"));
     assert_eq!(reparsed, reference, "{input:?} printed as {full:?}");
     let familiar = reference.familiar_string();
-    let reparsed = Reference::parse_normalized(&familiar)
-        .unwrap_or_else(|e| panic!("{input:?} familiar {familiar:?} does not parse: {e}"));
-    assert_eq!(
-        reparsed.familiar_string(),
-        familiar,
-        "{input:?} familiar {familiar:?}"
-    );
+    if let Err(e) = Reference::parse_normalized(&familiar) {
+        panic!("{input:?} familiar {familiar:?} does not parse: {e}");
+    }
 }
 
 /// A digest that parses prints itself unchanged, and names its algorithm and hex.
@@ -51,8 +47,9 @@ mod tests {
         "sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128}|[a-z0-9+._-]{0,8}:[a-fA-F0-9=_-]{0,130}";
 
     #[test]
-    fn a_docker_hub_path_that_looks_like_a_registry_keeps_its_familiar_form() {
+    fn a_docker_hub_path_that_looks_like_a_registry_has_a_familiar_form() {
         reference("index.docker.io/a.b/c");
+        reference("docker.io/docker.io/library/a/b");
     }
 
     proptest! {
