@@ -5,6 +5,9 @@
 
 mod error;
 mod filter_args;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod jsonmessage;
 mod params;
 mod registry_auth;

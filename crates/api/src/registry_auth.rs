@@ -42,7 +42,7 @@ impl<S: Send + Sync> FromRequestParts<S> for RegistryAuth {
 /// The header is base64url JSON. The docker CLI pads it, other clients do not, and some (bollard)
 /// use the standard alphabet, so accept all of these. Anything undecodable means anonymous, as
 /// in moby: a push never fails because of this header.
-fn decode_registry_auth(header: &str) -> AuthConfig {
+pub(crate) fn decode_registry_auth(header: &str) -> AuthConfig {
     let config =
         GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
     let text = header.trim();

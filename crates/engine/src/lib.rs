@@ -17,6 +17,9 @@ mod engine;
 mod error;
 mod event_log;
 mod events;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod image_content;
 mod images;
 mod import;

@@ -23,6 +23,9 @@
 
 mod digest;
 mod error;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod grammar;
 mod normalize;
 mod parse;

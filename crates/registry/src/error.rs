@@ -471,12 +471,14 @@ pub(crate) fn parse_error_body(body: &[u8]) -> Option<Vec<ErrorCode>> {
         }]);
     }
     if let Some(serde_json::Value::String(error)) = parsed.error {
+        let code = "UNAUTHORIZED";
         let message = parsed
             .error_description
             .filter(|d| !d.is_empty())
-            .unwrap_or(error);
+            .or((!error.is_empty()).then_some(error))
+            .unwrap_or_else(|| default_message(code).to_owned());
         return Some(vec![ErrorCode {
-            code: "UNAUTHORIZED".to_owned(),
+            code: code.to_owned(),
             message,
             detail: None,
         }]);
@@ -615,6 +617,14 @@ mod tests {
             )
             .to_string(),
             "unauthorized: bad refresh token"
+        );
+    }
+
+    #[test]
+    fn an_oauth_error_without_any_text_takes_the_registered_message() {
+        assert_eq!(
+            decode(400, r#"{"error":""}"#).to_string(),
+            "unauthorized: authentication required"
         );
     }
 

@@ -45,6 +45,9 @@ mod config;
 mod credentials;
 mod endpoint;
 mod error;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod http_util;
 mod login;
 mod manifest;

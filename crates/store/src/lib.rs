@@ -29,6 +29,9 @@
 mod blob;
 mod descriptor;
 mod error;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod gc;
 mod images;
 mod integrity;

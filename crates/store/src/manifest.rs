@@ -37,7 +37,7 @@ impl ManifestKind {
         }
     }
 
-    fn parse_children(self, bytes: &[u8]) -> Result<Vec<Descriptor>, serde_json::Error> {
+    pub(crate) fn parse_children(self, bytes: &[u8]) -> Result<Vec<Descriptor>, serde_json::Error> {
         #[derive(serde::Deserialize)]
         struct Index {
             manifests: Vec<Descriptor>,
@@ -66,7 +66,7 @@ impl ManifestKind {
 /// The `mediaType` field decides when present (it is in every Docker and containerd-built
 /// manifest); otherwise the shape does, as OCI lets manifests omit it. An image config has a
 /// `config` field but no `layers`, so it is not mistaken for a manifest.
-fn sniff(bytes: &[u8]) -> Option<ManifestKind> {
+pub(crate) fn sniff(bytes: &[u8]) -> Option<ManifestKind> {
     #[derive(serde::Deserialize)]
     struct Shape {
         #[serde(rename = "mediaType")]

@@ -10,6 +10,9 @@ mod header;
 mod token;
 mod token_cache;
 
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) use token::{MAX_LIFETIME, parse_token_response};
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;

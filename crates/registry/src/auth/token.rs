@@ -17,7 +17,7 @@ use crate::http_util::{url_host, without_query};
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(60);
 /// The longest life believed: a token is renewed at least daily, whatever `expires_in` says, so
 /// a hostile or broken token server cannot push the renewal time past what a clock can hold.
-const MAX_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
+pub(crate) const MAX_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
 /// A token response is a small JSON document (a JWT is a few KiB); anything larger is refused
 /// rather than held in memory.
 const MAX_TOKEN_RESPONSE_BYTES: usize = 1 << 20;
@@ -111,27 +111,26 @@ pub(crate) async fn fetch(
         return Err(from_response(response, method, false).await);
     }
     let received = Instant::now();
-    let bytes = read_token_response(response).await.map_err(|message| {
-        RegistryError::invalid_response("fetch token from", &realm_host, message)
-    })?;
-    let body: TokenResponse = serde_json::from_slice(&bytes).map_err(|e| {
-        RegistryError::invalid_response(
-            "fetch token from",
-            &realm_host,
-            format!("unreadable token response: {e}"),
-        )
-    })?;
+    read_token_response(response)
+        .await
+        .and_then(|bytes| parse_token_response(&bytes, received))
+        .map_err(|message| {
+            RegistryError::invalid_response("fetch token from", &realm_host, message)
+        })
+}
+
+/// Reads the token server's JSON answer, `received` when it arrived.
+pub(crate) fn parse_token_response(
+    bytes: &[u8],
+    received: Instant,
+) -> Result<FetchedToken, String> {
+    let body: TokenResponse =
+        serde_json::from_slice(bytes).map_err(|e| format!("unreadable token response: {e}"))?;
     let value = body
         .token
         .filter(|t| !t.is_empty())
         .or(body.access_token.filter(|t| !t.is_empty()))
-        .ok_or_else(|| {
-            RegistryError::invalid_response(
-                "fetch token from",
-                &realm_host,
-                "token server returned no token",
-            )
-        })?;
+        .ok_or("token server returned no token")?;
     let lifetime = remaining_lifetime(body.expires_in, body.issued_at.as_deref());
     Ok(FetchedToken {
         value,

@@ -23,7 +23,10 @@ pub use range::Progress;
 use range::{FileRange, ReadFailure};
 pub(crate) use sender::FileSender;
 pub use session::UploadSession;
-use session::{location, query_escape, with_digest};
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) use session::resolve_location;
+pub(crate) use session::with_digest;
+use session::{location, query_escape};
 pub use source::BlobSource;
 
 /// How often one chunked upload recovers in-session before giving the error to the engine.
@@ -340,7 +343,7 @@ impl Uploads<'_> {
 }
 
 /// `0-<end>` or the legacy `bytes=0-<end>`; only the end matters.
-fn parse_range_end(value: &str) -> Option<u64> {
+pub(crate) fn parse_range_end(value: &str) -> Option<u64> {
     value.rsplit_once('-')?.1.trim().parse().ok()
 }
 
@@ -348,16 +351,13 @@ fn parse_range_end(value: &str) -> Option<u64> {
 /// used only when it lies within what we actually sent; `0-0` is ambiguous (distribution
 /// sends it for both 0 and 1 stored bytes) and ECR's Range goes stale, so otherwise we trust
 /// our own confirmed offset.
-fn resume_offset(offset: u64, len: u64, range_end: Option<u64>) -> u64 {
+pub(crate) fn resume_offset(offset: u64, len: u64, range_end: Option<u64>) -> u64 {
     match range_end {
-        Some(end) if end > 0 => {
-            let stored = end + 1;
-            if stored >= offset && stored <= offset + len {
-                stored
-            } else {
-                offset
-            }
-        }
+        // A count past the largest offset is as much nonsense as one past what we sent.
+        Some(end) if end > 0 => match end.checked_add(1) {
+            Some(stored) if stored >= offset && stored <= offset.saturating_add(len) => stored,
+            _ => offset,
+        },
         _ => offset,
     }
 }
@@ -433,6 +433,14 @@ mod tests {
         // 0-0 is ambiguous; no header.
         assert_eq!(resume_offset(0, 50, Some(0)), 0);
         assert_eq!(resume_offset(100, 50, None), 100);
+    }
+
+    #[test]
+    fn a_range_ending_at_the_largest_offset_is_nonsense_not_an_overflow() {
+        let end = parse_range_end("0-18446744073709551615");
+        assert_eq!(end, Some(u64::MAX));
+        assert_eq!(resume_offset(0, 50, end), 0);
+        assert_eq!(resume_offset(u64::MAX - 50, 50, end), u64::MAX - 50);
     }
 
     #[test]

@@ -82,7 +82,7 @@ pub(super) fn location(response: &Response, operation: &str) -> Result<Option<Ur
         .map_err(|e| invalid(format!("invalid Location {:?}: {e}", text)))
 }
 
-fn resolve_location(base: &Url, location: &str) -> Result<Url, url::ParseError> {
+pub(crate) fn resolve_location(base: &Url, location: &str) -> Result<Url, url::ParseError> {
     let location = location.trim();
     // containerd: `host:port/path` without a scheme keeps the scheme in use.
     if looks_like_host_port(location) {
@@ -106,7 +106,7 @@ fn looks_like_host_port(location: &str) -> bool {
 
 /// Appends `digest=<d>` to the query string as the registry sent it: parsing and re-encoding
 /// it could change opaque or signed parameters.
-pub(super) fn with_digest(url: &Url, digest: &Digest) -> Url {
+pub(crate) fn with_digest(url: &Url, digest: &Digest) -> Url {
     let param = format!("digest={}", query_escape(digest.as_str()));
     let query = match url.query() {
         Some(q) if !q.is_empty() && q.ends_with('&') => format!("{q}{param}"),
