@@ -254,8 +254,13 @@ mod tests {
 
     #[test]
     fn a_well_formed_archive_loads() {
-        let config = br#"{"architecture":"amd64","os":"linux"}"#.to_vec();
-        let layer = b"not a tar, but a blob".to_vec();
+        // A layer is a tar, and the config names what it unpacks to.
+        let layer = tar_of(&[("etc/motd".to_owned(), b"hello from a layer\n".to_vec())]);
+        let config = format!(
+            r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":["{}"]}}}}"#,
+            sha256(&layer)
+        )
+        .into_bytes();
         let manifest = format!(
             r#"[{{"Config":"{}","RepoTags":["fuzz:seed"],"Layers":["{}"]}}]"#,
             blob_path(&config),
