@@ -210,13 +210,13 @@ fn the_matrix_table() {
 
 // ---- store consistency ----
 
-/// The store is consistent: what `hoistd check` verifies, done here by hand until that command
-/// exists. Every blob under `<data-root>/blobs/sha256` hashes to its name, nothing is left in
-/// `<data-root>/ingest` (a failed transfer's temporary files go within a few seconds), and every
-/// image `docker images -a` lists inspects fine.
-fn assert_store_consistent(daemon: &Hoistd) {
+/// The store is consistent: nothing is left in `<data-root>/ingest` (a failed transfer's
+/// temporary files go within a few seconds), every image `docker images -a` lists inspects
+/// fine, and `hoistd check` - run with the daemon stopped, as it must be - finds no problem in
+/// the data root (every blob hashes to its name; every record's content is there and parses).
+/// The daemon is started again on the same data root afterwards.
+fn assert_store_consistent(daemon: &mut Hoistd) {
     let data_root = daemon.data_root();
-    foundation_support::assert_every_blob_hashes_to_its_name(&data_root);
     let ingest = data_root.join("ingest");
     wait_until("ingest/ to be empty", Duration::from_secs(10), || {
         std::fs::read_dir(&ingest).map_or(0, |d| d.count()) == 0
@@ -229,6 +229,23 @@ fn assert_store_consistent(daemon: &Hoistd) {
         inspected.assert_success(&format!("docker image inspect {id}"));
         assert_eq!(inspected.stdout.trim(), id, "inspect of a listed image");
     }
+    daemon.stop();
+    let check = std::process::Command::new(env!("CARGO_BIN_EXE_hoistd"))
+        .arg("check")
+        .arg("--data-root")
+        .arg(&data_root)
+        .arg("--config-file")
+        .arg(daemon.config_file())
+        .output()
+        .expect("run hoistd check");
+    let report = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        check.status.success() && report.contains("no problems"),
+        "hoistd check ({}):\n{report}{}",
+        check.status,
+        String::from_utf8_lossy(&check.stderr)
+    );
+    daemon.restart();
 }
 
 /// Polls `condition` every 20 ms; panics after `timeout`.
@@ -322,7 +339,7 @@ impl<'r> Push<'r> {
 
     /// The push succeeded, the registry holds the image byte for byte, the store is consistent
     /// and the daemon pushes again: the outcome is the retries of the faulted layer.
-    fn assert_pushed(&self, out: &CliOutput) -> Outcome {
+    fn assert_pushed(&mut self, out: &CliOutput) -> Outcome {
         let outcome = self.assert_pushed_only(out);
         self.assert_serving();
         outcome
@@ -338,8 +355,8 @@ impl<'r> Push<'r> {
         }
     }
 
-    fn assert_serving(&self) {
-        assert_store_consistent(&self.daemon);
+    fn assert_serving(&mut self) {
+        assert_store_consistent(&mut self.daemon);
         self.proxy.clear_rules();
         let again = format!("{}/{}:again", self.proxy.host(), self.repo);
         self.cli
@@ -354,7 +371,7 @@ impl<'r> Push<'r> {
 
 #[test]
 fn push_reset_mid_body() {
-    let p = Push::new(TestRegistry::shared(), 1, json!({}));
+    let mut p = Push::new(TestRegistry::shared(), 1, json!({}));
     p.proxy.add_rule(
         p.on_layer_put(FaultAction::ResetAfterBodyBytes(100_000))
             .once(),
@@ -365,7 +382,7 @@ fn push_reset_mid_body() {
 
 #[test]
 fn push_reset_before_the_response() {
-    let p = Push::new(TestRegistry::shared(), 2, json!({}));
+    let mut p = Push::new(TestRegistry::shared(), 2, json!({}));
     p.proxy
         .add_rule(p.on_layer_put(FaultAction::ResetBeforeResponse).once());
     let out = p.push();
@@ -374,7 +391,7 @@ fn push_reset_before_the_response() {
 
 #[test]
 fn push_server_error() {
-    let p = Push::new(TestRegistry::shared(), 3, json!({}));
+    let mut p = Push::new(TestRegistry::shared(), 3, json!({}));
     p.proxy
         .add_rule(p.on_layer_put(FaultAction::status(503)).once());
     let out = p.push();
@@ -383,7 +400,7 @@ fn push_server_error() {
 
 #[test]
 fn push_too_many_requests() {
-    let p = Push::new(TestRegistry::shared(), 4, json!({}));
+    let mut p = Push::new(TestRegistry::shared(), 4, json!({}));
     p.proxy
         .add_rule(p.on_layer_put(FaultAction::too_many_requests(1)).once());
     let out = p.push();
@@ -392,7 +409,7 @@ fn push_too_many_requests() {
 
 #[test]
 fn push_stall() {
-    let p = Push::new(
+    let mut p = Push::new(
         TestRegistry::shared(),
         5,
         json!({"upload-stall-timeout": 1}),
@@ -449,7 +466,7 @@ fn push_registry_restart() {
     let pushing = cli.spawn(&["push", &name]);
     restart_registry_during(&mut registry, &proxy, &daemon, &layer);
     let out = pushing.wait(Duration::from_secs(60));
-    let p = Push {
+    let mut p = Push {
         registry: &registry,
         proxy,
         daemon,
@@ -507,7 +524,7 @@ fn push_token_expiry() {
     let p = Push::with_daemon(&reg.registry, 7, daemon);
     let cli =
         DockerCli::new(&p.daemon.socket()).with_auth(&p.proxy.host(), TOKEN_USER, TOKEN_PASSWORD);
-    let p = Push { cli, ..p };
+    let mut p = Push { cli, ..p };
     // Held long enough for the token the upload started with to die.
     p.proxy.add_rule(
         p.on_layer_put(FaultAction::Delay(Duration::from_millis(2_500)))
@@ -551,7 +568,7 @@ fn push_token_expiry() {
             blob.digest
         );
     }
-    assert_store_consistent(&p.daemon);
+    assert_store_consistent(&mut p.daemon);
     p.proxy.clear_rules();
     p.push().assert_success("the follow-up push");
     assert_cell(Fault::TokenExpiry, Op::Push, outcome);
@@ -560,7 +577,7 @@ fn push_token_expiry() {
 #[test]
 fn push_disk_full() {
     let (tmpfs, daemon) = Tmpfs::over_data_root(start_hoistd(), "16m");
-    let p = Push::with_daemon(TestRegistry::shared(), 8, daemon);
+    let mut p = Push::with_daemon(TestRegistry::shared(), 8, daemon);
     let filler = tmpfs.fill();
     // A push reads the store; what it writes afterwards (where the blobs went) may fail.
     let out = p.push();
@@ -569,7 +586,7 @@ fn push_disk_full() {
         p.daemon.log().contains("No space left on device"),
         "the push's own writes were to meet the full disk"
     );
-    assert_store_consistent(&p.daemon);
+    assert_store_consistent(&mut p.daemon);
     // Once there is room again, the store takes writes again: a tag, then its push.
     drop(filler);
     p.assert_serving();
@@ -591,7 +608,7 @@ fn push_kill9() {
     let out = pushing.wait(Duration::from_secs(30));
     let message = failure(&out);
     p.daemon.restart();
-    assert_store_consistent(&p.daemon);
+    assert_store_consistent(&mut p.daemon);
     p.proxy.clear_rules();
     p.push().assert_success("the push after the restart");
     assert_registry_has_image(p.registry, &p.repo, "1", &p.image);
@@ -647,11 +664,12 @@ impl<'r> Pull<'r> {
 
     /// The pull succeeded with the generator's image: its ID is the manifest digest and every
     /// blob of it is in the store; the store is consistent and the daemon pulls again.
-    fn assert_pulled(&self, out: &CliOutput) -> Outcome {
+    fn assert_pulled(&mut self, out: &CliOutput) -> Outcome {
         out.assert_success("docker pull");
         self.assert_has_image();
+        let retried = retries(&self.daemon, &self.layer());
         self.assert_serving();
-        Outcome::Retried(retries(&self.daemon, &self.layer()))
+        Outcome::Retried(retried)
     }
 
     fn assert_has_image(&self) {
@@ -671,8 +689,8 @@ impl<'r> Pull<'r> {
     }
 
     /// A follow-up pull of another small image works.
-    fn assert_serving(&self) {
-        assert_store_consistent(&self.daemon);
+    fn assert_serving(&mut self) {
+        assert_store_consistent(&mut self.daemon);
         self.proxy.clear_rules();
         let other = image(Flavor::Oci, 1000 + self.image.layers[0].blob.size, &[5_000]);
         let repo = unique_repo("matrix/follow-up");
@@ -690,7 +708,7 @@ impl<'r> Pull<'r> {
 
 #[test]
 fn pull_reset_mid_body() {
-    let p = Pull::new(TestRegistry::shared(), 11, start_hoistd());
+    let mut p = Pull::new(TestRegistry::shared(), 11, start_hoistd());
     p.proxy.add_rule(
         p.on_layer_get(FaultAction::ResetAfterResponseBytes(100_000))
             .once(),
@@ -701,7 +719,7 @@ fn pull_reset_mid_body() {
 
 #[test]
 fn pull_reset_before_the_response() {
-    let p = Pull::new(TestRegistry::shared(), 12, start_hoistd());
+    let mut p = Pull::new(TestRegistry::shared(), 12, start_hoistd());
     p.proxy
         .add_rule(p.on_layer_get(FaultAction::ResetBeforeResponse).once());
     let out = p.pull();
@@ -710,7 +728,7 @@ fn pull_reset_before_the_response() {
 
 #[test]
 fn pull_server_error() {
-    let p = Pull::new(TestRegistry::shared(), 13, start_hoistd());
+    let mut p = Pull::new(TestRegistry::shared(), 13, start_hoistd());
     p.proxy
         .add_rule(p.on_layer_get(FaultAction::status(503)).once());
     let out = p.pull();
@@ -719,7 +737,7 @@ fn pull_server_error() {
 
 #[test]
 fn pull_too_many_requests() {
-    let p = Pull::new(TestRegistry::shared(), 14, start_hoistd());
+    let mut p = Pull::new(TestRegistry::shared(), 14, start_hoistd());
     p.proxy
         .add_rule(p.on_layer_get(FaultAction::too_many_requests(1)).once());
     let out = p.pull();
@@ -731,7 +749,7 @@ const DOWNLOAD_STALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[test]
 fn pull_stall() {
-    let p = Pull::new(TestRegistry::shared(), 15, start_hoistd());
+    let mut p = Pull::new(TestRegistry::shared(), 15, start_hoistd());
     // The registry takes the request and never answers it.
     p.proxy.add_rule(
         p.on_layer_get(FaultAction::Delay(DOWNLOAD_STALL_TIMEOUT * 10))
@@ -766,7 +784,7 @@ fn pull_registry_restart() {
     let pulling = cli.spawn(&["pull", &name]);
     restart_registry_during(&mut registry, &proxy, &daemon, &layer);
     let out = pulling.wait(Duration::from_secs(60));
-    let p = Pull {
+    let mut p = Pull {
         registry: &registry,
         proxy,
         daemon,
@@ -797,7 +815,7 @@ fn pull_token_expiry() {
     let p = Pull::of(&reg.registry, image, &repo, start_hoistd());
     let cli =
         DockerCli::new(&p.daemon.socket()).with_auth(&p.proxy.host(), TOKEN_USER, TOKEN_PASSWORD);
-    let p = Pull { cli, ..p };
+    let mut p = Pull { cli, ..p };
     p.proxy.add_rule(
         p.on_layer_get(FaultAction::Delay(Duration::from_millis(2_500)))
             .once(),
@@ -807,7 +825,7 @@ fn pull_token_expiry() {
     out.assert_success("docker pull");
     let outcome = token_renewed(reg, issued);
     p.assert_has_image();
-    assert_store_consistent(&p.daemon);
+    assert_store_consistent(&mut p.daemon);
     // A follow-up: the same image again, now up to date.
     p.proxy.clear_rules();
     let again = p.pull();
@@ -827,7 +845,7 @@ fn pull_disk_full() {
     let big = image(Flavor::Oci, 18, &[6_000_000]);
     let repo = unique_repo("matrix/pull-big");
     registry.push_image(&repo, "1", &big);
-    let p = Pull::of(registry, big, &repo, daemon);
+    let mut p = Pull::of(registry, big, &repo, daemon);
     let out = p.pull();
     let message = failure(&out);
     let images = p.cli.run(&["images", "-aq"]);
@@ -859,7 +877,7 @@ fn pull_kill9() {
     let out = pulling.wait(Duration::from_secs(30));
     let message = failure(&out);
     p.daemon.restart();
-    assert_store_consistent(&p.daemon);
+    assert_store_consistent(&mut p.daemon);
     p.proxy.clear_rules();
     p.pull().assert_success("the pull after the restart");
     p.assert_has_image();
@@ -942,7 +960,7 @@ fn ingest_has_partial_file(daemon: &Hoistd) -> bool {
 
 #[test]
 fn load_reset_mid_body() {
-    let daemon = start_hoistd();
+    let mut daemon = start_hoistd();
     let archive = load_archive(21, 2_000_000);
     let mut stream = start_raw_load(&daemon, &archive, 1_000_000);
     // The client's side of the connection goes away mid-upload (a unix socket has no RST: the
@@ -952,7 +970,7 @@ fn load_reset_mid_body() {
         .expect("close the sending side");
     let answer = read_answer(&mut stream);
     let message = load_error(&answer);
-    assert_store_consistent(&daemon);
+    assert_store_consistent(&mut daemon);
     let images = DockerCli::new(&daemon.socket()).run(&["images", "-aq"]);
     assert_eq!(
         images.stdout.trim(),
@@ -965,7 +983,7 @@ fn load_reset_mid_body() {
 
 #[test]
 fn load_stall() {
-    let daemon = hoistd_with(json!({"api-limits": {"body-idle-timeout": 1}}));
+    let mut daemon = hoistd_with(json!({"api-limits": {"body-idle-timeout": 1}}));
     let archive = load_archive(22, 2_000_000);
     let mut stream = start_raw_load(&daemon, &archive, 1_000_000);
     // The client goes silent, its connection open.
@@ -975,14 +993,14 @@ fn load_stall() {
         message.contains("timeout") || message.contains("timed out"),
         "{message}"
     );
-    assert_store_consistent(&daemon);
+    assert_store_consistent(&mut daemon);
     assert_loads(&daemon);
     assert_cell(Fault::Stall, Op::Load, Outcome::Failed(message));
 }
 
 #[test]
 fn load_disk_full() {
-    let (_tmpfs, daemon) = Tmpfs::over_data_root(start_hoistd(), "4m");
+    let (_tmpfs, mut daemon) = Tmpfs::over_data_root(start_hoistd(), "4m");
     let archive = load_archive(23, 6_000_000);
     let cli = DockerCli::new(&daemon.socket());
     let out = cli.run_with_stdin(&["load"], archive.bytes.clone());
@@ -993,7 +1011,7 @@ fn load_disk_full() {
         "",
         "nothing of the failed load is listed"
     );
-    assert_store_consistent(&daemon);
+    assert_store_consistent(&mut daemon);
     assert_loads(&daemon);
     assert_cell(Fault::DiskFull, Op::Load, Outcome::Failed(message));
 }
@@ -1016,7 +1034,7 @@ fn load_kill9() {
         answer
     };
     daemon.restart();
-    assert_store_consistent(&daemon);
+    assert_store_consistent(&mut daemon);
     let images = DockerCli::new(&daemon.socket()).run(&["images", "-aq"]);
     assert_eq!(
         images.stdout.trim(),
