@@ -11,6 +11,7 @@ pub mod fuzzing;
 mod jsonmessage;
 mod params;
 mod registry_auth;
+mod route;
 mod routes;
 mod state;
 mod timestamp;
@@ -21,6 +22,7 @@ use axum::Router;
 use axum::routing::{get, post};
 
 pub use error::ApiError;
+pub use route::ApiRoute;
 pub use state::{AppState, ServerInfo};
 pub use version::{MAX_API_VERSION, MIN_API_VERSION, check_min_api_version};
 
@@ -69,6 +71,7 @@ pub fn app(state: AppState) -> Router {
         .fallback(error::page_not_found)
         .method_not_allowed_fallback(error::page_not_found)
         .layer(axum::middleware::from_fn(error::json_errors))
+        .layer(axum::middleware::from_fn(route::tag))
         .with_state(state.clone());
     let versioned = axum::middleware::from_fn_with_state(state, version::version_layer);
     Router::new().fallback_service(tower::Layer::layer(&versioned, routes))

@@ -22,8 +22,11 @@ use tokio::sync::mpsc;
 
 use crate::blocking::BlockingDrop;
 use crate::error::EngineError;
+use crate::observe::{Direction, RetryCause};
 use crate::retry::RetryPolicy;
-use crate::transfer::{PriorityPermit, Reporter, SharedTransfers, Transfer, TransferState};
+use crate::transfer::{
+    PriorityPermit, Reporter, SharedTransfers, SlotLoad, Transfer, TransferState,
+};
 
 /// A download that received nothing for this long, neither the answer to its request nor a byte
 /// of the blob, is aborted and retried: without it a dead connection would hang the pull forever.
@@ -81,6 +84,11 @@ impl Downloads {
         }
     }
 
+    /// Downloads receiving bytes, and downloads waiting for a slot.
+    pub fn load(&self) -> SlotLoad {
+        self.transfers.load()
+    }
+
     /// Joins the running download of this blob, or starts one. The caller protects the digest
     /// in its own lease first: the download's own lease ends with the task.
     pub fn fetch(&self, request: BlobRequest) -> Arc<Download> {
@@ -121,6 +129,7 @@ enum AttemptError {
     Transient {
         error: EngineError,
         retry_after: Option<Duration>,
+        cause: RetryCause,
     },
     /// The same on every attempt (4xx, verification failure, local disk trouble).
     Fatal(EngineError),
@@ -131,6 +140,7 @@ impl From<RegistryError> for AttemptError {
         if e.is_retryable() {
             AttemptError::Transient {
                 retry_after: e.retry_after(),
+                cause: RetryCause::of(&e),
                 error: EngineError::Registry(e),
             }
         } else {
@@ -149,7 +159,14 @@ impl Worker {
         for source in &self.request.sources {
             result = self.fetch_from(source, &lease, &mut slot).await;
             match &result {
-                Ok(()) => break,
+                Ok(()) => {
+                    self.retry.observer.blob_transferred(
+                        Direction::Pull,
+                        source.repository.host(),
+                        self.request.size,
+                    );
+                    break;
+                }
                 Err(e) if source.mirror => tracing::info!(
                     digest = %self.request.digest,
                     mirror = source.repository.host(),
@@ -180,15 +197,26 @@ impl Worker {
                 *slot = Some(self.reporter.slot(SLOT_PRIORITY).await);
             }
             self.reporter.show(DownloadPhase::Downloading { attempt });
-            let (error, retry_after) = match self.attempt(source, lease).await {
+            let (error, retry_after, cause) = match self.attempt(source, lease).await {
                 Ok(()) => return Ok(()),
                 Err(AttemptError::Fatal(e)) => return Err(e),
-                Err(AttemptError::Transient { error, retry_after }) => (error, retry_after),
+                Err(AttemptError::Transient {
+                    error,
+                    retry_after,
+                    cause,
+                }) => (error, retry_after, cause),
             };
             if source.mirror || attempt >= policy.max_attempts {
                 return Err(EngineError::after_attempts(error, attempt, first_failure));
             }
-            tracing::info!(digest = %self.request.digest, attempt, %error, "blob download failed; retrying");
+            policy.note_retry(
+                Direction::Pull,
+                source.repository.host(),
+                cause,
+                attempt,
+                &format!("download of {}", self.request.digest),
+                &error,
+            );
             first_failure.get_or_insert_with(|| error.to_string());
             // Give the slot to someone else while we wait.
             *slot = None;
@@ -229,6 +257,7 @@ impl Worker {
                     source.repository.host()
                 )),
                 retry_after: None,
+                cause: RetryCause::Reset,
             });
         }
         self.reporter.show(DownloadPhase::Verifying);
@@ -242,6 +271,7 @@ fn stalled(digest: &Digest) -> AttemptError {
             "download of {digest} received nothing for {STALL_TIMEOUT:?}"
         )),
         retry_after: None,
+        cause: RetryCause::Stall,
     }
 }
 

@@ -14,6 +14,7 @@ use crate::blocking;
 use crate::downloads::Downloads;
 use crate::error::EngineError;
 use crate::events::Events;
+use crate::observe::{NoObserver, Observer, ObserverHandle, RetryCause};
 use crate::platform::Platform;
 use crate::retry::RetryPolicy;
 use crate::uploads::{UnsettledPushes, UploadSettings, Uploads};
@@ -72,11 +73,21 @@ pub struct Engine {
     /// Set while an image prune runs: a second one is refused, as in moby.
     pub(crate) prune_running: Arc<std::sync::atomic::AtomicBool>,
     pub(crate) events: Events,
+    /// Told of transfers, retries and finished operations (the daemon's metrics).
+    pub(crate) observer: ObserverHandle,
 }
 
 impl Engine {
     /// Opens the store under `config.data_root` (failing if another daemon holds it).
     pub fn open(config: EngineConfig) -> Result<Engine, EngineError> {
+        Engine::open_observed(config, Arc::new(NoObserver))
+    }
+
+    /// As [`Engine::open`], telling `observer` what the engine does.
+    pub fn open_observed(
+        config: EngineConfig,
+        observer: Arc<dyn Observer>,
+    ) -> Result<Engine, EngineError> {
         let store = Store::open_with(
             &config.data_root,
             &StoreOptions {
@@ -84,7 +95,13 @@ impl Engine {
             },
         )?;
         let registries = Registries::new(config.registry.clone())?;
-        let retry = RetryPolicy::default();
+        let observer = ObserverHandle::new(observer);
+        let renewals = observer.clone();
+        registries.on_token_renewal(move |host| renewals.retried(host, RetryCause::TokenRenewal));
+        let retry = RetryPolicy {
+            observer: observer.clone(),
+            ..RetryPolicy::default()
+        };
         let uploads = Arc::new(Uploads::new(
             config.max_concurrent_uploads,
             UploadSettings {
@@ -110,6 +127,7 @@ impl Engine {
             names_lock: Arc::new(Mutex::new(())),
             prune_running: Arc::default(),
             events: Events::new(),
+            observer,
         })
     }
 

@@ -8,6 +8,7 @@
 // where it stands, with its reason.
 #![deny(unsafe_code)]
 
+mod activity;
 mod auth;
 mod blocking;
 mod disk_usage;
@@ -28,6 +29,7 @@ mod load;
 mod login;
 mod media;
 mod names;
+mod observe;
 mod platform;
 mod progress;
 mod provenance;
@@ -37,12 +39,14 @@ mod push;
 mod retry;
 mod save;
 mod search;
+mod summary;
 mod system;
 mod transfer;
 mod uploads;
 
 pub use hoist_store::Descriptor;
 
+pub use activity::{StoreUsage, TransferActivity};
 pub use auth::{AuthConfig, normalize_server};
 pub use disk_usage::DiskUsage;
 pub use distribution::DistributionInfo;
@@ -54,6 +58,9 @@ pub use images::{ImageData, ListOptions, ManifestKind, ManifestSummary};
 pub use import::{ImportJob, ImportRequest};
 pub use load::LoadedImage;
 pub use names::ImageView;
+pub use observe::{
+    Direction, FailureCause, NoObserver, Observer, Operation, RetryCause, SkipReason,
+};
 pub use platform::Platform;
 pub use progress::ProgressBoard;
 pub use prune::{PruneReport, PrunedItem};

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::observe::{Direction, ObserverHandle, RetryCause};
+
 #[derive(Clone, Debug)]
 pub(crate) struct RetryPolicy {
     /// Attempts in all, the first included.
@@ -9,6 +11,8 @@ pub(crate) struct RetryPolicy {
     /// The first wait; each later one doubles.
     pub base_delay: Duration,
     pub max_delay: Duration,
+    /// Told of every retry: every place that retries holds the policy.
+    pub observer: ObserverHandle,
 }
 
 impl Default for RetryPolicy {
@@ -17,11 +21,34 @@ impl Default for RetryPolicy {
             max_attempts: 5,
             base_delay: Duration::from_secs(1),
             max_delay: Duration::from_secs(30),
+            observer: ObserverHandle::default(),
         }
     }
 }
 
 impl RetryPolicy {
+    /// Reports a retry: one line at info with its cause and the error (registry errors carry
+    /// no credentials, and URLs lose their query), and the observer is told.
+    pub fn note_retry(
+        &self,
+        direction: Direction,
+        registry: &str,
+        cause: RetryCause,
+        attempt: u32,
+        what: &str,
+        error: &dyn std::fmt::Display,
+    ) {
+        tracing::info!(
+            direction = direction.as_str(),
+            registry,
+            %cause,
+            attempt,
+            %error,
+            "{what} failed; retrying"
+        );
+        self.observer.retried(registry, cause);
+    }
+
     /// The wait after failed attempt `attempt` (1-based): exponential with ±20 % jitter, so that
     /// parallel uploads hit by one outage do not come back in lockstep, or the registry's
     /// `Retry-After` when it gave one (capped, so a hostile value cannot park a push for hours).

@@ -31,6 +31,18 @@ pub struct Cli {
     #[arg(short = 'l', long = "log-level", value_name = "LEVEL")]
     pub log_level: Option<String>,
 
+    /// Log format: text or json (one JSON object per line)
+    #[arg(long = "log-format", value_name = "FORMAT")]
+    pub log_format: Option<String>,
+
+    /// Serve Prometheus metrics at http://ADDR/metrics (host:port; off when not given)
+    #[arg(long = "metrics-addr", value_name = "ADDR")]
+    pub metrics_addr: Option<String>,
+
+    /// Allow --metrics-addr on an address other hosts can reach (loopback only otherwise)
+    #[arg(long = "metrics-allow-remote", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub metrics_allow_remote: Option<bool>,
+
     /// Enable debug mode
     #[arg(short = 'D', long = "debug")]
     pub debug: bool,

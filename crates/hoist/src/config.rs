@@ -18,6 +18,9 @@ use crate::labels;
 pub struct Settings {
     pub hosts: Vec<String>,
     pub log_level: String,
+    pub log_format: LogFormat,
+    /// Where Prometheus metrics are served; none when off.
+    pub metrics: Option<MetricsListener>,
     pub debug: bool,
     pub pidfile: PathBuf,
     /// Some(true) or Some(false) when given; None when left to the default.
@@ -48,6 +51,9 @@ struct FileConfig {
     hosts: Option<Vec<String>>,
     data_root: Option<PathBuf>,
     log_level: Option<String>,
+    log_format: Option<String>,
+    metrics_addr: Option<String>,
+    metrics_allow_remote: Option<bool>,
     debug: Option<bool>,
     pidfile: Option<PathBuf>,
     tls: Option<bool>,
@@ -194,6 +200,13 @@ impl Settings {
         let hosts = merge.pick("hosts", repeated(cli.hosts), file.hosts);
         let data_root = merge.pick("data-root", cli.data_root, file.data_root);
         let log_level = merge.pick("log-level", cli.log_level, file.log_level);
+        let log_format = merge.pick("log-format", cli.log_format, file.log_format);
+        let metrics_addr = merge.pick("metrics-addr", cli.metrics_addr, file.metrics_addr);
+        let metrics_allow_remote = merge.pick(
+            "metrics-allow-remote",
+            cli.metrics_allow_remote,
+            file.metrics_allow_remote,
+        );
         let debug = merge.pick("debug", cli.debug.then_some(true), file.debug);
         let pidfile = merge.pick("pidfile", cli.pidfile, file.pidfile);
         let group = merge.pick("group", cli.group, file.group);
@@ -244,6 +257,18 @@ impl Settings {
         ) {
             bail!("unable to parse logging level: {log_level}");
         }
+        let log_format = match log_format.as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => bail!("unknown log format: {other} (use text or json)"),
+        };
+        // dockerd's empty metrics-addr is "off", as is leaving it out.
+        let metrics = metrics_addr
+            .filter(|addr| !addr.is_empty())
+            .map(|addr| MetricsListener {
+                addr,
+                allow_remote: metrics_allow_remote.unwrap_or(false),
+            });
 
         let mut engine = EngineConfig::new(data_root.unwrap_or(paths.data_root));
         set(&mut engine.max_concurrent_uploads, uploads);
@@ -289,6 +314,8 @@ impl Settings {
         Ok(Settings {
             hosts: hosts.filter(|h| !h.is_empty()).unwrap_or(paths.hosts),
             log_level,
+            log_format,
+            metrics,
             debug,
             pidfile: pidfile.unwrap_or(paths.pidfile),
             tls,
@@ -309,6 +336,24 @@ impl Settings {
     pub fn tls_enabled(&self) -> bool {
         self.tlsverify || self.tls == Some(true)
     }
+}
+
+/// How log lines are written (`--log-format`, as dockerd's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// tracing's human-readable lines.
+    Text,
+    /// One JSON object per line: `time`, `level`, `msg` and the event's fields.
+    Json,
+}
+
+/// `--metrics-addr`: where the metrics are served, and whether another host may reach them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetricsListener {
+    /// `host:port`, as dockerd takes it.
+    pub addr: String,
+    /// `--metrics-allow-remote`: a non-loopback address is refused without it.
+    pub allow_remote: bool,
 }
 
 /// `DOCKER_MIN_API_VERSION`, checked as dockerd checks it; unset or empty means the default.

@@ -3,18 +3,21 @@
 mod check;
 mod cli;
 mod config;
+mod json_log;
 mod labels;
 mod listen;
+mod metrics;
 mod tls;
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
 use hoist_engine::Engine;
 use tokio_util::sync::CancellationToken;
 
-use config::Settings;
+use config::{LogFormat, Settings};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -71,17 +74,30 @@ fn init_logging(settings: &Settings) {
             "{level},hyper=info,reqwest=info,h2=info,rustls=info"
         ))
     });
-    // Colours only for a terminal: a log file or journal full of escape codes is unreadable.
-    tracing_subscriber::fmt()
+    let logger = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match settings.log_format {
+        // Colours only for a terminal: a log file or journal full of escape codes is unreadable.
+        LogFormat::Text => logger
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => logger.event_format(json_log::JsonLines).init(),
+    }
 }
 
 async fn run(settings: Settings) -> anyhow::Result<()> {
+    let git_commit = option_env!("HOIST_GIT_COMMIT").unwrap_or("");
+    let metrics = settings
+        .metrics
+        .as_ref()
+        .map(|_| Arc::new(metrics::Metrics::new(VERSION, git_commit)));
+    let observer: Arc<dyn hoist_engine::Observer> = match &metrics {
+        Some(metrics) => metrics.clone(),
+        None => Arc::new(hoist_engine::NoObserver),
+    };
     // Opening the engine takes the data root's lock: a second daemon stops here.
-    let engine = Engine::open(settings.engine.clone()).with_context(|| {
+    let engine = Engine::open_observed(settings.engine.clone(), observer).with_context(|| {
         format!(
             "cannot start with data root {}",
             settings.engine.data_root.display()
@@ -90,18 +106,31 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     let pidfile = PidFile::write(&settings.pidfile)?;
 
     let bound = listen::bind_all(&settings).await?;
-    let app = hoist_api::app(hoist_api::AppState {
+    let metrics_server = match &settings.metrics {
+        Some(listener) => Some(metrics::bind(listener).await?),
+        None => None,
+    };
+    let mut app = hoist_api::app(hoist_api::AppState {
         engine: engine.clone(),
         server: hoist_api::ServerInfo {
             version: VERSION.to_owned(),
-            git_commit: option_env!("HOIST_GIT_COMMIT").unwrap_or("").to_owned(),
+            git_commit: git_commit.to_owned(),
             debug: settings.debug,
             min_api_version: settings.min_api_version.clone(),
             labels: settings.labels.clone(),
         },
     });
+    if let Some(metrics) = &metrics {
+        app = app.layer(axum::middleware::from_fn_with_state(
+            metrics.clone(),
+            metrics::record_api_requests,
+        ));
+    }
     let shutdown = CancellationToken::new();
     let mut servers = tokio::task::JoinSet::new();
+    if let (Some(server), Some(metrics)) = (metrics_server, &metrics) {
+        servers.spawn(server.serve(metrics.clone(), engine.clone(), shutdown.clone()));
+    }
     let slots = listen::ConnectionSlots::new(&settings.limits);
     for b in bound {
         servers.spawn(listen::serve(

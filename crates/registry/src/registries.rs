@@ -69,6 +69,13 @@ impl Registries {
         })
     }
 
+    /// Sets what is told the registry host whenever a request is sent again because the
+    /// registry refused its token (the one retry after a 401 on a renewable token). Only the
+    /// first hook set is kept.
+    pub fn on_token_renewal(&self, hook: impl Fn(&str) + Send + Sync + 'static) {
+        self.auth.set_token_renewal_hook(Box::new(hook));
+    }
+
     /// Whether `host` (a reference domain) gets unverified TLS and plain-HTTP fallback.
     /// Async because a CIDR entry makes dockerd resolve the name, and so do we.
     pub async fn is_insecure(&self, host: &str) -> bool {

@@ -157,6 +157,7 @@ impl Transport {
                     reauthenticated = true;
                     if presented.is_renewable_token() {
                         refused_at = Some(Instant::now());
+                        self.auth.token_renewed(&self.host, call.operation);
                     }
                     continue;
                 }
@@ -242,6 +243,10 @@ impl Transport {
             // Only a token can be renewed; refused Basic credentials stay refused.
             if retry.is_some() && presented.is_renewable_token() {
                 token_refused_at = Some(Instant::now());
+                // The caller sends the body again once, only after a first refusal.
+                if refused_at.is_none() {
+                    self.auth.token_renewed(&self.host, operation);
+                }
             }
         }
         Ok(OneShotResponse {

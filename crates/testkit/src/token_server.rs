@@ -102,6 +102,8 @@ struct State {
     /// refresh token → (user, client_id it was issued to).
     refresh_tokens: Mutex<HashMap<String, (String, String)>>,
     requests: Mutex<Vec<TokenRequest>>,
+    /// Every access token issued, for tests that look for them where they must not be.
+    access_tokens: Mutex<Vec<String>>,
 }
 
 /// The running token server; stops when dropped.
@@ -155,6 +157,7 @@ impl TokenServer {
             users: Mutex::new(HashMap::new()),
             refresh_tokens: Mutex::new(HashMap::new()),
             requests: Mutex::new(Vec::new()),
+            access_tokens: Mutex::new(Vec::new()),
         });
         runtime.spawn(accept_loop(listener, acceptor, state.clone()));
         TokenServer {
@@ -237,6 +240,25 @@ impl TokenServer {
     /// Tokens issued so far (answers with status 200).
     pub fn tokens_issued(&self) -> usize {
         self.requests().iter().filter(|r| r.status == 200).count()
+    }
+
+    /// Every access token and refresh token issued so far: the secrets a client holds.
+    pub fn issued_secrets(&self) -> Vec<String> {
+        let mut secrets = self
+            .state
+            .access_tokens
+            .lock()
+            .expect("access tokens lock")
+            .clone();
+        secrets.extend(
+            self.state
+                .refresh_tokens
+                .lock()
+                .expect("refresh tokens lock")
+                .keys()
+                .cloned(),
+        );
+        secrets
     }
 
     pub fn reset_requests(&self) {
@@ -497,6 +519,10 @@ impl State {
             .real_lifetime
             .unwrap_or(self.options.expires_in);
         let token = self.sign(&user, &access, lifetime);
+        self.access_tokens
+            .lock()
+            .expect("access tokens lock")
+            .push(token.clone());
         let issued_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let expires_in = self.options.expires_in.as_secs();
         let mut body = if method == "POST" {

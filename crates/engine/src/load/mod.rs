@@ -25,7 +25,9 @@ use crate::events::Action;
 use crate::image_content::{BuiltManifest, IndexEntry};
 use crate::layer_check::Unpacked;
 use crate::media::{self, MAX_MANIFEST_BYTES};
+use crate::observe::Operation;
 use crate::platform::Platform;
+use crate::summary::OperationReport;
 use crate::{Engine, EngineError, names};
 use archive::{ArchiveFile, Ingested, normalize_entry_path};
 
@@ -64,11 +66,15 @@ impl Engine {
     where
         R: tokio::io::AsyncRead + Send + Unpin + 'static,
     {
+        let report = OperationReport::start(Operation::Load, self.observer.clone());
         let engine = self.clone();
         // The bridge must be made on the runtime; it is then driven from the blocking thread.
         let reader = tokio_util::io::SyncIoBridge::new(body);
-        self.blocking(move || engine.load_blocking(reader, platform))
-            .await
+        let result = self
+            .blocking(move || engine.load_blocking(reader, platform))
+            .await;
+        report.finish(&result);
+        result
     }
 
     fn load_blocking(

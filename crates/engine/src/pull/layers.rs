@@ -12,17 +12,18 @@ use crate::downloads::{BlobRequest, Download, DownloadPhase, DownloadState, Sour
 use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::progress::ProgressBoard;
+use crate::summary::Tally;
 
-/// Makes the config and layers of one manifest present in the store, protected by `lease`.
-/// When all of it is already there nothing is shown, as moby shows no layer lines for an image
-/// it has.
+/// Makes the config and layers of one manifest present in the store, protected by `lease`,
+/// counting on `tally` what was there and what was downloaded. When all of it is already there
+/// nothing is shown, as moby shows no layer lines for an image it has.
 pub(crate) async fn fetch_content(
     engine: &Engine,
     sources: &[Source],
     lease: &Lease,
-    config: &Descriptor,
-    layers: &[Descriptor],
+    (config, layers): (&Descriptor, &[Descriptor]),
     board: &ProgressBoard<PullEvent>,
+    tally: &Tally,
 ) -> Result<(), EngineError> {
     // A layer listed twice is one blob, shown once.
     let mut shown: Vec<Descriptor> = Vec::new();
@@ -50,6 +51,7 @@ pub(crate) async fn fetch_content(
             })
             .await?
     };
+    tally.present(present.iter().filter(|p| **p).count() as u64);
     if present.iter().all(|p| *p) {
         return Ok(());
     }
@@ -89,6 +91,7 @@ pub(crate) async fn fetch_content(
             config.size,
             board,
             &completion,
+            tally,
         ));
     }
     for (index, layer) in shown.iter().enumerate() {
@@ -99,6 +102,7 @@ pub(crate) async fn fetch_content(
                 layer.size,
                 board,
                 &completion,
+                tally,
             ));
         }
     }
@@ -140,6 +144,7 @@ async fn follow(
     size: u64,
     board: &ProgressBoard<PullEvent>,
     completion: &Mutex<Completion>,
+    tally: &Tally,
 ) -> Result<(), EngineError> {
     let id = layer.map(|i| completion.lock().unwrap_or_else(|e| e.into_inner()).ids[i].clone());
     let show = |state: PullLayerState| {
@@ -151,7 +156,7 @@ async fn follow(
     let mut waiting_shown = false;
     let mut verifying_shown = false;
     let mut bar_attempt = None;
-    download
+    let outcome = download
         .follow(|state| match state {
             DownloadState::Active(DownloadPhase::Starting) | DownloadState::Failed(_) => {}
             DownloadState::Waiting => {
@@ -199,7 +204,12 @@ async fn follow(
                 }
             }
         })
-        .await
+        .await;
+    tally.retried(download.retries());
+    if outcome.is_ok() {
+        tally.transferred(size);
+    }
+    outcome
 }
 
 #[cfg(test)]

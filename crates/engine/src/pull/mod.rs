@@ -15,6 +15,8 @@ mod layers;
 pub(crate) mod resolve;
 mod source;
 
+use std::sync::Arc;
+
 use hoist_reference::{Digest, Reference};
 use hoist_store::{Descriptor, Lease};
 
@@ -27,8 +29,10 @@ use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::events::Action;
 use crate::image_content::{IndexEntry, ManifestDoc, parse_manifest};
+use crate::observe::Operation;
 use crate::platform::Platform;
 use crate::progress::ProgressBoard;
+use crate::summary::{OperationReport, Tally};
 use crate::{media, names};
 use resolve::{Resolved, choose_platform, fetch_child, list_tags, resolve_top};
 
@@ -53,6 +57,8 @@ pub struct PullJob {
     /// Set when the platform was asked for (a mismatch of a single-platform image is warned of).
     platform: Option<Platform>,
     sources: Vec<Source>,
+    /// What the pull moved, for its summary line.
+    tally: Arc<Tally>,
 }
 
 /// One image of a pull: one tag of the repository, or the one tag or digest asked for.
@@ -108,6 +114,7 @@ impl Engine {
             images,
             platform: request.platform,
             sources,
+            tally: Arc::default(),
         })
     }
 }
@@ -144,6 +151,19 @@ impl PullJob {
     /// future cancels every download no other pull is watching; what was stored goes with the
     /// job's lease unless an image now uses it.
     pub async fn run(self, board: &ProgressBoard<PullEvent>) -> Result<(), EngineError> {
+        let report = OperationReport::start_logged(
+            Operation::Pull,
+            self.engine.observer.clone(),
+            self.reference.to_string(),
+            self.reference.domain().to_owned(),
+            Arc::clone(&self.tally),
+        );
+        let result = self.pull_all(board).await;
+        report.finish(&result);
+        result
+    }
+
+    async fn pull_all(&self, board: &ProgressBoard<PullEvent>) -> Result<(), EngineError> {
         let engine = self.engine.clone();
         let lease = BlockingDrop::new(engine.store.lease());
         let mut newer = false;
@@ -214,7 +234,15 @@ impl PullJob {
             .into_iter()
             .filter(|l| !media::is_non_distributable(&l.media_type))
             .collect();
-        layers::fetch_content(engine, &self.sources, lease, &config, &layers, board).await?;
+        layers::fetch_content(
+            engine,
+            &self.sources,
+            lease,
+            (&config, &layers),
+            board,
+            &self.tally,
+        )
+        .await?;
         // The origin holds what was pulled (a mirror only caches it): later pushes to that
         // registry mount these blobs instead of uploading them again.
         let blobs: Vec<Digest> = std::iter::once(&config)
@@ -288,9 +316,9 @@ impl PullJob {
             &self.engine,
             &self.sources,
             lease,
-            &config,
-            &doc.layers,
+            (&config, &doc.layers),
             &unseen,
+            &self.tally,
         )
         .await
     }

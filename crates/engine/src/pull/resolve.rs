@@ -11,6 +11,7 @@ use crate::downloads::Source;
 use crate::error::EngineError;
 use crate::image_content::{IndexEntry, ManifestDoc};
 use crate::media;
+use crate::observe::{Direction, RetryCause};
 use crate::platform::Platform;
 use crate::retry::RetryPolicy;
 
@@ -92,6 +93,14 @@ pub(crate) async fn list_tags(
         let result = loop {
             match source.repository.list_tags().await {
                 Err(e) if !source.mirror && e.is_retryable() && attempt < policy.max_attempts => {
+                    policy.note_retry(
+                        Direction::Pull,
+                        source.repository.host(),
+                        RetryCause::of(&e),
+                        attempt,
+                        "listing the tags",
+                        &e,
+                    );
                     tokio::time::sleep(policy.delay(attempt, e.retry_after())).await;
                     attempt += 1;
                 }
@@ -143,6 +152,14 @@ async fn fetch_manifest(
             match source.repository.get_manifest(reference).await {
                 Ok(fetched) => return Ok((fetched, i)),
                 Err(e) if !source.mirror && e.is_retryable() && attempt < policy.max_attempts => {
+                    policy.note_retry(
+                        Direction::Pull,
+                        source.repository.host(),
+                        RetryCause::of(&e),
+                        attempt,
+                        &format!("fetching manifest {reference}"),
+                        &e,
+                    );
                     tokio::time::sleep(policy.delay(attempt, e.retry_after())).await;
                     attempt += 1;
                 }

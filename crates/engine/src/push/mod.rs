@@ -7,6 +7,7 @@
 mod plan;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use futures_util::future::try_join_all;
 use hoist_reference::{Digest, Reference};
@@ -19,9 +20,11 @@ use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::events::Action;
 use crate::image_content::{IndexEntry, read_manifest};
+use crate::observe::{Direction, Operation, RetryCause};
 use crate::platform::Platform;
 use crate::progress::ProgressBoard;
 use crate::retry::RetryPolicy;
+use crate::summary::{OperationReport, Tally};
 use crate::uploads::{BlobJob, BlobOutcome, Upload, UploadPhase, UploadState};
 use crate::{media, names};
 use plan::{PlanBlob, plan_push};
@@ -93,6 +96,8 @@ pub struct PushJob {
     repository: Reference,
     items: Vec<PushItem>,
     credentials: Credentials,
+    /// What the push moved, for its summary line.
+    tally: Arc<Tally>,
     /// Keeps the images' content from being collected while the push reads it.
     _lease: BlockingDrop<Lease>,
 }
@@ -159,6 +164,7 @@ impl Engine {
             credentials: request.auth.credentials_for(named.domain()),
             repository: named.name_only(),
             items,
+            tally: Arc::default(),
             _lease: BlockingDrop::new(lease),
         })
     }
@@ -204,6 +210,23 @@ impl PushJob {
     /// Pushes every resolved tag, reporting on `board`. Dropping the future cancels every
     /// transfer no other push is watching.
     pub async fn run(self, board: &ProgressBoard<PushEvent>) -> Result<(), EngineError> {
+        let reference = match self.items.as_slice() {
+            [one] => one.tag.to_string(),
+            _ => self.repository.to_string(),
+        };
+        let report = OperationReport::start_logged(
+            Operation::Push,
+            self.engine.observer.clone(),
+            reference,
+            self.repository.domain().to_owned(),
+            Arc::clone(&self.tally),
+        );
+        let result = self.push_all(board).await;
+        report.finish(&result);
+        result
+    }
+
+    async fn push_all(&self, board: &ProgressBoard<PushEvent>) -> Result<(), EngineError> {
         board.post(PushEvent::Repository(self.repository.name()));
         let repository = self.engine.registries.repository(
             self.repository.domain(),
@@ -293,6 +316,7 @@ impl PushJob {
                     child,
                     bytes.clone(),
                     &engine.retry,
+                    &self.tally,
                 )
                 .await?;
             }
@@ -304,6 +328,7 @@ impl PushJob {
             &plan.root,
             plan.root_bytes.clone(),
             &engine.retry,
+            &self.tally,
         )
         .await?;
         board.post(PushEvent::Pushed {
@@ -380,7 +405,15 @@ impl PushJob {
             chunk_size: engine.chunk_size_for(repository.host()),
         };
         let upload = engine.uploads.upload(job);
-        follow(&upload, blob.is_layer, &id, desc.size, board).await
+        let outcome = follow(&upload, blob.is_layer, &id, desc.size, board).await;
+        self.tally.retried(upload.retries());
+        match &outcome {
+            Ok(BlobOutcome::Pushed) => self.tally.transferred(desc.size),
+            Ok(BlobOutcome::AlreadyExists) => self.tally.present(1),
+            Ok(BlobOutcome::Mounted { .. }) => self.tally.mounted(),
+            Err(_) => {}
+        }
+        outcome
     }
 }
 
@@ -440,6 +473,7 @@ async fn put_manifest(
     desc: &Descriptor,
     bytes: bytes::Bytes,
     policy: &RetryPolicy,
+    tally: &Tally,
 ) -> Result<(), EngineError> {
     let mut attempt = 1;
     loop {
@@ -449,6 +483,15 @@ async fn put_manifest(
         {
             Ok(()) => return Ok(()),
             Err(e) if e.is_retryable() && attempt < policy.max_attempts => {
+                policy.note_retry(
+                    Direction::Push,
+                    repository.host(),
+                    RetryCause::of(&e),
+                    attempt,
+                    &format!("upload of manifest {}", desc.digest),
+                    &e,
+                );
+                tally.retried(1);
                 tokio::time::sleep(policy.delay(attempt, e.retry_after())).await;
                 attempt += 1;
             }

@@ -11,6 +11,7 @@ mod scheduler;
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::Hash;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -18,7 +19,7 @@ use hoist_registry::Progress;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-pub(crate) use scheduler::PriorityPermit;
+pub(crate) use scheduler::{PriorityPermit, SlotLoad};
 
 use crate::error::EngineError;
 use crate::retry::countdown;
@@ -48,6 +49,8 @@ impl<P, O> TransferState<P, O> {
 pub(crate) struct Transfer<P, O> {
     state: watch::Receiver<TransferState<P, O>>,
     pub progress: Progress,
+    /// Retries so far, for the summaries of the operations watching.
+    retries: Arc<AtomicU32>,
     cancel: CancellationToken,
     what: &'static str,
 }
@@ -59,6 +62,11 @@ impl<P, O> Drop for Transfer<P, O> {
 }
 
 impl<P: Clone, O: Clone> Transfer<P, O> {
+    /// How many times the task waited to try again.
+    pub fn retries(&self) -> u32 {
+        self.retries.load(Ordering::Relaxed)
+    }
+
     /// Calls `show` with each state seen, the final one included, and returns the outcome.
     pub async fn follow(
         &self,
@@ -88,6 +96,7 @@ impl<P: Clone, O: Clone> Transfer<P, O> {
 pub(crate) struct Reporter<P, O> {
     state: watch::Sender<TransferState<P, O>>,
     pub progress: Progress,
+    retries: Arc<AtomicU32>,
     slots: Arc<PrioritySemaphore>,
 }
 
@@ -108,6 +117,7 @@ impl<P, O> Reporter<P, O> {
 
     /// Waits `delay` before a retry, showing the whole seconds left.
     pub async fn retry_countdown(&self, delay: Duration) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
         countdown(delay, |seconds| {
             let _ = self.state.send(TransferState::Retrying { seconds });
         })
@@ -129,6 +139,11 @@ where
     P: Send + Sync + 'static,
     O: Send + Sync + 'static,
 {
+    /// Tasks holding a slot, and tasks waiting for one.
+    pub fn load(&self) -> SlotLoad {
+        self.slots.load()
+    }
+
     pub fn new(what: &'static str, slots: usize) -> SharedTransfers<K, P, O> {
         SharedTransfers {
             what,
@@ -154,9 +169,11 @@ where
         let (tx, rx) = watch::channel(TransferState::Active(first));
         let cancel = CancellationToken::new();
         let progress = Progress::default();
+        let retries = Arc::new(AtomicU32::new(0));
         let transfer = Arc::new(Transfer {
             state: rx,
             progress: progress.clone(),
+            retries: Arc::clone(&retries),
             cancel: cancel.clone(),
             what: self.what,
         });
@@ -169,6 +186,7 @@ where
         let task = work(Reporter {
             state: tx,
             progress,
+            retries,
             slots: Arc::clone(&self.slots),
         });
         tokio::spawn(async move {

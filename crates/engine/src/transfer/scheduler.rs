@@ -17,6 +17,8 @@ pub(crate) struct PrioritySemaphore {
 
 struct State {
     available: usize,
+    /// Permits given out and not yet dropped.
+    held: usize,
     waiters: BinaryHeap<Waiter>,
     next_seq: u64,
 }
@@ -47,6 +49,15 @@ impl Ord for Waiter {
     }
 }
 
+/// How busy the slots are.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SlotLoad {
+    /// Transfers holding a slot.
+    pub running: usize,
+    /// Transfers waiting for one.
+    pub queued: usize,
+}
+
 /// Held while a transfer runs; dropping it passes the slot to the best waiter.
 pub(crate) struct PriorityPermit {
     semaphore: Arc<PrioritySemaphore>,
@@ -63,6 +74,7 @@ impl PrioritySemaphore {
         Arc::new(PrioritySemaphore {
             state: Mutex::new(State {
                 available: permits.max(1),
+                held: 0,
                 waiters: BinaryHeap::new(),
                 next_seq: 0,
             }),
@@ -78,6 +90,7 @@ impl PrioritySemaphore {
         let mut s = self.lock();
         if s.available > 0 && s.waiters.is_empty() {
             s.available -= 1;
+            s.held += 1;
             return Some(PriorityPermit {
                 semaphore: Arc::clone(self),
             });
@@ -92,6 +105,7 @@ impl PrioritySemaphore {
             let mut s = self.lock();
             if s.available > 0 && s.waiters.is_empty() {
                 s.available -= 1;
+                s.held += 1;
                 return PriorityPermit {
                     semaphore: Arc::clone(self),
                 };
@@ -127,6 +141,17 @@ impl PrioritySemaphore {
             }
         }
         s.available += 1;
+        s.held -= 1;
+    }
+
+    /// Permits held, and waiters still waiting (one that gave up stays queued, unseen here,
+    /// until a release skips it).
+    pub fn load(&self) -> SlotLoad {
+        let s = self.lock();
+        SlotLoad {
+            running: s.held,
+            queued: s.waiters.iter().filter(|w| !w.grant.is_closed()).count(),
+        }
     }
 }
 

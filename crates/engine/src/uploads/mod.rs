@@ -19,8 +19,11 @@ use tokio::sync::Semaphore;
 pub(crate) use existence::UnsettledPushes;
 
 use crate::error::EngineError;
+use crate::observe::{Direction, RetryCause, SkipReason};
 use crate::retry::RetryPolicy;
-use crate::transfer::{PriorityPermit, Reporter, SharedTransfers, Transfer, TransferState};
+use crate::transfer::{
+    PriorityPermit, Reporter, SharedTransfers, SlotLoad, Transfer, TransferState,
+};
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct UploadKey {
@@ -88,6 +91,11 @@ impl Uploads {
         }
     }
 
+    /// Uploads sending bytes, and uploads waiting for a slot.
+    pub fn load(&self) -> SlotLoad {
+        self.transfers.load()
+    }
+
     /// Joins the running upload of this blob to this repository, or starts one.
     pub fn upload(&self, job: BlobJob) -> Arc<Upload> {
         let key = UploadKey {
@@ -126,38 +134,53 @@ enum AttemptError {
 impl BlobWorker {
     async fn run(self) -> Result<BlobOutcome, EngineError> {
         let digest = self.job.blob.digest.clone();
+        let policy = &self.settings.retry;
+        let host = self.job.repository.host();
         let mut session = match self.check_and_mount().await? {
-            Ok(outcome) => return Ok(outcome),
+            Ok(outcome) => {
+                let reason = match outcome {
+                    BlobOutcome::Mounted { .. } => SkipReason::Mounted,
+                    _ => SkipReason::Exists,
+                };
+                policy.observer.blob_skipped(host, reason);
+                return Ok(outcome);
+            }
             Err(session) => session,
         };
         // Held while an attempt runs; given back during each wait between attempts.
         let mut permit = self.upload_permit().await;
         let mut chunked = self.job.chunk_size;
-        let policy = &self.settings.retry;
         let mut attempt = 1;
         let mut first_failure = None;
         loop {
             self.reporter.show(UploadPhase::Uploading { attempt });
             let outcome = self.attempt(session.take(), chunked).await;
             let err = match outcome {
-                Ok(()) => return Ok(BlobOutcome::Pushed),
+                Ok(()) => {
+                    policy
+                        .observer
+                        .blob_transferred(Direction::Push, host, self.job.blob.size);
+                    return Ok(BlobOutcome::Pushed);
+                }
                 Err(e) => e,
             };
             // "Failed mid-body": the attempt sent part of the blob, whichever way the failure
             // surfaced (a write error, a reset seen while reading, a proxy's 5xx).
             let sent = self.reporter.progress.get();
             let part_sent = sent > 0 && sent < self.job.blob.size;
-            let (retryable, retry_after, interrupted, message) = match &err {
+            let (retryable, retry_after, interrupted, cause, message) = match &err {
                 AttemptError::Registry(e) => (
                     e.is_retryable() || e.is_upload_unknown(),
                     e.retry_after(),
                     e.body_interrupted() || part_sent,
+                    RetryCause::of(e),
                     e.to_string(),
                 ),
                 AttemptError::Stalled => (
                     true,
                     None,
                     part_sent,
+                    RetryCause::Stall,
                     format!(
                         "upload of {digest} made no progress for {:?}",
                         self.settings.stall_timeout
@@ -171,7 +194,14 @@ impl BlobWorker {
                 };
                 return Err(EngineError::after_attempts(last, attempt, first_failure));
             }
-            tracing::info!(%digest, attempt, error = %message, "blob upload failed; retrying");
+            policy.note_retry(
+                Direction::Push,
+                host,
+                cause,
+                attempt,
+                &format!("upload of {digest}"),
+                &message,
+            );
             first_failure.get_or_insert_with(|| {
                 if interrupted {
                     format!(
@@ -283,6 +313,14 @@ impl BlobWorker {
             match op().await {
                 Ok(v) => return Ok(v),
                 Err(e) if e.is_retryable() && attempt < policy.max_attempts => {
+                    policy.note_retry(
+                        Direction::Push,
+                        self.job.repository.host(),
+                        RetryCause::of(&e),
+                        attempt,
+                        &format!("existence check of {}", self.job.blob.digest),
+                        &e,
+                    );
                     self.reporter
                         .retry_countdown(policy.delay(attempt, e.retry_after()))
                         .await;

@@ -14,7 +14,7 @@ mod token_cache;
 pub(crate) use token::{MAX_LIFETIME, parse_token_response};
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use reqwest::header::{HeaderMap, HeaderValue};
@@ -39,7 +39,13 @@ struct Inner {
     endpoints: Endpoints,
     challenges: Mutex<HashMap<String, Challenge>>,
     tokens: TokenCache,
+    /// Told the registry host each time a refused token makes a request go again.
+    on_token_renewal: OnceLock<TokenRenewalHook>,
 }
+
+/// What the daemon is told when a registry refuses a token before its time and the request is
+/// sent again with a fresh one: the registry host.
+pub(crate) type TokenRenewalHook = Box<dyn Fn(&str) + Send + Sync>;
 
 /// What a request carried, so a 401 can be answered sensibly.
 pub(crate) enum Presented {
@@ -76,7 +82,27 @@ impl Auth {
                 endpoints,
                 challenges: Mutex::default(),
                 tokens: TokenCache::default(),
+                on_token_renewal: OnceLock::new(),
             }),
+        }
+    }
+
+    /// Sets the hook told of token renewals; only the first one set is kept.
+    pub(crate) fn set_token_renewal_hook(&self, hook: TokenRenewalHook) {
+        let _ = self.inner.on_token_renewal.set(hook);
+    }
+
+    /// A request to `host` carried a token the registry refused, and goes again with a fresh
+    /// one: one retry, logged with its cause (never the token) and told to the hook.
+    pub(crate) fn token_renewed(&self, host: &str, operation: &str) {
+        tracing::info!(
+            registry = host,
+            operation,
+            cause = "token_renewal",
+            "the registry refused the token; retrying with a fresh one"
+        );
+        if let Some(hook) = self.inner.on_token_renewal.get() {
+            hook(host);
         }
     }
 
