@@ -482,7 +482,7 @@ fn a_pull_counts_the_bytes_of_its_blobs() {
     assert_eq!(lines[1]["bytes"], 0);
     assert_eq!(lines[1]["blobs_present"].as_f64(), Some(blobs));
 
-    // A pull that fails is counted by cause and summed up as a failure.
+    // A pull refused before it starts (no such image) is an API answer, a 404, not a failed pull.
     let missing = format!("{host}/{repo}-missing:1");
     assert!(!cli.run(&["pull", &missing]).success());
     let s = daemon.scrape();
@@ -495,6 +495,7 @@ fn a_pull_counts_the_bytes_of_its_blobs() {
         ],
         1.0,
     );
+    s.assert("hoist_failures_total", &[], 0.0);
 }
 
 #[test]
@@ -631,4 +632,129 @@ fn a_debug_log_never_holds_a_password_or_token() {
     }
     assert_eq!(daemon.summaries("push finished", &repo).len(), 1);
     assert_eq!(daemon.summaries("pull finished", &repo).len(), 1);
+}
+
+#[test]
+fn a_token_refused_before_its_time_counts_as_a_token_renewal_retry() {
+    // Tokens said to last 30 s die after 2 s at the registry: hoistd's cached one is refused and
+    // the request goes again with a fresh one.
+    let tokens = TokenServer::start(TokenServerOptions {
+        expires_in: Duration::from_secs(30),
+        real_lifetime: Some(Duration::from_secs(2)),
+        ..TokenServerOptions::default()
+    });
+    tokens.add_user(USER, PASSWORD, &[("*", &["pull", "push"])]);
+    let registry = TestRegistry::start(RegistryOptions {
+        auth: tokens.registry_auth(),
+    });
+    let host = registry.host();
+    let daemon = Daemon::start(serde_json::json!({}));
+    let cli = DockerCli::new(&daemon.hoistd.socket()).with_auth(&host, USER, PASSWORD);
+    let repo = unique_repo("metrics/renewal");
+    let image = image(905, &[30_000]);
+    let (first, second) = (format!("{host}/{repo}:1"), format!("{host}/{repo}:2"));
+    load_image(
+        &cli,
+        &image,
+        &[&first, &second],
+        ArchiveFormat::DockerLegacy,
+    );
+    cli.run(&["push", &first]).assert_success("first push");
+    daemon
+        .scrape()
+        .assert("hoist_retries_total", &[("cause", "token_renewal")], 0.0);
+
+    // Wait until the registry refuses the last token hoistd was given.
+    let token = tokens
+        .issued_secrets()
+        .into_iter()
+        .rfind(|t| t.matches('.').count() == 2)
+        .expect("an access token (a JWT) was issued");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while registry
+        .client()
+        .get(format!("{}/v2/", registry.url()))
+        .bearer_auth(&token)
+        .send()
+        .expect("GET /v2/")
+        .status()
+        .as_u16()
+        != 401
+    {
+        assert!(Instant::now() < deadline, "the token never expired");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    cli.run(&["push", &second])
+        .assert_success("push with a token the registry now refuses");
+
+    let logged = daemon
+        .log_lines()
+        .into_iter()
+        .filter(|l| l["cause"] == "token_renewal")
+        .count();
+    assert!(logged >= 1, "the renewal was logged with its cause");
+    daemon.scrape().assert(
+        "hoist_retries_total",
+        &[("registry", host.as_str()), ("cause", "token_renewal")],
+        logged as f64,
+    );
+    assert!(
+        !daemon.hoistd.log().contains(&token),
+        "the refused token is not in the log"
+    );
+}
+
+#[test]
+fn a_failed_push_is_counted_by_cause_and_summed_up_as_a_failure() {
+    let registry = TestRegistry::shared();
+    let proxy = FaultProxy::in_front_of(registry);
+    let daemon = Daemon::start(serde_json::json!({}));
+    let cli = DockerCli::new(&daemon.hoistd.socket());
+    let image = image(906, &[40_000]);
+    let repo = unique_repo("metrics/denied");
+    let name = format!("{}/{repo}:1", proxy.host());
+    load_image(&cli, &image, &[&name], ArchiveFormat::DockerLegacy);
+    proxy.add_rule(FaultRule::new(
+        "PUT",
+        "/manifests/",
+        FaultAction::Respond {
+            status: 403,
+            headers: vec![("Content-Type".into(), "application/json".into())],
+            body: br#"{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}"#
+                .to_vec(),
+        },
+    ));
+    let out = cli.run(&["push", &name]);
+    assert!(!out.success(), "{out}");
+    assert!(out.stderr.contains("denied"), "{out}");
+
+    let s = daemon.scrape();
+    s.assert(
+        "hoist_failures_total",
+        &[("operation", "push"), ("cause", "denied")],
+        1.0,
+    );
+    s.assert("hoist_failures_total", &[], 1.0);
+    s.assert(
+        "hoist_operation_duration_seconds_count",
+        &[("operation", "push"), ("result", "failure")],
+        1.0,
+    );
+    // The blobs did reach the registry before the manifest was refused.
+    s.assert(
+        "hoist_blobs_transferred_total",
+        &[("direction", "push")],
+        image.blobs().count() as f64,
+    );
+    let lines = daemon.summaries("push finished", &repo);
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert_eq!(lines[0]["result"], "failure");
+    assert_eq!(lines[0]["cause"], "denied");
+    assert!(
+        lines[0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("denied")),
+        "{}",
+        lines[0]
+    );
 }
