@@ -31,7 +31,8 @@
 //! - Nothing here retries on its own except two protocol-level recoveries: one re-authentication
 //!   after a 401 on a request that carried a token (every request, blob bodies included: they
 //!   are re-read from the file), and in-session resume of a chunked upload after a failed PATCH
-//!   (at most 5 times, from the offset both sides agree on).
+//!   (at most 5 times, from the offset both sides agree on). The first is logged at info with
+//!   its cause (`token_renewal`) and told to the hook set by [`Registries::on_token_renewal`].
 //! - Tokens are renewed before they expire (a fifth of their life early, at most 30 s), so a
 //!   push longer than a token's life does not meet a 401 at all.
 //! - Token servers are reached with their registry's TLS settings (insecure, certs.d).
