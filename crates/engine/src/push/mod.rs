@@ -380,7 +380,24 @@ impl PushJob {
             chunk_size: engine.chunk_size_for(repository.host()),
         };
         let upload = engine.uploads.upload(job);
-        follow(&upload, blob.is_layer, &id, desc.size, board).await
+        let outcome = follow(&upload, blob.is_layer, &id, desc.size, board).await?;
+        // Recorded while this push still holds the upload: an upload of the blob to another
+        // repository of the registry starting now finds it either running or recorded, and
+        // mounts it from here.
+        let (host, path, digest) = (
+            repository.host().to_owned(),
+            repository.path().to_owned(),
+            desc.digest.clone(),
+        );
+        let recorder = engine.clone();
+        if let Err(e) = engine
+            .blocking(move || recorder.record_sources(&host, &path, &[digest]))
+            .await
+        {
+            tracing::warn!(error = %e, "could not record where a pushed blob went");
+        }
+        drop(upload);
+        Ok(outcome)
     }
 }
 
