@@ -4,7 +4,9 @@
 use axum::body::Body;
 use axum::extract::{Extension, Path, State};
 use axum::response::Response;
-use hoist_engine::{ImportRequest, Platform, PullEvent, PullLayerState, PullRequest};
+use hoist_engine::{
+    ImportRequest, Platform, PullEvent, PullLayerState, PullPlatforms, PullRequest,
+};
 
 use crate::error::ApiError;
 use crate::jsonmessage::JsonMessage;
@@ -30,7 +32,11 @@ pub async fn create(
             let request = PullRequest {
                 image: image.to_owned(),
                 tag: params.non_empty("tag").map(str::to_owned),
-                platform: platform.map(Platform::parse_specifier).transpose()?,
+                // A pull also takes `all`: every platform of an index.
+                platforms: platform
+                    .map(PullPlatforms::parse)
+                    .transpose()?
+                    .unwrap_or_default(),
                 auth: auth.or_anonymous(),
             };
             pull(state, request).await
