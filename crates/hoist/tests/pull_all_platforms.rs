@@ -15,6 +15,7 @@ use hoist_testkit::image::{
     BlobDir, Flavor, Image, ImageBuilder, ImageIndex, IndexBuilder, LayerSpec, Platform,
     sha256_digest,
 };
+use hoist_testkit::proxy::{FaultAction, FaultProxy, FaultRule};
 use hoist_testkit::registry::{RegistryOptions, TestRegistry};
 use hoist_testkit::skopeo;
 use push_support::*;
@@ -475,6 +476,48 @@ fn a_docker_manifest_list_round_trips_whole_too() {
     // skopeo's OCI layouts cannot carry Docker media types; the harness PUTs them verbatim.
     source.push_index(&repo, "1", &index);
     air_gap(source, &target, &repo, &index);
+}
+
+#[test]
+fn an_attestation_that_cannot_be_fetched_fails_a_pull_of_every_platform_only() {
+    let registry = TestRegistry::shared();
+    let proxy = FaultProxy::in_front_of(registry);
+    let index = three_platform_index(909);
+    let repo = unique_repo("allplat/noattest");
+    seed(registry, &index, &repo);
+    // arm/v7's attestation statement is gone from the registry, which says so as distribution
+    // does.
+    let statement = &index.attestations[2].layers[0].blob.digest;
+    let unknown = format!(
+        r#"{{"errors":[{{"code":"BLOB_UNKNOWN","message":"blob unknown to registry","detail":"{statement}"}}]}}"#
+    );
+    proxy.add_rule(FaultRule::new(
+        "GET",
+        &format!("/blobs/{statement}"),
+        FaultAction::respond(
+            404,
+            &[("Content-Type", "application/json")],
+            unknown.as_bytes(),
+        ),
+    ));
+    let hoistd = start_hoistd();
+    let cli = DockerCli::new(&hoistd.socket());
+    let name = format!("{}/{repo}:1", proxy.host());
+
+    let out = cli.run(&["pull", "--platform", "all", &name]);
+    assert!(!out.success(), "{}", out.stdout);
+    assert!(
+        out.stderr.contains("blob unknown to registry"),
+        "{}",
+        out.stderr
+    );
+    let images = cli.run(&["image", "ls", "-q"]);
+    images.assert_success("docker image ls");
+    assert_eq!(images.stdout.trim(), "", "a failed pull keeps no image");
+
+    // One platform's pull does without its attestations, as before.
+    let host = cli.run(&["pull", "--platform", "linux/arm/v7", &name]);
+    host.assert_success("docker pull --platform linux/arm/v7");
 }
 
 #[test]
