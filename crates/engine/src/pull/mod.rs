@@ -17,7 +17,7 @@ mod layers;
 pub(crate) mod resolve;
 mod source;
 
-use futures_util::future::try_join_all;
+use futures_util::{StreamExt, TryStreamExt};
 use hoist_reference::{Digest, Reference};
 use hoist_store::{Descriptor, Lease};
 
@@ -34,6 +34,10 @@ use crate::platform::Platform;
 use crate::progress::ProgressBoard;
 use crate::{media, names};
 use resolve::{Resolved, choose_platform, every_platform, fetch_child, list_tags, resolve_top};
+
+/// Child manifests of one index fetched at once (they are small; their layers go through the
+/// daemon-wide download slots).
+const MANIFEST_FETCHES_AT_ONCE: usize = 8;
 
 /// What the client asked for.
 #[derive(Debug)]
@@ -228,13 +232,7 @@ impl PullJob {
         let manifests = if image.platform_entries.is_empty() {
             vec![image.top.clone()]
         } else {
-            try_join_all(
-                image
-                    .platform_entries
-                    .iter()
-                    .map(|entry| self.child_manifest(lease, entry)),
-            )
-            .await?
+            self.child_manifests(lease, &image.platform_entries).await?
         };
         let mut configs = Vec::new();
         let mut layers = Vec::new();
@@ -288,6 +286,25 @@ impl PullJob {
         Ok(newer)
     }
 
+    /// Child manifests of the index, in order, a few fetched at once: an index may list
+    /// thousands.
+    async fn child_manifests(
+        &self,
+        lease: &Lease,
+        entries: &[IndexEntry],
+    ) -> Result<Vec<Resolved>, EngineError> {
+        // The futures are made first: a stream mapping borrowed entries is not `Send` for every
+        // lifetime, which the response body needs.
+        let fetches: Vec<_> = entries
+            .iter()
+            .map(|entry| self.child_manifest(lease, entry))
+            .collect();
+        futures_util::stream::iter(fetches)
+            .buffered(MANIFEST_FETCHES_AT_ONCE)
+            .try_collect()
+            .await
+    }
+
     /// A child manifest of the index: from the store when an earlier pull brought it, else from
     /// the registry, stored under the lease.
     async fn child_manifest(
@@ -338,12 +355,7 @@ impl PullJob {
         if entries.is_empty() {
             return Ok(Vec::new());
         }
-        let manifests = try_join_all(
-            entries
-                .iter()
-                .map(|entry| self.child_manifest(lease, entry)),
-        )
-        .await?;
+        let manifests = self.child_manifests(lease, entries).await?;
         let mut configs = Vec::new();
         let mut blobs = Vec::new();
         for manifest in &manifests {
