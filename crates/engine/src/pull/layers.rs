@@ -13,27 +13,33 @@ use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::progress::ProgressBoard;
 
-/// Makes the config and layers of one manifest present in the store, protected by `lease`.
-/// When all of it is already there nothing is shown, as moby shows no layer lines for an image
-/// it has.
+/// Makes the configs and layers of the manifests pulled present in the store, protected by
+/// `lease`: the layers of several manifests (every platform of an index) are shown as one list,
+/// each blob once, bottom-up per manifest, one manifest after the other. When all of it is
+/// already there nothing is shown, as moby shows no layer lines for an image it has.
 pub(crate) async fn fetch_content(
     engine: &Engine,
     sources: &[Source],
     lease: &Lease,
-    config: &Descriptor,
+    configs: &[Descriptor],
     layers: &[Descriptor],
     board: &ProgressBoard<PullEvent>,
 ) -> Result<(), EngineError> {
-    // A layer listed twice is one blob, shown once.
-    let mut shown: Vec<Descriptor> = Vec::new();
-    for layer in layers {
-        if !shown.iter().any(|l| l.digest == layer.digest) {
-            shown.push(layer.clone());
+    // A blob listed twice is fetched, and shown, once.
+    let distinct = |descriptors: &[Descriptor]| {
+        let mut unique: Vec<Descriptor> = Vec::new();
+        for d in descriptors {
+            if !unique.iter().any(|u| u.digest == d.digest) {
+                unique.push(d.clone());
+            }
         }
-    }
+        unique
+    };
+    let (configs, shown) = (distinct(configs), distinct(layers));
     let present = {
         let (store, lease) = (engine.store.clone(), lease.clone());
-        let digests: Vec<_> = std::iter::once(config)
+        let digests: Vec<_> = configs
+            .iter()
             .chain(&shown)
             .map(|d| d.digest.clone())
             .collect();
@@ -53,7 +59,7 @@ pub(crate) async fn fetch_content(
     if present.iter().all(|p| *p) {
         return Ok(());
     }
-    let (config_present, layers_present) = (present[0], &present[1..]);
+    let (configs_present, layers_present) = present.split_at(configs.len());
     let ids: Vec<String> = shown
         .iter()
         .map(|l| l.digest.short_id().to_owned())
@@ -81,15 +87,17 @@ pub(crate) async fn fetch_content(
         sources: sources.to_vec(),
     };
     let mut follows = Vec::new();
-    if !config_present {
-        // The config transfers like a layer but is not shown, as in docker.
-        follows.push(follow(
-            engine.downloads.fetch(request(config)),
-            None,
-            config.size,
-            board,
-            &completion,
-        ));
+    for (config, present) in configs.iter().zip(configs_present) {
+        if !present {
+            // A config transfers like a layer but is not shown, as in docker.
+            follows.push(follow(
+                engine.downloads.fetch(request(config)),
+                None,
+                config.size,
+                board,
+                &completion,
+            ));
+        }
     }
     for (index, layer) in shown.iter().enumerate() {
         if !layers_present[index] {
