@@ -64,7 +64,7 @@ pub use observe::{
 pub use platform::Platform;
 pub use progress::ProgressBoard;
 pub use prune::{PruneReport, PrunedItem};
-pub use pull::{PullEvent, PullJob, PullLayerState, PullRequest};
+pub use pull::{PullEvent, PullJob, PullLayerState, PullPlatforms, PullRequest};
 pub use push::{LayerState, PushEvent, PushJob, PushRequest};
 pub use save::SavePlan;
 pub use search::{SearchFilters, SearchRequest, SearchResult};

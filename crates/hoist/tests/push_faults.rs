@@ -135,6 +135,111 @@ fn concurrent_pushes_of_one_image_upload_each_blob_once() {
 }
 
 #[test]
+fn concurrent_pushes_to_other_repositories_upload_each_blob_once_and_mount_it() {
+    let s = Scenario::new(
+        "shared-a",
+        114,
+        &[2_000_000, 1_500_000, 1_000_000],
+        json!({}),
+    );
+    // Four more repositories of the same registry, each with a tag of the same image.
+    let repos: Vec<String> = (0..4).map(|_| unique_repo("shared-b")).collect();
+    let names: Vec<String> = repos
+        .iter()
+        .map(|repo| {
+            let name = format!("{}/{repo}:1", s.proxy.host());
+            s.cli
+                .run(&["tag", &s.name, &name])
+                .assert_success("docker tag");
+            name
+        })
+        .collect();
+    // Slow uploads (2 s for the largest) so that every push starts while the first one's
+    // layers are still being sent.
+    s.slow_uploads(1_000_000);
+    let first = s.cli.spawn(&["push", &s.name]);
+    wait_for_upload(&s.proxy);
+    let others: Vec<_> = names.iter().map(|n| s.cli.spawn(&["push", n])).collect();
+    first
+        .wait(Duration::from_secs(60))
+        .assert_success("the first push");
+    let mut mounted_lines = 0;
+    for (name, push) in names.iter().zip(others) {
+        let out = push.wait(Duration::from_secs(60));
+        out.assert_success(&format!("docker push {name}"));
+        mounted_lines += out.stdout.matches("Mounted from").count();
+    }
+    for blob in s.image.blobs() {
+        assert_eq!(
+            s.proxy.completed_uploads(&blob.digest),
+            1,
+            "blob {} uploaded once to the registry: uploads {:#?}, mounts {:#?}",
+            blob.digest,
+            s.proxy.upload_counts(),
+            s.proxy.mount_counts()
+        );
+        assert_eq!(
+            s.proxy.mounts(&blob.digest),
+            repos.len(),
+            "blob {} mounted into every other repository",
+            blob.digest
+        );
+    }
+    // The CLI shows layers only (the config is a blob but not a layer line).
+    assert_eq!(
+        mounted_lines,
+        repos.len() * s.image.layers.len(),
+        "every layer of every other push reads `Mounted from`"
+    );
+    s.assert_pushed();
+    for repo in &repos {
+        assert_registry_has_image(s.registry, repo, "1", &s.image);
+    }
+}
+
+#[test]
+fn a_refused_mount_after_waiting_falls_back_to_an_upload() {
+    let s = Scenario::new("shared-refused", 115, &[1_500_000], json!({}));
+    let other = format!("{}/{}:1", s.proxy.host(), unique_repo("shared-refused-b"));
+    s.cli
+        .run(&["tag", &s.name, &other])
+        .assert_success("docker tag");
+    // The registry refuses every cross-repository mount.
+    s.proxy.add_rule(
+        FaultRule::new("POST", "/blobs/uploads/", FaultAction::status(403)).query("mount="),
+    );
+    s.slow_uploads(1_000_000);
+    let first = s.cli.spawn(&["push", &s.name]);
+    wait_for_upload(&s.proxy);
+    let second = s.cli.spawn(&["push", &other]);
+    first
+        .wait(Duration::from_secs(60))
+        .assert_success("the first push");
+    let out = second.wait(Duration::from_secs(60));
+    out.assert_success("the push that waited");
+    assert!(
+        !out.stdout.contains("Mounted from"),
+        "nothing was mounted: {}",
+        out.stdout
+    );
+    for blob in s.image.blobs() {
+        assert_eq!(
+            s.proxy.completed_uploads(&blob.digest),
+            2,
+            "blob {} uploaded by each push once the mount was refused",
+            blob.digest
+        );
+    }
+    s.assert_pushed();
+    let repo = other
+        .split_once('/')
+        .and_then(|(_, rest)| rest.rsplit_once(':'))
+        .map(|(repo, _)| repo.to_owned())
+        .expect("repository of the second name");
+    assert_registry_has_image(s.registry, &repo, "1", &s.image);
+}
+
+#[test]
 fn uploads_respect_the_limit_largest_first_and_show_waiting() {
     let sizes = [300_000, 900_000, 500_000, 700_000, 400_000, 800_000];
     let s = Scenario::new("limit", 102, &sizes, json!({"max-concurrent-uploads": 1}));

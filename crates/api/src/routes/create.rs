@@ -4,7 +4,9 @@
 use axum::body::Body;
 use axum::extract::{Extension, Path, State};
 use axum::response::Response;
-use hoist_engine::{ImportRequest, Platform, PullEvent, PullLayerState, PullRequest};
+use hoist_engine::{
+    ImportRequest, Platform, PullEvent, PullLayerState, PullPlatforms, PullRequest,
+};
 
 use crate::error::ApiError;
 use crate::jsonmessage::JsonMessage;
@@ -22,21 +24,27 @@ pub async fn create(
     body: Body,
 ) -> Result<Response, ApiError> {
     // A plain `os/arch[/variant]` here, unlike push's JSON; ignored before API 1.32, as in moby.
-    let platform = match params.non_empty("platform") {
-        Some(text) if version.at_least("1.32") => Some(Platform::parse_specifier(text)?),
-        _ => None,
-    };
+    let platform = params
+        .non_empty("platform")
+        .filter(|_| version.at_least("1.32"));
     match params.non_empty("fromImage") {
         Some(image) => {
             let request = PullRequest {
                 image: image.to_owned(),
                 tag: params.non_empty("tag").map(str::to_owned),
-                platform,
+                // A pull also takes `all`: every platform of an index.
+                platforms: platform
+                    .map(PullPlatforms::parse)
+                    .transpose()?
+                    .unwrap_or_default(),
                 auth: auth.or_anonymous(),
             };
             pull(state, request).await
         }
         None => {
+            // Taken first: a refused request still reads the upload to its end (see `import`).
+            let body = request_body_reader(body);
+            let platform = platform.map(Platform::parse_specifier).transpose()?;
             let request = ImportRequest {
                 source: params.get("fromSrc").unwrap_or_default().to_owned(),
                 repo: params.non_empty("repo").map(str::to_owned),
@@ -111,8 +119,11 @@ fn render(event: PullEvent) -> JsonMessage {
 /// As in moby, nothing is written before the image is stored, so every failure keeps its
 /// status. The request body is read to its end whatever happens, so a client still uploading
 /// always gets to read the answer.
-async fn import(state: AppState, request: ImportRequest, body: Body) -> Result<Response, ApiError> {
-    let body = request_body_reader(body);
+async fn import(
+    state: AppState,
+    request: ImportRequest,
+    body: impl tokio::io::AsyncRead + Send + Unpin + 'static,
+) -> Result<Response, ApiError> {
     let job = state.engine.prepare_import(request)?;
     let id = job.run(body).await?;
     let line = JsonMessage::status(id.to_string());

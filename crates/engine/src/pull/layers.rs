@@ -14,27 +14,34 @@ use crate::error::EngineError;
 use crate::progress::ProgressBoard;
 use crate::summary::Tally;
 
-/// Makes the config and layers of one manifest present in the store, protected by `lease`,
-/// counting on `tally` what was there and what was downloaded. When all of it is already there
-/// nothing is shown, as moby shows no layer lines for an image it has.
+/// Makes the configs and layers of the manifests pulled present in the store, protected by
+/// `lease`: the layers of several manifests (every platform of an index) are shown as one list,
+/// each blob once, bottom-up per manifest, one manifest after the other; `tally` counts what
+/// was there and what was downloaded. When all of it is already there nothing is shown, as moby
+/// shows no layer lines for an image it has.
 pub(crate) async fn fetch_content(
     engine: &Engine,
     sources: &[Source],
     lease: &Lease,
-    (config, layers): (&Descriptor, &[Descriptor]),
+    (configs, layers): (&[Descriptor], &[Descriptor]),
     board: &ProgressBoard<PullEvent>,
     tally: &Tally,
 ) -> Result<(), EngineError> {
-    // A layer listed twice is one blob, shown once.
-    let mut shown: Vec<Descriptor> = Vec::new();
-    for layer in layers {
-        if !shown.iter().any(|l| l.digest == layer.digest) {
-            shown.push(layer.clone());
+    // A blob listed twice is fetched, and shown, once.
+    let distinct = |descriptors: &[Descriptor]| {
+        let mut unique: Vec<Descriptor> = Vec::new();
+        for d in descriptors {
+            if !unique.iter().any(|u| u.digest == d.digest) {
+                unique.push(d.clone());
+            }
         }
-    }
+        unique
+    };
+    let (configs, shown) = (distinct(configs), distinct(layers));
     let present = {
         let (store, lease) = (engine.store.clone(), lease.clone());
-        let digests: Vec<_> = std::iter::once(config)
+        let digests: Vec<_> = configs
+            .iter()
             .chain(&shown)
             .map(|d| d.digest.clone())
             .collect();
@@ -55,7 +62,7 @@ pub(crate) async fn fetch_content(
     if present.iter().all(|p| *p) {
         return Ok(());
     }
-    let (config_present, layers_present) = (present[0], &present[1..]);
+    let (configs_present, layers_present) = present.split_at(configs.len());
     let ids: Vec<String> = shown
         .iter()
         .map(|l| l.digest.short_id().to_owned())
@@ -83,16 +90,18 @@ pub(crate) async fn fetch_content(
         sources: sources.to_vec(),
     };
     let mut follows = Vec::new();
-    if !config_present {
-        // The config transfers like a layer but is not shown, as in docker.
-        follows.push(follow(
-            engine.downloads.fetch(request(config)),
-            None,
-            config.size,
-            board,
-            &completion,
-            tally,
-        ));
+    for (config, present) in configs.iter().zip(configs_present) {
+        if !present {
+            // A config transfers like a layer but is not shown, as in docker.
+            follows.push(follow(
+                engine.downloads.fetch(request(config)),
+                None,
+                config.size,
+                board,
+                &completion,
+                tally,
+            ));
+        }
     }
     for (index, layer) in shown.iter().enumerate() {
         if !layers_present[index] {

@@ -6,8 +6,10 @@
 //! reporting on a progress board, and fails in-stream.
 //!
 //! A multi-platform index is kept byte for byte (so the image ID and a later push keep its
-//! digest), with the content of one platform only: the one asked for, or the host's. The image
-//! is then partial, which push and save handle.
+//! digest), with the content of one platform: the one asked for, or the host's. The image is
+//! then partial, which push and save handle. With `platform=all` every manifest the index lists
+//! comes along, attestations included, and the image is complete: a save or push of it carries
+//! the whole index.
 
 mod errors;
 mod events;
@@ -17,6 +19,7 @@ mod source;
 
 use std::sync::Arc;
 
+use futures_util::{StreamExt, TryStreamExt};
 use hoist_reference::{Digest, Reference};
 use hoist_store::{Descriptor, Lease};
 
@@ -34,7 +37,11 @@ use crate::platform::Platform;
 use crate::progress::ProgressBoard;
 use crate::summary::{OperationReport, Tally};
 use crate::{media, names};
-use resolve::{Resolved, choose_platform, fetch_child, list_tags, resolve_top};
+use resolve::{Resolved, choose_platform, every_platform, fetch_child, list_tags, resolve_top};
+
+/// Child manifests of one index fetched at once (they are small; their layers go through the
+/// daemon-wide download slots).
+const MANIFEST_FETCHES_AT_ONCE: usize = 8;
 
 /// What the client asked for.
 #[derive(Debug)]
@@ -43,9 +50,45 @@ pub struct PullRequest {
     pub image: String,
     /// A tag or a digest; replaces what `image` carries.
     pub tag: Option<String>,
-    /// `os/arch[/variant]` of the manifest to fetch from an index; the host's when None.
-    pub platform: Option<Platform>,
+    /// Which manifests of an index to fetch.
+    pub platforms: PullPlatforms,
     pub auth: AuthConfig,
+}
+
+/// Which manifests of a multi-platform index a pull fetches, with their content.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum PullPlatforms {
+    /// The best match for the host, and its attestations (no `platform` given).
+    #[default]
+    Host,
+    /// The manifest of this platform, matched exactly after normalisation, and its attestations.
+    One(Platform),
+    /// Every manifest the index lists, attestations included (`platform=all`).
+    All,
+}
+
+impl PullPlatforms {
+    /// The value of pull's `platform` that asks for every platform. moby refuses it (it is
+    /// neither an OS nor an architecture), so it gives no request moby serves another meaning;
+    /// the docker CLI passes `--platform` through unchecked, so `docker pull --platform all` works.
+    pub const ALL: &'static str = "all";
+
+    /// Reads pull's `platform` parameter: [`PullPlatforms::ALL`], or `os/arch[/variant]` with
+    /// containerd's error for anything else.
+    pub fn parse(text: &str) -> Result<PullPlatforms, EngineError> {
+        if text == Self::ALL {
+            return Ok(PullPlatforms::All);
+        }
+        Platform::parse_specifier(text).map(PullPlatforms::One)
+    }
+
+    /// The one platform asked for, if any.
+    fn requested(&self) -> Option<&Platform> {
+        match self {
+            PullPlatforms::One(platform) => Some(platform),
+            PullPlatforms::Host | PullPlatforms::All => None,
+        }
+    }
 }
 
 /// A pull resolved and ready to run.
@@ -54,8 +97,9 @@ pub struct PullJob {
     /// What the client named: a tag, a digest, or a repository (every tag).
     reference: Reference,
     images: Vec<PullImage>,
-    /// Set when the platform was asked for (a mismatch of a single-platform image is warned of).
-    platform: Option<Platform>,
+    /// What was asked for (a mismatch of a single-platform image with one platform is warned
+    /// of).
+    platforms: PullPlatforms,
     sources: Vec<Source>,
     /// What the pull moved, for its summary line.
     tally: Arc<Tally>,
@@ -65,8 +109,8 @@ pub struct PullJob {
 struct PullImage {
     reference: Reference,
     top: Resolved,
-    /// For an index: the platform manifest to fetch.
-    platform_entry: Option<IndexEntry>,
+    /// For an index: the platform manifests to fetch (one, or every one with `platform=all`).
+    platform_entries: Vec<IndexEntry>,
 }
 
 impl Engine {
@@ -93,26 +137,26 @@ impl Engine {
         let mut images = Vec::with_capacity(references.len());
         for reference in references {
             let top = resolve_top(&mut sources, &reference, &self.retry).await?;
-            let platform_entry = if top.is_index() {
-                Some(choose_platform(
+            let platform_entries = match (&request.platforms, top.is_index()) {
+                (_, false) => Vec::new(),
+                (PullPlatforms::All, true) => every_platform(&top)?,
+                (platforms, true) => vec![choose_platform(
                     &top,
-                    request.platform.as_ref(),
+                    platforms.requested(),
                     &self.host_platform,
-                )?)
-            } else {
-                None
+                )?],
             };
             images.push(PullImage {
                 reference,
                 top,
-                platform_entry,
+                platform_entries,
             });
         }
         Ok(PullJob {
             engine: self.clone(),
             reference,
             images,
-            platform: request.platform,
+            platforms: request.platforms,
             sources,
             tally: Arc::default(),
         })
@@ -196,7 +240,6 @@ impl PullJob {
         board: &ProgressBoard<PullEvent>,
     ) -> Result<bool, EngineError> {
         let engine = &self.engine;
-        let policy = &engine.retry;
         let id = match image.reference.tag() {
             Some(tag) => tag.to_owned(),
             None => image.reference.to_string(),
@@ -206,48 +249,46 @@ impl PullJob {
             repository: image.reference.path().to_owned(),
         });
         self.store_manifest(lease, &image.top).await?;
-        let manifest = match &image.platform_entry {
-            Some(entry) => match self.stored_manifest(lease, &entry.descriptor).await? {
-                Some(stored) => stored,
-                None => {
-                    let child = fetch_child(&self.sources, entry, policy).await?;
-                    self.store_manifest(lease, &child).await?;
-                    child
-                }
-            },
-            None => image.top.clone(),
+        let manifests = if image.platform_entries.is_empty() {
+            vec![image.top.clone()]
+        } else {
+            self.child_manifests(lease, &image.platform_entries).await?
         };
-        let doc: ManifestDoc = serde_json::from_slice(&manifest.bytes).map_err(|e| {
-            EngineError::InvalidArgument(format!(
-                "manifest {} is malformed: {e}",
-                manifest.descriptor.digest
-            ))
-        })?;
-        let config = doc.config.clone().ok_or_else(|| {
-            EngineError::InvalidArgument(format!(
-                "manifest {} has no config",
-                manifest.descriptor.digest
-            ))
-        })?;
-        let layers: Vec<Descriptor> = doc
-            .layers
-            .into_iter()
-            .filter(|l| !media::is_non_distributable(&l.media_type))
-            .collect();
-        layers::fetch_content(
+        let mut configs = Vec::new();
+        let mut layers = Vec::new();
+        for manifest in &manifests {
+            let (config, own_layers) = image_blobs(manifest)?;
+            configs.push(config);
+            layers.extend(own_layers);
+        }
+        let shown = layers::fetch_content(
             engine,
             &self.sources,
             lease,
-            (&config, &layers),
+            (&configs, &layers),
             board,
             &self.tally,
-        )
-        .await?;
+        );
+        let attested = match self.platforms {
+            // Everything was asked for: an attestation that cannot be fetched fails the pull.
+            PullPlatforms::All => {
+                let entries = attestation_entries(image, |_| true);
+                let (_, attested) =
+                    futures_util::try_join!(shown, self.fetch_attestations(&entries, lease))?;
+                attested
+            }
+            PullPlatforms::Host | PullPlatforms::One(_) => {
+                shown.await?;
+                self.fetch_attestations_quietly(image, lease).await
+            }
+        };
         // The origin holds what was pulled (a mirror only caches it): later pushes to that
         // registry mount these blobs instead of uploading them again.
-        let blobs: Vec<Digest> = std::iter::once(&config)
+        let blobs: Vec<Digest> = configs
+            .iter()
             .chain(&layers)
             .map(|d| d.digest.clone())
+            .chain(attested)
             .collect();
         let (host, path) = (
             image.reference.domain().to_owned(),
@@ -257,10 +298,9 @@ impl PullJob {
         engine
             .blocking(move || recorder.record_sources(&host, &path, &blobs))
             .await?;
-        if let Some(entry) = &image.platform_entry {
-            self.fetch_attestations(image, entry, lease).await;
-        }
-        if let Some(note) = self.platform_mismatch(image, &config).await? {
+        if let [config] = configs.as_slice()
+            && let Some(note) = self.platform_mismatch(image, config).await?
+        {
             board.post(PullEvent::Note(note));
         }
         let target = image.top.descriptor.clone();
@@ -273,54 +313,98 @@ impl PullJob {
         Ok(newer)
     }
 
+    /// Child manifests of the index, in order, a few fetched at once: an index may list
+    /// thousands.
+    async fn child_manifests(
+        &self,
+        lease: &Lease,
+        entries: &[IndexEntry],
+    ) -> Result<Vec<Resolved>, EngineError> {
+        // The futures are made first: a stream mapping borrowed entries is not `Send` for every
+        // lifetime, which the response body needs.
+        let fetches: Vec<_> = entries
+            .iter()
+            .map(|entry| self.child_manifest(lease, entry))
+            .collect();
+        futures_util::stream::iter(fetches)
+            .buffered(MANIFEST_FETCHES_AT_ONCE)
+            .try_collect()
+            .await
+    }
+
+    /// A child manifest of the index: from the store when an earlier pull brought it, else from
+    /// the registry, stored under the lease.
+    async fn child_manifest(
+        &self,
+        lease: &Lease,
+        entry: &IndexEntry,
+    ) -> Result<Resolved, EngineError> {
+        if let Some(stored) = self.stored_manifest(lease, &entry.descriptor).await? {
+            return Ok(stored);
+        }
+        let fetched = fetch_child(&self.sources, entry, &self.engine.retry).await?;
+        self.store_manifest(lease, &fetched).await?;
+        Ok(fetched)
+    }
+
     /// The index's attestation manifests for the platform pulled (BuildKit's provenance and
     /// SBOM, small), with their content, so that a save or push of the image carries them. moby
-    /// leaves them behind. Quietly, as they are not layers of the image: one that cannot be
-    /// fetched is logged and the pull goes on without it.
-    async fn fetch_attestations(&self, image: &PullImage, pulled: &IndexEntry, lease: &Lease) {
-        let Ok(index) = parse_manifest(&image.top.descriptor.digest, &image.top.bytes) else {
-            return;
-        };
-        let subject = pulled.descriptor.digest.as_str();
-        for entry in index.manifests.iter().filter(|e| attests(e, subject)) {
-            if let Err(e) = self.fetch_attestation(entry, lease).await {
+    /// leaves them behind. Quietly, as they are not layers of the image: when they cannot be
+    /// fetched, that is logged and the pull goes on without them. Returns the blobs fetched.
+    async fn fetch_attestations_quietly(&self, image: &PullImage, lease: &Lease) -> Vec<Digest> {
+        let subjects: Vec<&str> = image
+            .platform_entries
+            .iter()
+            .map(|e| e.descriptor.digest.as_str())
+            .collect();
+        let entries =
+            attestation_entries(image, |entry| subjects.iter().any(|s| attests(entry, s)));
+        match self.fetch_attestations(&entries, lease).await {
+            Ok(blobs) => blobs,
+            Err(e) => {
                 tracing::warn!(
                     image = %image.reference,
-                    attestation = %entry.descriptor.digest,
                     error = %e,
-                    "an attestation manifest could not be pulled; the image is pulled without it"
+                    "attestation manifests could not be pulled; the image is pulled without them"
                 );
+                Vec::new()
             }
         }
     }
 
-    async fn fetch_attestation(
+    /// Fetches attestation manifests and their config and layers, without progress lines (moby
+    /// shows only image layers). Returns the blobs besides the manifests.
+    async fn fetch_attestations(
         &self,
-        entry: &IndexEntry,
+        entries: &[IndexEntry],
         lease: &Lease,
-    ) -> Result<(), EngineError> {
-        let manifest = match self.stored_manifest(lease, &entry.descriptor).await? {
-            Some(stored) => stored,
-            None => {
-                let fetched = fetch_child(&self.sources, entry, &self.engine.retry).await?;
-                self.store_manifest(lease, &fetched).await?;
-                fetched
-            }
-        };
-        let doc = parse_manifest(&manifest.descriptor.digest, &manifest.bytes)?;
-        let Some(config) = doc.config else {
-            return Ok(());
-        };
+    ) -> Result<Vec<Digest>, EngineError> {
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let manifests = self.child_manifests(lease, entries).await?;
+        let mut configs = Vec::new();
+        let mut blobs = Vec::new();
+        for manifest in &manifests {
+            let doc = parse_manifest(&manifest.descriptor.digest, &manifest.bytes)?;
+            configs.extend(doc.config);
+            blobs.extend(doc.layers);
+        }
         let unseen = ProgressBoard::new(PullEvent::progress);
         layers::fetch_content(
             &self.engine,
             &self.sources,
             lease,
-            (&config, &doc.layers),
+            (&configs, &blobs),
             &unseen,
             &self.tally,
         )
-        .await
+        .await?;
+        Ok(configs
+            .iter()
+            .chain(&blobs)
+            .map(|d| d.digest.clone())
+            .collect())
     }
 
     /// Stores a manifest's bytes under the lease, checking they are what the registry said.
@@ -371,10 +455,10 @@ impl PullJob {
         image: &PullImage,
         config: &Descriptor,
     ) -> Result<Option<String>, EngineError> {
-        let Some(wanted) = self.platform.clone() else {
+        let Some(wanted) = self.platforms.requested().cloned() else {
             return Ok(None);
         };
-        if image.platform_entry.is_some() {
+        if !image.platform_entries.is_empty() {
             return Ok(None);
         }
         let (store, digest) = (self.engine.store.clone(), config.digest.clone());
@@ -392,6 +476,43 @@ impl PullJob {
             actual.format(),
             wanted.format()
         )))
+    }
+}
+
+/// The config and the distributable layers of an image manifest.
+fn image_blobs(manifest: &Resolved) -> Result<(Descriptor, Vec<Descriptor>), EngineError> {
+    let doc: ManifestDoc = serde_json::from_slice(&manifest.bytes).map_err(|e| {
+        EngineError::InvalidArgument(format!(
+            "manifest {} is malformed: {e}",
+            manifest.descriptor.digest
+        ))
+    })?;
+    let config = doc.config.ok_or_else(|| {
+        EngineError::InvalidArgument(format!(
+            "manifest {} has no config",
+            manifest.descriptor.digest
+        ))
+    })?;
+    let layers = doc
+        .layers
+        .into_iter()
+        .filter(|l| !media::is_non_distributable(&l.media_type))
+        .collect();
+    Ok((config, layers))
+}
+
+/// The attestation manifests of the image's index that `wanted` selects; none for a manifest.
+fn attestation_entries(image: &PullImage, wanted: impl Fn(&IndexEntry) -> bool) -> Vec<IndexEntry> {
+    if !image.top.is_index() {
+        return Vec::new();
+    }
+    match parse_manifest(&image.top.descriptor.digest, &image.top.bytes) {
+        Ok(index) => index
+            .manifests
+            .into_iter()
+            .filter(|e| e.is_attestation() && wanted(e))
+            .collect(),
+        Err(_) => Vec::new(),
     }
 }
 
@@ -452,5 +573,24 @@ mod tests {
         assert_eq!(err.to_string(), "'scratch' is a reserved name");
         assert_eq!(err.kind(), crate::ErrorKind::Forbidden);
         assert!(requested_reference("Foo", None).is_err());
+    }
+
+    #[test]
+    fn platform_all_is_every_platform_and_anything_else_a_platform() {
+        assert_eq!(PullPlatforms::parse("all").unwrap(), PullPlatforms::All);
+        assert_eq!(
+            PullPlatforms::parse("linux/arm64").unwrap(),
+            PullPlatforms::One(Platform::parse_specifier("linux/arm64").unwrap())
+        );
+        // moby's words for what is neither; the keyword is exact, as the CLI lowercases.
+        for text in ["ALL", "bogus", "all/"] {
+            let err = PullPlatforms::parse(text).unwrap_err();
+            assert_eq!(err.kind(), crate::ErrorKind::InvalidArgument, "{text}");
+        }
+        assert_eq!(
+            PullPlatforms::parse("bogus").unwrap_err().to_string(),
+            "\"bogus\": unknown operating system or architecture: invalid argument"
+        );
+        assert_eq!(PullPlatforms::All.requested(), None);
     }
 }

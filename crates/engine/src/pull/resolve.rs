@@ -1,5 +1,5 @@
 //! Resolving what a pull names: the top manifest (by tag or digest) from the first source that
-//! has it, and, for a multi-platform index, the one platform manifest to fetch.
+//! has it, and, for a multi-platform index, the platform manifests to fetch.
 
 use bytes::Bytes;
 use hoist_reference::Reference;
@@ -217,6 +217,31 @@ pub(crate) fn choose_platform(
     })
 }
 
+/// Every image manifest an index lists, attestations aside (a pull of every platform fetches
+/// those with their subjects' content, quietly). An entry that is not an image manifest (a
+/// nested index) is refused: such a pull promises the whole index.
+pub(crate) fn every_platform(index: &Resolved) -> Result<Vec<IndexEntry>, EngineError> {
+    let doc: ManifestDoc = serde_json::from_slice(&index.bytes).map_err(|e| {
+        EngineError::InvalidArgument(format!(
+            "image index {} is malformed: {e}",
+            index.descriptor.digest
+        ))
+    })?;
+    let mut entries = Vec::new();
+    for entry in doc.manifests {
+        if !media::is_manifest(&entry.descriptor.media_type) {
+            return Err(EngineError::InvalidArgument(format!(
+                "image index {} lists {} of media type {}, which a pull of every platform cannot fetch",
+                index.descriptor.digest, entry.descriptor.digest, entry.descriptor.media_type
+            )));
+        }
+        if !entry.is_attestation() {
+            entries.push(entry);
+        }
+    }
+    Ok(entries)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,6 +274,29 @@ mod tests {
     }
 
     #[test]
+    fn every_platform_takes_entries_without_a_platform_and_refuses_nested_indexes() {
+        let mut bare = entry(4, serde_json::json!(null));
+        bare.as_object_mut().unwrap().remove("platform");
+        let idx = index(serde_json::json!([
+            entry(
+                3,
+                serde_json::json!({"os": "linux", "architecture": "amd64"})
+            ),
+            bare,
+        ]));
+        assert_eq!(every_platform(&idx).unwrap().len(), 2);
+        let mut nested = entry(5, serde_json::json!(null));
+        nested["mediaType"] = media::OCI_INDEX.into();
+        let idx = index(serde_json::json!([nested]));
+        let err = every_platform(&idx).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("which a pull of every platform cannot fetch"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn chooses_the_asked_platform_or_the_host_one_never_an_attestation() {
         let idx = index(serde_json::json!([
             entry(
@@ -274,6 +322,18 @@ mod tests {
         assert_eq!(
             digest_of(choose_platform(&idx, None, &amd64).unwrap()),
             Digest::sha256_from_bytes(&[3; 32])
+        );
+        // Every platform: all but the attestation, in index order.
+        assert_eq!(
+            every_platform(&idx)
+                .unwrap()
+                .into_iter()
+                .map(digest_of)
+                .collect::<Vec<_>>(),
+            [
+                Digest::sha256_from_bytes(&[2; 32]),
+                Digest::sha256_from_bytes(&[3; 32])
+            ]
         );
         let s390x = Platform::parse_specifier("linux/s390x").unwrap();
         assert_eq!(

@@ -407,13 +407,29 @@ impl PushJob {
         let upload = engine.uploads.upload(job);
         let outcome = follow(&upload, blob.is_layer, &id, desc.size, board).await;
         self.tally.retried(upload.retries());
+        let outcome = outcome?;
         match &outcome {
-            Ok(BlobOutcome::Pushed) => self.tally.transferred(desc.size),
-            Ok(BlobOutcome::AlreadyExists) => self.tally.present(1),
-            Ok(BlobOutcome::Mounted { .. }) => self.tally.mounted(),
-            Err(_) => {}
+            BlobOutcome::Pushed => self.tally.transferred(desc.size),
+            BlobOutcome::AlreadyExists => self.tally.present(1),
+            BlobOutcome::Mounted { .. } => self.tally.mounted(),
         }
-        outcome
+        // Recorded while this push still holds the upload: an upload of the blob to another
+        // repository of the registry starting now finds it either running or recorded, and
+        // mounts it from here.
+        let (host, path, digest) = (
+            repository.host().to_owned(),
+            repository.path().to_owned(),
+            desc.digest.clone(),
+        );
+        let recorder = engine.clone();
+        if let Err(e) = engine
+            .blocking(move || recorder.record_sources(&host, &path, &[digest]))
+            .await
+        {
+            tracing::warn!(error = %e, "could not record where a pushed blob went");
+        }
+        drop(upload);
+        Ok(outcome)
     }
 }
 

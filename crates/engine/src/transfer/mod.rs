@@ -61,6 +61,13 @@ impl<P, O> Drop for Transfer<P, O> {
     }
 }
 
+impl<P, O> Transfer<P, O> {
+    /// True once the task has ended with an error.
+    pub fn has_failed(&self) -> bool {
+        matches!(*self.state.borrow(), TransferState::Failed(_))
+    }
+}
+
 impl<P: Clone, O: Clone> Transfer<P, O> {
     /// How many times the task waited to try again.
     pub fn retries(&self) -> u32 {
@@ -103,6 +110,11 @@ pub(crate) struct Reporter<P, O> {
 impl<P, O> Reporter<P, O> {
     pub fn show(&self, phase: P) {
         let _ = self.state.send(TransferState::Active(phase));
+    }
+
+    /// Shows `Waiting`: the task waits for something other than a slot.
+    pub fn show_waiting(&self) {
+        let _ = self.state.send(TransferState::Waiting);
     }
 
     /// A slot, at once when one is free; otherwise shows `Waiting` until one is. Larger
@@ -162,7 +174,7 @@ where
         let mut active = self.active.lock().unwrap_or_else(|e| e.into_inner());
         active.retain(|_, w| w.strong_count() > 0);
         if let Some(existing) = active.get(&key).and_then(Weak::upgrade)
-            && !matches!(*existing.state.borrow(), TransferState::Failed(_))
+            && !existing.has_failed()
         {
             return existing;
         }

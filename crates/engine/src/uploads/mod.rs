@@ -2,10 +2,12 @@
 //!
 //! Every blob upload runs as one shared transfer keyed by (registry, repository, digest):
 //! concurrent pushes of the same blob to the same repository watch the same task, so it is
-//! uploaded once, and it is cancelled when no push watches it any more. At most
+//! uploaded once, and it is cancelled when no push watches it any more. Uploads of the same blob
+//! to other repositories of that registry wait for it and mount the blob (`leaders`). At most
 //! `max-concurrent-uploads` of them send bytes at once, the largest first.
 
 mod existence;
+mod leaders;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,6 +26,7 @@ use crate::retry::RetryPolicy;
 use crate::transfer::{
     PriorityPermit, Reporter, SharedTransfers, SlotLoad, Transfer, TransferState,
 };
+use leaders::{Lead, Leaders};
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct UploadKey {
@@ -76,6 +79,7 @@ pub(crate) struct UploadSettings {
 
 pub(crate) struct Uploads {
     transfers: SharedTransfers<UploadKey, UploadPhase, BlobOutcome>,
+    leaders: Leaders<UploadPhase, BlobOutcome>,
     /// Existence checks and mounts are cheap; they get their own, wider lane so that they never
     /// queue behind uploads.
     checks: Arc<Semaphore>,
@@ -86,6 +90,7 @@ impl Uploads {
     pub fn new(max_uploads: usize, settings: UploadSettings) -> Uploads {
         Uploads {
             transfers: SharedTransfers::new("blob transfer", max_uploads),
+            leaders: Leaders::default(),
             checks: Arc::new(Semaphore::new(16)),
             settings,
         }
@@ -96,25 +101,31 @@ impl Uploads {
         self.transfers.load()
     }
 
-    /// Joins the running upload of this blob to this repository, or starts one.
+    /// Joins the running upload of this blob to this repository, or starts one, which follows
+    /// a running upload of the blob to another repository of the registry if there is one.
     pub fn upload(&self, job: BlobJob) -> Arc<Upload> {
-        let key = UploadKey {
-            host: job.repository.host().to_owned(),
-            repository: job.repository.path().to_owned(),
-            digest: job.blob.digest.clone(),
-        };
-        let checks = Arc::clone(&self.checks);
-        let settings = self.settings.clone();
-        self.transfers
-            .join_or_start(key, UploadPhase::Checking, |reporter| {
-                BlobWorker {
-                    job,
-                    reporter,
-                    checks,
-                    settings,
-                }
-                .run()
-            })
+        let host = job.repository.host().to_owned();
+        let repository = job.repository.path().to_owned();
+        let digest = job.blob.digest.clone();
+        self.leaders.start(&host, &repository, &digest, |lead| {
+            let key = UploadKey {
+                host: host.clone(),
+                repository: repository.clone(),
+                digest: digest.clone(),
+            };
+            let checks = Arc::clone(&self.checks);
+            let settings = self.settings.clone();
+            self.transfers
+                .join_or_start(key, UploadPhase::Checking, |reporter| {
+                    BlobWorker {
+                        job,
+                        reporter,
+                        checks,
+                        settings,
+                    }
+                    .run(lead)
+                })
+        })
     }
 }
 
@@ -132,15 +143,21 @@ enum AttemptError {
 }
 
 impl BlobWorker {
-    async fn run(self) -> Result<BlobOutcome, EngineError> {
+    async fn run(
+        mut self,
+        lead: Option<Lead<UploadPhase, BlobOutcome>>,
+    ) -> Result<BlobOutcome, EngineError> {
         let digest = self.job.blob.digest.clone();
+        if let Some(lead) = lead {
+            self.follow_leader(lead).await;
+        }
         let policy = &self.settings.retry;
         let host = self.job.repository.host();
         let mut session = match self.check_and_mount().await? {
             Ok(outcome) => {
                 let reason = match outcome {
                     BlobOutcome::Mounted { .. } => SkipReason::Mounted,
-                    _ => SkipReason::Exists,
+                    BlobOutcome::AlreadyExists | BlobOutcome::Pushed => SkipReason::Exists,
                 };
                 policy.observer.blob_skipped(host, reason);
                 return Ok(outcome);
@@ -227,6 +244,25 @@ impl BlobWorker {
             permit = self.upload_permit().await;
             attempt += 1;
         }
+    }
+
+    /// Waits for the leader's upload of this blob to another repository to end; when it put the
+    /// blob there, that repository is the first to mount from. Holds no slot meanwhile.
+    async fn follow_leader(&mut self, lead: Lead<UploadPhase, BlobOutcome>) {
+        self.reporter.show_waiting();
+        match lead.upload.follow(|_| {}).await {
+            Ok(_) => {
+                self.job.mount_from.retain(|r| *r != lead.repository);
+                self.job.mount_from.insert(0, lead.repository);
+            }
+            Err(e) => tracing::debug!(
+                digest = %self.job.blob.digest,
+                from = %lead.repository,
+                error = %e,
+                "the upload this one waited for failed; uploading on its own"
+            ),
+        }
+        self.reporter.show(UploadPhase::Checking);
     }
 
     /// Ok(outcome) when nothing needs uploading; Err(session) with a session a mount opened.

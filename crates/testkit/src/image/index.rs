@@ -21,7 +21,8 @@ pub struct IndexBuilder {
 }
 
 enum ImageSource {
-    Built(Image),
+    /// An image built elsewhere, and whether its descriptor carries its platform.
+    Built(Image, bool),
     Generate(Platform, Vec<LayerSpec>),
 }
 
@@ -51,7 +52,14 @@ impl IndexBuilder {
 
     /// An image built elsewhere; its `platform` goes into the descriptor.
     pub fn image(mut self, image: Image) -> IndexBuilder {
-        self.images.push(ImageSource::Built(image));
+        self.images.push(ImageSource::Built(image, true));
+        self
+    }
+
+    /// An image built elsewhere, listed without a `platform` in its descriptor (the index
+    /// specification makes it optional; readers then go by the config).
+    pub fn image_without_platform(mut self, image: Image) -> IndexBuilder {
+        self.images.push(ImageSource::Built(image, false));
         self
     }
 
@@ -67,19 +75,22 @@ impl IndexBuilder {
         let seed = self.seed.unwrap_or_else(|| rand::rng().random());
         let mut rng = StdRng::seed_from_u64(seed);
         let dir = BlobDir::new();
-        let images: Vec<Image> = self
+        let (images, described): (Vec<Image>, Vec<bool>) = self
             .images
             .into_iter()
             .map(|source| match source {
-                ImageSource::Built(image) => image,
-                ImageSource::Generate(platform, layers) => ImageBuilder::new(self.flavor)
-                    .seed(rng.random())
-                    .platform(platform)
-                    .layers(layers)
-                    .blob_dir(&dir)
-                    .build(),
+                ImageSource::Built(image, described) => (image, described),
+                ImageSource::Generate(platform, layers) => (
+                    ImageBuilder::new(self.flavor)
+                        .seed(rng.random())
+                        .platform(platform)
+                        .layers(layers)
+                        .blob_dir(&dir)
+                        .build(),
+                    true,
+                ),
             })
-            .collect();
+            .unzip();
         assert!(!images.is_empty(), "an index needs at least one image");
 
         let attestations: Vec<Image> = if self.attestations {
@@ -93,8 +104,9 @@ impl IndexBuilder {
 
         let mut manifests: Vec<DescriptorJson> = images
             .iter()
-            .map(|image| DescriptorJson {
-                platform: Some(PlatformJson::from(&image.platform)),
+            .zip(&described)
+            .map(|(image, described)| DescriptorJson {
+                platform: described.then(|| PlatformJson::from(&image.platform)),
                 ..DescriptorJson::of(&image.manifest)
             })
             .collect();
