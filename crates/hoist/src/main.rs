@@ -54,11 +54,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // With JSON logs, stderr carries only JSON lines: the logged error says it all.
+    let plain_stderr = settings.log_format == LogFormat::Text;
     match runtime.block_on(run(settings)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
-            eprintln!("hoistd: {e:#}");
+            if plain_stderr {
+                eprintln!("hoistd: {e:#}");
+            }
             ExitCode::FAILURE
         }
     }

@@ -519,6 +519,34 @@ fn a_metrics_address_other_hosts_can_reach_needs_the_opt_in() {
     );
     assert!(refused.log.contains("--metrics-allow-remote"), "{refused}");
 
+    // With JSON logs the refusal is a JSON line too, and stderr holds nothing else.
+    let refused_json = Hoistd::try_start(
+        hoistd_bin(),
+        HoistdOptions {
+            args: vec![
+                "--metrics-addr".into(),
+                format!("[::]:{port}"),
+                "--log-format".into(),
+                "json".into(),
+            ],
+            ..HoistdOptions::default()
+        },
+    )
+    .err()
+    .expect("hoistd refuses a non-loopback metrics address");
+    let lines: Vec<Value> = refused_json
+        .log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(
+        lines.iter().any(|l| l["level"] == "error"
+            && l["msg"]
+                .as_str()
+                .is_some_and(|m| m.contains("refusing to serve metrics on [::]"))),
+        "{refused_json}"
+    );
+
     let bad = Hoistd::try_start(
         hoistd_bin(),
         HoistdOptions {
