@@ -216,8 +216,10 @@ impl PullJob {
             .collect();
         layers::fetch_content(engine, &self.sources, lease, &config, &layers, board).await?;
         // The origin holds what was pulled (a mirror only caches it): later pushes to that
-        // registry mount these blobs instead of uploading them again.
-        let blobs: Vec<Digest> = std::iter::once(&config)
+        // registry mount these blobs instead of uploading them again, and a push of a partly
+        // pulled index fetches the rest from where the index (the top manifest) is.
+        let blobs: Vec<Digest> = [&image.top.descriptor, &manifest.descriptor, &config]
+            .into_iter()
             .chain(&layers)
             .map(|d| d.digest.clone())
             .collect();
@@ -255,7 +257,7 @@ impl PullJob {
         };
         let subject = pulled.descriptor.digest.as_str();
         for entry in index.manifests.iter().filter(|e| attests(e, subject)) {
-            if let Err(e) = self.fetch_attestation(entry, lease).await {
+            if let Err(e) = self.fetch_attestation(image, entry, lease).await {
                 tracing::warn!(
                     image = %image.reference,
                     attestation = %entry.descriptor.digest,
@@ -268,6 +270,7 @@ impl PullJob {
 
     async fn fetch_attestation(
         &self,
+        image: &PullImage,
         entry: &IndexEntry,
         lease: &Lease,
     ) -> Result<(), EngineError> {
@@ -292,7 +295,21 @@ impl PullJob {
             &doc.layers,
             &unseen,
         )
-        .await
+        .await?;
+        // Recorded as the image's own blobs are: pushes elsewhere in the registry mount them.
+        let blobs: Vec<Digest> = [&manifest.descriptor, &config]
+            .into_iter()
+            .chain(&doc.layers)
+            .map(|d| d.digest.clone())
+            .collect();
+        let (host, path) = (
+            image.reference.domain().to_owned(),
+            image.reference.path().to_owned(),
+        );
+        let recorder = self.engine.clone();
+        self.engine
+            .blocking(move || recorder.record_sources(&host, &path, &blobs))
+            .await
     }
 
     /// Stores a manifest's bytes under the lease, checking they are what the registry said.
