@@ -253,7 +253,7 @@ impl PushJob {
         let display = item.tag.familiar_string();
         let plan = match plan_push(engine.store.clone(), &item.target, &display, repository).await?
         {
-            Planned::Ready(plan) => plan,
+            Planned::Ready(plan) => *plan,
             Planned::Partial(partial) => self.complete_or_fall_back(partial, repository).await?,
         };
         if let Some(fallback) = &plan.fallback {

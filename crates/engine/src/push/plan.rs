@@ -44,7 +44,7 @@ pub(crate) struct PlanBlob {
 
 /// What planning found: a plan, or an index only partly here and in the target repository.
 pub(crate) enum Planned {
-    Ready(PushPlan),
+    Ready(Box<PushPlan>),
     Partial(PartialIndex),
 }
 
@@ -219,7 +219,7 @@ pub(crate) async fn plan_push(
         blocking::run(move || read_local(&store, &target, &display_name)).await?
     };
     let (root_bytes, present, absent) = match local {
-        LocalTarget::Manifest(local) => return Ok(Planned::Ready(single(*local, None))),
+        LocalTarget::Manifest(local) => return Ok(Planned::Ready(Box::new(single(*local, None)))),
         LocalTarget::Index {
             bytes,
             present,
@@ -235,7 +235,7 @@ pub(crate) async fn plan_push(
         display_name: display_name.to_owned(),
     };
     if !incomplete || registry_has_the_rest(repository, &partial.absent, &partial.present).await? {
-        return Ok(Planned::Ready(partial.complete(Vec::new(), None)));
+        return Ok(Planned::Ready(Box::new(partial.complete(Vec::new(), None))));
     }
     Ok(Planned::Partial(partial))
 }
