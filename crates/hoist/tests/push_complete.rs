@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use hoist_testkit::docker::DockerCli;
 use hoist_testkit::image::{
-    Flavor, Image, ImageBuilder, ImageIndex, IndexBuilder, LayerSpec, Platform,
+    Compression, Flavor, Image, ImageBuilder, ImageIndex, IndexBuilder, LayerSpec, Platform,
 };
 use hoist_testkit::proxy::{FaultAction, FaultProxy, FaultRule};
 use hoist_testkit::registry::{RegistryOptions, TestRegistry};
@@ -525,5 +525,60 @@ fn a_client_that_goes_away_mid_completion_cancels_it_and_leaves_nothing() {
     let out = cli.run(&["push", &target_name]);
     out.assert_success("docker push after the cut");
     assert_pushed_whole(&out.stdout, "1", &index);
+    assert_registry_has_index(registry, &mirror, "1", &index);
+}
+
+#[test]
+fn relayed_blobs_pass_through_in_bounded_memory_and_are_never_stored() {
+    const MIB: u64 = 1024 * 1024;
+    // The same bound as a 1 GiB push from the store.
+    const PEAK_RSS_LIMIT_KIB: u64 = 64 * 1024;
+    let registry = TestRegistry::shared();
+    let origin = FaultProxy::in_front_of(registry);
+    let big = |seed: u64, platform: &str| {
+        ImageBuilder::new(Flavor::Oci)
+            .seed(seed)
+            .platform(Platform::parse(platform))
+            .layer(LayerSpec::single(80 * MIB).compression(Compression::Gzip { level: 0 }))
+            .build()
+    };
+    let images = vec![
+        platform_image(80, HOST_PLATFORM, &[LayerSpec::single(10_000)]),
+        big(81, "linux/arm64"),
+        big(82, "linux/s390x"),
+    ];
+    let index = index_of(&images);
+    let (source, mirror) = (unique_repo("complete/big"), unique_repo("complete/big-dst"));
+    skopeo::push_index(&index, &registry.host(), &source, "1");
+    let mut hoistd = start_hoistd();
+    let cli = DockerCli::new(&hoistd.socket()).with_timeout(Duration::from_secs(600));
+    let target_name = format!("{}/{mirror}:1", registry.host());
+    pull_and_tag(&cli, &format!("{}/{source}:1", origin.host()), &target_name);
+
+    // A fresh process, so the high-water mark measures the push alone.
+    hoistd.restart();
+    let out = cli.run(&["push", &target_name]);
+    out.assert_success("docker push");
+    assert_pushed_whole(&out.stdout, "1", &index);
+    let peak = hoistd.peak_rss_kib();
+    let relayed: u64 = images[1..].iter().map(|i| i.layers[0].blob.size).sum();
+    eprintln!("relayed {relayed} bytes of layers; peak RSS {peak} KiB");
+    assert!(relayed > 160 * MIB);
+    assert!(
+        peak < PEAK_RSS_LIMIT_KIB,
+        "relaying 160 MiB took {peak} KiB of memory (limit {PEAK_RSS_LIMIT_KIB} KiB)"
+    );
+    for image in &images[1..] {
+        let layer = &image.layers[0].blob.digest;
+        assert_eq!(blob_gets(&origin, layer), 1, "read from the origin once");
+        let stored = hoistd
+            .data_root()
+            .join(format!("blobs/{}", layer.replace(':', "/")));
+        assert!(!stored.exists(), "{layer} was stored locally");
+    }
+    let ingest = std::fs::read_dir(hoistd.data_root().join("ingest"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(ingest, 0, "nothing spooled in ingest/");
     assert_registry_has_index(registry, &mirror, "1", &index);
 }
