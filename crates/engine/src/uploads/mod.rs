@@ -3,7 +3,10 @@
 //! Every blob upload runs as one shared transfer keyed by (registry, repository, digest):
 //! concurrent pushes of the same blob to the same repository watch the same task, so it is
 //! uploaded once, and it is cancelled when no push watches it any more. At most
-//! `max-concurrent-uploads` of them send bytes at once, the largest first.
+//! `max-concurrent-uploads` of them send bytes at once, the largest first. A blob comes from the
+//! store, or is relayed from another repository that holds it (a push completing a partly pulled
+//! image). An upload session left unfinished (a failure, a cancellation) is cancelled at the
+//! registry.
 
 mod existence;
 
