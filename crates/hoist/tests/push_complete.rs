@@ -103,6 +103,7 @@ fn assert_fell_back(stdout: &str, index: &ImageIndex, why: &str) -> String {
         "{}",
         notes[0]
     );
+    eprintln!("fallback line: {}", notes[0]);
     assert!(notes[0].contains(why), "{why:?} in {:?}", notes[0]);
     assert!(
         stdout.contains(&format!("digest: {} size: {}", host.digest(), host.size())),
@@ -581,4 +582,55 @@ fn relayed_blobs_pass_through_in_bounded_memory_and_are_never_stored() {
         .unwrap_or(0);
     assert_eq!(ingest, 0, "nothing spooled in ingest/");
     assert_registry_has_index(registry, &mirror, "1", &index);
+}
+
+#[test]
+fn an_origin_that_refuses_anonymous_reads_falls_back_with_its_answer() {
+    // The origin serves this repository to its users only; the docker CLI sends the target's
+    // credentials with a push, so the origin is asked anonymously and says no.
+    let origin_tokens = TokenServer::start(TokenServerOptions::default());
+    origin_tokens.add_user("bob", "pw", &[("*", &["pull", "push"])]);
+    let origin = TestRegistry::start(RegistryOptions {
+        auth: origin_tokens.registry_auth(),
+    });
+    let index = index_of(&three_platform_images(9));
+    let layout = tempfile::tempdir().unwrap();
+    let archive = layout.path().join("index.tar");
+    hoist_testkit::archive::ArchiveBuilder::new(hoist_testkit::archive::ArchiveFormat::Oci)
+        .index(&index, &["private/app:1"])
+        .write(&archive);
+    skopeo::skopeo(&[
+        "copy",
+        "--all",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        "bob:pw",
+        &format!("oci-archive:{}:1", archive.display()),
+        &format!("docker://{}/private/app:1", origin.host()),
+    ])
+    .assert_success("skopeo copy --all");
+    let target = TestRegistry::shared();
+    let hoistd = start_hoistd();
+    let cli = DockerCli::new(&hoistd.socket()).with_auth(&origin.host(), "bob", "pw");
+    let mirror = unique_repo("complete/private-dst");
+    let target_name = format!("{}/{mirror}:1", target.host());
+    pull_and_tag(
+        &cli,
+        &format!("{}/private/app:1", origin.host()),
+        &target_name,
+    );
+
+    let out = cli.run(&["push", &target_name]);
+    out.assert_success("docker push");
+    let note = assert_fell_back(
+        &out.stdout,
+        &index,
+        &format!("could not be fetched from {}/private/app: ", origin.host()),
+    );
+    assert!(
+        note.contains("unauthorized") || note.contains("denied"),
+        "the origin's refusal: {note}"
+    );
+    assert_registry_has_image(target, &mirror, "1", index.image_for(HOST_PLATFORM));
 }
