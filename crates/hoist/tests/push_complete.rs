@@ -588,28 +588,8 @@ fn relayed_blobs_pass_through_in_bounded_memory_and_are_never_stored() {
 fn an_origin_that_refuses_anonymous_reads_falls_back_with_its_answer() {
     // The origin serves this repository to its users only; the docker CLI sends the target's
     // credentials with a push, so the origin is asked anonymously and says no.
-    let origin_tokens = TokenServer::start(TokenServerOptions::default());
-    origin_tokens.add_user("bob", "pw", &[("*", &["pull", "push"])]);
-    let origin = TestRegistry::start(RegistryOptions {
-        auth: origin_tokens.registry_auth(),
-    });
     let index = index_of(&three_platform_images(9));
-    let layout = tempfile::tempdir().unwrap();
-    let archive = layout.path().join("index.tar");
-    hoist_testkit::archive::ArchiveBuilder::new(hoist_testkit::archive::ArchiveFormat::Oci)
-        .index(&index, &["private/app:1"])
-        .write(&archive);
-    skopeo::skopeo(&[
-        "copy",
-        "--all",
-        "--preserve-digests",
-        "--dest-tls-verify=false",
-        "--dest-creds",
-        "bob:pw",
-        &format!("oci-archive:{}:1", archive.display()),
-        &format!("docker://{}/private/app:1", origin.host()),
-    ])
-    .assert_success("skopeo copy --all");
+    let (_tokens, origin) = private_origin(&index);
     let target = TestRegistry::shared();
     let hoistd = start_hoistd();
     let cli = DockerCli::new(&hoistd.socket()).with_auth(&origin.host(), "bob", "pw");
@@ -633,4 +613,108 @@ fn an_origin_that_refuses_anonymous_reads_falls_back_with_its_answer() {
         "the origin's refusal: {note}"
     );
     assert_registry_has_image(target, &mirror, "1", index.image_for(HOST_PLATFORM));
+}
+
+#[test]
+fn a_blob_the_origin_serves_wrong_never_reaches_the_target() {
+    let registry = TestRegistry::shared();
+    let origin = FaultProxy::in_front_of(registry);
+    let index = index_of(&three_platform_images(10));
+    let (source, mirror) = (unique_repo("complete/bad"), unique_repo("complete/bad-dst"));
+    skopeo::push_index(&index, &registry.host(), &source, "1");
+    let hoistd = start_hoistd();
+    let cli = DockerCli::new(&hoistd.socket());
+    let target_name = format!("{}/{mirror}:1", registry.host());
+    pull_and_tag(&cli, &format!("{}/{source}:1", origin.host()), &target_name);
+    // The origin answers with other bytes of the same length (a corrupt cache, say).
+    let layer = &index.image_for("linux/arm64").layers[0].blob;
+    let wrong = vec![b'x'; layer.size as usize];
+    origin.add_rule(FaultRule::new(
+        "GET",
+        &format!("/blobs/{}", layer.digest),
+        FaultAction::respond(200, &[("Content-Type", "application/octet-stream")], &wrong),
+    ));
+
+    let out = cli.run(&["push", &target_name]);
+    assert!(!out.success(), "{}", out.stdout);
+    assert!(
+        out.stderr.contains("digest mismatch") && out.stderr.contains(&layer.digest),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !registry.has_blob(&mirror, &layer.digest),
+        "never committed"
+    );
+    assert!(registry.tags(&mirror).is_empty(), "no tag pushed");
+}
+
+/// A registry with token auth where only `bob:pw` may read, holding `index` as `private/app:1`.
+fn private_origin(index: &ImageIndex) -> (TokenServer, TestRegistry) {
+    let tokens = TokenServer::start(TokenServerOptions::default());
+    tokens.add_user("bob", "pw", &[("*", &["pull", "push"])]);
+    let origin = TestRegistry::start(RegistryOptions {
+        auth: tokens.registry_auth(),
+    });
+    let layout = tempfile::tempdir().unwrap();
+    let archive = layout.path().join("index.tar");
+    hoist_testkit::archive::ArchiveBuilder::new(hoist_testkit::archive::ArchiveFormat::Oci)
+        .index(index, &["private/app:1"])
+        .write(&archive);
+    skopeo::skopeo(&[
+        "copy",
+        "--all",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        "bob:pw",
+        &format!("oci-archive:{}:1", archive.display()),
+        &format!("docker://{}/private/app:1", origin.host()),
+    ])
+    .assert_success("skopeo copy --all");
+    (tokens, origin)
+}
+
+#[test]
+fn x_registry_auth_naming_the_origin_is_used_to_read_from_it() {
+    let index = index_of(&three_platform_images(11));
+    let (_tokens, origin) = private_origin(&index);
+    // The target takes anonymous pushes; the push's credentials name the origin.
+    let target = TestRegistry::shared();
+    let hoistd = start_hoistd();
+    let cli = DockerCli::new(&hoistd.socket()).with_auth(&origin.host(), "bob", "pw");
+    let mirror = unique_repo("complete/named-dst");
+    let target_name = format!("{}/{mirror}:1", target.host());
+    pull_and_tag(
+        &cli,
+        &format!("{}/private/app:1", origin.host()),
+        &target_name,
+    );
+
+    let auth = base64url(&json!({
+        "username": "bob",
+        "password": "pw",
+        "serveraddress": origin.host(),
+    }));
+    let r = hoistd.request(
+        "POST",
+        &format!("/v1.50/images/{}/{mirror}/push?tag=1", target.host()),
+        &[("X-Registry-Auth", auth.as_str())],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    let msgs = messages(&r.body);
+    assert!(
+        msgs.iter().all(|m| m.get("errorDetail").is_none()),
+        "{}",
+        r.text()
+    );
+    let pushed = format!("1: digest: {} size: {}", index.digest(), index.size());
+    assert!(
+        msgs.iter()
+            .any(|m| m["status"].as_str() == Some(pushed.as_str())),
+        "{}",
+        r.text()
+    );
+    assert_registry_has_index(target, &mirror, "1", &index);
 }
