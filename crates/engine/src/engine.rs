@@ -37,6 +37,9 @@ pub struct EngineConfig {
     pub docker_hub_pull_origin: Option<String>,
     /// Free space blob writes leave on the data root's filesystem (daemon.json `min-free-space`).
     pub min_free_space: FreeSpaceReserve,
+    /// A push of an index only partly here fetches the rest from the registry the index was
+    /// pulled from (daemon.json `push-complete-from-origin`).
+    pub push_complete_from_origin: bool,
 }
 
 impl EngineConfig {
@@ -51,6 +54,7 @@ impl EngineConfig {
             registry_mirrors: Vec::new(),
             docker_hub_pull_origin: None,
             min_free_space: FreeSpaceReserve::Default,
+            push_complete_from_origin: true,
         }
     }
 }

@@ -71,6 +71,7 @@ struct FileConfig {
     group: Option<String>,
     /// Bytes; 0 turns the check off.
     min_free_space: Option<u64>,
+    push_complete_from_origin: Option<bool>,
     /// Every other key: reported, not rejected, so that a daemon.json shared with dockerd works.
     #[serde(flatten)]
     unknown: BTreeMap<String, serde_json::Value>,
@@ -270,6 +271,10 @@ impl Settings {
         set(
             &mut engine.min_free_space,
             file.min_free_space.map(FreeSpaceReserve::Bytes),
+        );
+        set(
+            &mut engine.push_complete_from_origin,
+            file.push_complete_from_origin,
         );
         let registry = &mut engine.registry;
         set(&mut registry.insecure_registries, insecure_registries);

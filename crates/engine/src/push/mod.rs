@@ -4,6 +4,7 @@
 //! with a status code before any output; `PushJob::run` then transfers, reporting progress on a
 //! board, and fails in-stream.
 
+mod complete;
 mod plan;
 
 use std::collections::HashMap;
@@ -22,9 +23,9 @@ use crate::image_content::{IndexEntry, read_manifest};
 use crate::platform::Platform;
 use crate::progress::ProgressBoard;
 use crate::retry::RetryPolicy;
-use crate::uploads::{BlobJob, BlobOutcome, Upload, UploadPhase, UploadState};
+use crate::uploads::{BlobJob, BlobOutcome, Upload, UploadPhase, UploadSource, UploadState};
 use crate::{media, names};
-use plan::{PlanBlob, plan_push};
+use plan::{PlanBlob, Planned, plan_push};
 
 /// What the client asked for.
 #[derive(Debug)]
@@ -93,6 +94,8 @@ pub struct PushJob {
     repository: Reference,
     items: Vec<PushItem>,
     credentials: Credentials,
+    /// What the client sent, for the credentials of a registry an image is completed from.
+    auth: AuthConfig,
     /// Keeps the images' content from being collected while the push reads it.
     _lease: BlockingDrop<Lease>,
 }
@@ -157,6 +160,7 @@ impl Engine {
         Ok(PushJob {
             engine: self.clone(),
             credentials: request.auth.credentials_for(named.domain()),
+            auth: request.auth,
             repository: named.name_only(),
             items,
             _lease: BlockingDrop::new(lease),
@@ -247,20 +251,23 @@ impl PushJob {
     ) -> Result<(), EngineError> {
         let engine = &self.engine;
         let display = item.tag.familiar_string();
-        let plan = plan_push(
-            engine.store.clone(),
-            &item.target,
-            &display,
-            repository,
-            &engine.host_platform,
-        )
-        .await?;
-        if let Some((original, selected)) = &plan.fallback {
+        let plan = match plan_push(engine.store.clone(), &item.target, &display, repository).await?
+        {
+            Planned::Ready(plan) => *plan,
+            Planned::Partial(partial) => self.complete_or_fall_back(partial, repository).await?,
+        };
+        if let Some(fallback) = &plan.fallback {
+            let (original, selected) = (&fallback.original, &fallback.selected);
             board.post(PushEvent::Note(format!(
-                "Not all platforms of {display} are available locally or in the registry; pushing the {} manifest {} instead of the image index {}",
-                selected.platform.as_ref().map(Platform::format).unwrap_or_default(),
+                "Pushing the {} manifest {} of {display} instead of the image index {}: {}",
+                selected
+                    .platform
+                    .as_ref()
+                    .map(Platform::format)
+                    .unwrap_or_default(),
                 selected.descriptor.digest,
                 original.descriptor.digest,
+                fallback.reason,
             )));
             board.post(PushEvent::ManifestPushedInsteadOfIndex {
                 original_index: descriptor_json(original),
@@ -311,11 +318,14 @@ impl PushJob {
             digest: plan.root.digest.clone(),
             size: plan.root.size,
         });
-        // Store writes are fsync'd; keep them off the async threads.
+        // Store writes are fsync'd; keep them off the async threads. Blobs relayed from elsewhere
+        // are not here to be labelled; the manifest pushed under the tag is.
         let blobs: Vec<Digest> = plan
             .blobs
             .iter()
+            .filter(|b| b.relay_from.is_none())
             .map(|b| b.descriptor.digest.clone())
+            .chain(std::iter::once(plan.root.digest.clone()))
             .collect();
         let repo_digest = (plan.root.digest == item.image.digest).then(|| {
             (
@@ -363,24 +373,31 @@ impl PushJob {
             return Ok(BlobOutcome::AlreadyExists);
         }
         let engine = &self.engine;
-        let job = BlobJob {
-            repository: repository.clone(),
-            // SAFETY: content-store blobs are immutable: written once through a temporary file
-            // renamed into place, never modified or truncated afterwards, only unlinked.
-            #[allow(unsafe_code)]
-            blob: unsafe {
-                BlobSource::new(
-                    engine.store.blob_path(&desc.digest),
-                    desc.digest.clone(),
-                    desc.size,
-                )
+        let job = match &blob.relay_from {
+            Some(origin) => self.relay_job(blob, origin, repository, check_existing),
+            None => BlobJob {
+                repository: repository.clone(),
+                // SAFETY: content-store blobs are immutable: written once through a temporary
+                // file renamed into place, never modified or truncated afterwards, only unlinked.
+                #[allow(unsafe_code)]
+                blob: UploadSource::Stored(unsafe {
+                    BlobSource::new(
+                        engine.store.blob_path(&desc.digest),
+                        desc.digest.clone(),
+                        desc.size,
+                    )
+                }),
+                check_existing,
+                mount_from: engine.mount_candidates(repository, &desc.digest),
+                chunk_size: engine.chunk_size_for(repository.host()),
             },
-            check_existing,
-            mount_from: engine.mount_candidates(repository, &desc.digest),
-            chunk_size: engine.chunk_size_for(repository.host()),
         };
         let upload = engine.uploads.upload(job);
         let outcome = follow(&upload, blob.is_layer, &id, desc.size, board).await?;
+        if blob.relay_from.is_some() {
+            // Not in the store, so not labelled (as after the push).
+            return Ok(outcome);
+        }
         // Recorded while this push still holds the upload: an upload of the blob to another
         // repository of the registry starting now finds it either running or recorded, and
         // mounts it from here.

@@ -4,7 +4,10 @@
 //! concurrent pushes of the same blob to the same repository watch the same task, so it is
 //! uploaded once, and it is cancelled when no push watches it any more. Uploads of the same blob
 //! to other repositories of that registry wait for it and mount the blob (`leaders`). At most
-//! `max-concurrent-uploads` of them send bytes at once, the largest first.
+//! `max-concurrent-uploads` of them send bytes at once, the largest first. A blob comes from the
+//! store, or is relayed from another repository that holds it (a push completing a partly pulled
+//! image). An upload session left unfinished (a failure, a cancellation) is cancelled at the
+//! registry.
 
 mod existence;
 mod leaders;
@@ -12,6 +15,7 @@ mod leaders;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::future::Either;
 use hoist_reference::Digest;
 use hoist_registry::{
     BlobSource, MountOutcome, Progress, RegistryError, Repository, UploadMode, UploadSession,
@@ -53,15 +57,45 @@ pub(crate) enum BlobOutcome {
     Pushed,
 }
 
+/// Where the bytes of an uploaded blob come from.
+pub(crate) enum UploadSource {
+    /// A blob file of the local store.
+    Stored(BlobSource),
+    /// Another repository (of this registry or another) that holds the blob: its bytes are read
+    /// from there as they are sent, never stored here.
+    Relayed {
+        origin: Repository,
+        digest: Digest,
+        size: u64,
+    },
+}
+
+impl UploadSource {
+    fn digest(&self) -> &Digest {
+        match self {
+            UploadSource::Stored(blob) => &blob.digest,
+            UploadSource::Relayed { digest, .. } => digest,
+        }
+    }
+
+    fn size(&self) -> u64 {
+        match self {
+            UploadSource::Stored(blob) => blob.size,
+            UploadSource::Relayed { size, .. } => *size,
+        }
+    }
+}
+
 /// Everything a blob upload needs.
 pub(crate) struct BlobJob {
     pub repository: Repository,
-    pub blob: BlobSource,
+    pub blob: UploadSource,
     /// Ask the registry whether it has the blob before anything else (see `existence`).
     pub check_existing: bool,
     /// Other repositories on the same registry known to hold the blob, best candidate first.
     pub mount_from: Vec<String>,
-    /// Set when the registry is configured for chunked uploads.
+    /// Set when the registry is configured for chunked uploads (relayed blobs always go in one
+    /// `PUT`: a relay cannot resume from an offset).
     pub chunk_size: Option<u64>,
 }
 
@@ -98,7 +132,7 @@ impl Uploads {
     pub fn upload(&self, job: BlobJob) -> Arc<Upload> {
         let host = job.repository.host().to_owned();
         let repository = job.repository.path().to_owned();
-        let digest = job.blob.digest.clone();
+        let digest = job.blob.digest().clone();
         self.leaders.start(&host, &repository, &digest, |lead| {
             let key = UploadKey {
                 host: host.clone(),
@@ -139,7 +173,7 @@ impl BlobWorker {
         mut self,
         lead: Option<Lead<UploadPhase, BlobOutcome>>,
     ) -> Result<BlobOutcome, EngineError> {
-        let digest = self.job.blob.digest.clone();
+        let digest = self.job.blob.digest().clone();
         if let Some(lead) = lead {
             self.follow_leader(lead).await;
         }
@@ -163,7 +197,7 @@ impl BlobWorker {
             // "Failed mid-body": the attempt sent part of the blob, whichever way the failure
             // surfaced (a write error, a reset seen while reading, a proxy's 5xx).
             let sent = self.reporter.progress.get();
-            let part_sent = sent > 0 && sent < self.job.blob.size;
+            let part_sent = sent > 0 && sent < self.job.blob.size();
             let (retryable, retry_after, interrupted, message) = match &err {
                 AttemptError::Registry(e) => (
                     e.is_retryable() || e.is_upload_unknown(),
@@ -193,7 +227,7 @@ impl BlobWorker {
                 if interrupted {
                     format!(
                         "{message}, with {sent} of {} bytes handed to the connection",
-                        self.job.blob.size
+                        self.job.blob.size()
                     )
                 } else {
                     message
@@ -226,7 +260,7 @@ impl BlobWorker {
                 self.job.mount_from.insert(0, lead.repository);
             }
             Err(e) => tracing::debug!(
-                digest = %self.job.blob.digest,
+                digest = %self.job.blob.digest(),
                 from = %lead.repository,
                 error = %e,
                 "the upload this one waited for failed; uploading on its own"
@@ -240,7 +274,7 @@ impl BlobWorker {
         &self,
     ) -> Result<Result<BlobOutcome, Option<UploadSession>>, EngineError> {
         let repo = &self.job.repository;
-        let digest = &self.job.blob.digest;
+        let digest = self.job.blob.digest();
         if !self.job.check_existing && self.job.mount_from.is_empty() {
             return Ok(Err(None));
         }
@@ -278,7 +312,7 @@ impl BlobWorker {
     }
 
     async fn upload_permit(&self) -> PriorityPermit {
-        self.reporter.slot(self.job.blob.size).await
+        self.reporter.slot(self.job.blob.size()).await
     }
 
     async fn attempt(
@@ -297,14 +331,33 @@ impl BlobWorker {
         };
         let progress = &self.reporter.progress;
         progress.set(0);
-        let upload = repo.upload_blob(session, &self.job.blob, mode, progress);
-        watch_stalls(
+        // Dropped before the upload ends (the push was cancelled, or the attempt failed), the
+        // guard asks the registry to forget the session rather than keep it open.
+        let mut guard = SessionGuard {
+            repository: repo.clone(),
+            session: Some(session.clone()),
+        };
+        let upload = match &self.job.blob {
+            UploadSource::Stored(blob) => {
+                Either::Left(repo.upload_blob(session, blob, mode, progress))
+            }
+            UploadSource::Relayed {
+                origin,
+                digest,
+                size,
+            } => Either::Right(repo.upload_relayed(session, digest, *size, origin, progress)),
+        };
+        let outcome = watch_stalls(
             upload,
             progress,
-            self.job.blob.size,
+            self.job.blob.size(),
             self.settings.stall_timeout,
         )
-        .await
+        .await;
+        if outcome.is_ok() {
+            guard.session = None;
+        }
+        outcome
     }
 
     /// Retries a body-less request (existence check) on transient errors, showing the countdown.
@@ -328,6 +381,27 @@ impl BlobWorker {
                 Err(e) => return Err(EngineError::Registry(e)),
             }
         }
+    }
+}
+
+/// An upload session this daemon opened and has not finished with. Dropped while it holds one,
+/// it cancels the session at the registry (best effort, in the background): a push that failed
+/// or was cancelled leaves no session open there.
+struct SessionGuard {
+    repository: Repository,
+    session: Option<UploadSession>,
+}
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        let Some(session) = self.session.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let repository = self.repository.clone();
+        runtime.spawn(async move { repository.cancel_upload(&session).await });
     }
 }
 
