@@ -15,6 +15,8 @@ use hoist_registry::{
     BlobSource, MountOutcome, Progress, RegistryError, Repository, UploadMode, UploadSession,
 };
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub(crate) use existence::UnsettledPushes;
 
@@ -77,15 +79,33 @@ pub(crate) struct Uploads {
     /// queue behind uploads.
     checks: Arc<Semaphore>,
     settings: UploadSettings,
+    /// Cancellations of upload sessions left open by uploads that were stopped mid-way.
+    cleanups: TaskTracker,
 }
 
+/// How long cancelling a left-over upload session may take.
+const SESSION_CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
+
 impl Uploads {
-    pub fn new(max_uploads: usize, settings: UploadSettings) -> Uploads {
+    pub fn new(max_uploads: usize, settings: UploadSettings, stop: CancellationToken) -> Uploads {
         Uploads {
-            transfers: SharedTransfers::new("blob transfer", max_uploads),
+            transfers: SharedTransfers::new("blob transfer", max_uploads, stop),
             checks: Arc::new(Semaphore::new(16)),
             settings,
+            cleanups: TaskTracker::new(),
         }
+    }
+
+    /// Changes `max-concurrent-uploads`; uploads running carry on.
+    pub fn resize(&self, max_uploads: usize) {
+        self.transfers.resize(max_uploads);
+    }
+
+    /// Waits until the sessions of stopped uploads are cancelled (each within
+    /// `SESSION_CANCEL_TIMEOUT`), or `timeout` passes.
+    pub async fn wait_session_cleanups(&self, timeout: Duration) {
+        self.cleanups.close();
+        let _ = tokio::time::timeout(timeout, self.cleanups.wait()).await;
     }
 
     /// Joins the running upload of this blob to this repository, or starts one.
@@ -97,6 +117,7 @@ impl Uploads {
         };
         let checks = Arc::clone(&self.checks);
         let settings = self.settings.clone();
+        let cleanups = self.cleanups.clone();
         self.transfers
             .join_or_start(key, UploadPhase::Checking, |reporter| {
                 BlobWorker {
@@ -104,6 +125,7 @@ impl Uploads {
                     reporter,
                     checks,
                     settings,
+                    cleanups,
                 }
                 .run()
             })
@@ -115,6 +137,37 @@ struct BlobWorker {
     reporter: Reporter<UploadPhase, BlobOutcome>,
     checks: Arc<Semaphore>,
     settings: UploadSettings,
+    cleanups: TaskTracker,
+}
+
+/// An upload session an attempt is using. If the attempt is dropped before it ends (its push
+/// was cancelled, or the daemon stops), the session is cancelled with a `DELETE`, so the
+/// registry can let go of what it received; an attempt that ends, well or badly, disarms it.
+struct OpenSession {
+    open: Option<(Repository, UploadSession)>,
+    cleanups: TaskTracker,
+}
+
+impl OpenSession {
+    fn disarm(mut self) {
+        self.open = None;
+    }
+}
+
+impl Drop for OpenSession {
+    fn drop(&mut self) {
+        let Some((repository, session)) = self.open.take() else {
+            return;
+        };
+        // Dropped inside a task of the runtime (the transfer's); no runtime means the process
+        // is exiting and the session is left to the registry's own expiry.
+        if tokio::runtime::Handle::try_current().is_ok() {
+            self.cleanups.spawn(async move {
+                let cancel = repository.cancel_upload(&session);
+                let _ = tokio::time::timeout(SESSION_CANCEL_TIMEOUT, cancel).await;
+            });
+        }
+    }
 }
 
 /// Why an upload attempt ended without success.
@@ -261,14 +314,20 @@ impl BlobWorker {
         };
         let progress = &self.reporter.progress;
         progress.set(0);
+        let open = OpenSession {
+            open: Some((repo.clone(), session.clone())),
+            cleanups: self.cleanups.clone(),
+        };
         let upload = repo.upload_blob(session, &self.job.blob, mode, progress);
-        watch_stalls(
+        let result = watch_stalls(
             upload,
             progress,
             self.job.blob.size,
             self.settings.stall_timeout,
         )
-        .await
+        .await;
+        open.disarm();
+        result
     }
 
     /// Retries a body-less request (existence check) on transient errors, showing the countdown.
