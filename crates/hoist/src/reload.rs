@@ -99,7 +99,7 @@ impl Reloader {
         current.shutdown_timeout = next.shutdown_timeout;
         current.engine = hoist_engine::EngineConfig::clone(&self.engine.config());
         self.log_level.set(current);
-        tracing::info!(changed, "configuration reloaded");
+        tracing::info!(changed, "configuration reload complete");
     }
 }
 
