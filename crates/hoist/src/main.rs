@@ -5,6 +5,7 @@ mod cli;
 mod config;
 mod labels;
 mod listen;
+mod log_level;
 mod reload;
 mod shutdown;
 mod tls;
@@ -19,6 +20,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use config::Settings;
+use log_level::{LogLevel, log_filter};
 use shutdown::{Drained, Request, Signals};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -92,45 +94,6 @@ fn validate(settings: &Settings) -> ExitCode {
     }
 }
 
-/// The log filter for a level: hoist's own logs at `level`, the HTTP and TLS libraries' at
-/// info at most (their debug output is a flood).
-fn log_filter(level: &str) -> tracing_subscriber::EnvFilter {
-    tracing_subscriber::EnvFilter::new(format!(
-        "{level},hyper=info,reqwest=info,h2=info,rustls=info"
-    ))
-}
-
-/// The log level in force, changed by a reload of `debug`. `HOIST_LOG`, when set, takes a full
-/// tracing filter and pins it.
-pub struct LogLevel {
-    handle: tracing_subscriber::reload::Handle<
-        tracing_subscriber::EnvFilter,
-        tracing_subscriber::Registry,
-    >,
-    pinned_by_env: bool,
-    level: String,
-}
-
-impl LogLevel {
-    fn set(&mut self, settings: &Settings) {
-        let level = settings.effective_log_level();
-        if level == self.level {
-            return;
-        }
-        if self.pinned_by_env {
-            tracing::warn!(level, "HOIST_LOG is set: the log filter it gives stays");
-            return;
-        }
-        match self.handle.reload(log_filter(level)) {
-            Ok(()) => {
-                tracing::info!(level, "log level changed");
-                self.level = level.to_owned();
-            }
-            Err(e) => tracing::warn!(error = %e, "the log level cannot be changed"),
-        }
-    }
-}
-
 fn init_logging(settings: &Settings) -> LogLevel {
     let level = settings.effective_log_level();
     let from_env = tracing_subscriber::EnvFilter::try_from_env("HOIST_LOG").ok();
@@ -146,11 +109,7 @@ fn init_logging(settings: &Settings) -> LogLevel {
                 .with_writer(std::io::stderr),
         )
         .init();
-    LogLevel {
-        handle,
-        pinned_by_env,
-        level: level.to_owned(),
-    }
+    LogLevel::new(handle, pinned_by_env, level)
 }
 
 async fn run(cli: cli::Cli, settings: Settings, log_level: LogLevel) -> anyhow::Result<()> {

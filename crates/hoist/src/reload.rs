@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 
 use hoist_engine::{Engine, LiveSettings};
 
-use crate::LogLevel;
 use crate::cli::Cli;
 use crate::config::Settings;
+use crate::log_level::LogLevel;
 
 /// What a reload needs: how the daemon was started, what is in force, and what it changes.
 pub struct Reloader {
