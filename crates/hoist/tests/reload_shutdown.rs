@@ -288,6 +288,46 @@ fn settings_only_a_restart_applies_are_reported_and_kept() {
     );
 }
 
+#[test]
+fn debug_changes_the_log_level_live() {
+    let registry = TestRegistry::shared();
+    let daemon = Hoistd::start(
+        hoistd_bin(),
+        HoistdOptions {
+            args: vec!["--log-level".into(), "info".into()],
+            ..HoistdOptions::default()
+        },
+    );
+    let cli = DockerCli::new(&daemon.socket());
+    // Each push to the registry logs its responses at debug level.
+    let debug_lines = || log_count(&daemon, "registry response");
+    let push_one = |seed: u64| {
+        let repo = unique_repo("reload/debug");
+        push(
+            &cli,
+            &format!("{}/{repo}:1", registry.host()),
+            &small_image(seed),
+        )
+        .assert_success("push");
+    };
+    push_one(20);
+    assert_eq!(debug_lines(), 0, "info level: no debug lines");
+
+    write_config(&daemon, &json!({"debug": true}));
+    reload(&daemon);
+    assert!(daemon.log().contains("log level changed"));
+    push_one(21);
+    let at_debug = debug_lines();
+    assert!(at_debug > 0, "debug lines once debug is on");
+    assert_eq!(info_field(&cli, "{{.Debug}}"), "true");
+
+    write_config(&daemon, &json!({"debug": false}));
+    reload(&daemon);
+    push_one(22);
+    assert_eq!(debug_lines(), at_debug, "back to info: no more debug lines");
+    assert_eq!(info_field(&cli, "{{.Debug}}"), "false");
+}
+
 // ---- certs.d ----
 
 #[test]
