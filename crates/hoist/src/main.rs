@@ -45,6 +45,9 @@ fn main() -> ExitCode {
         }
     };
     if cli.validate {
+        for key in &settings.unknown_keys {
+            eprintln!("hoistd: ignoring unknown configuration key {key}");
+        }
         return validate(&settings);
     }
     let log_level = init_logging(&settings);
@@ -200,6 +203,9 @@ async fn run(cli: cli::Cli, settings: Settings, log_level: LogLevel) -> anyhow::
             // The store is crash-safe: what is half-written is in ingest/ or under a lease,
             // both cleaned at the next start.
             tracing::warn!("{name} received again: exiting now");
+            for socket in listen::created_sockets(reloader.current()) {
+                let _ = std::fs::remove_file(socket);
+            }
             drop(pidfile);
             std::process::exit(0);
         }

@@ -63,6 +63,19 @@ pub fn check_hosts(settings: &Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The unix sockets hoistd creates for its hosts (not those inherited from systemd), for an
+/// exit that cannot wait for the listeners to remove them.
+pub fn created_sockets(settings: &Settings) -> Vec<PathBuf> {
+    settings
+        .hosts
+        .iter()
+        .filter_map(|host| match Endpoint::parse(host, settings.tls_enabled()) {
+            Ok(Endpoint::Unix(path)) => Some(path),
+            _ => None,
+        })
+        .collect()
+}
+
 /// A bound socket, ready to serve.
 pub enum Bound {
     /// With the path of a socket hoistd created (removed when it stops); none for one it
