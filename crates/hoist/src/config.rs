@@ -354,6 +354,35 @@ impl Settings {
         }
     }
 
+    /// Proxy variables of the environment that a configured proxy replaces, with both values
+    /// masked: `(variable, environment's, configuration's)`, for dockerd's warning.
+    pub fn overridden_proxy_variables(&self) -> Vec<(&'static str, String, String)> {
+        let proxies = &self.engine.registry.proxies;
+        let mut overridden = Vec::new();
+        for (given, names) in [
+            (&proxies.http_proxy, ["HTTP_PROXY", "http_proxy"]),
+            (&proxies.https_proxy, ["HTTPS_PROXY", "https_proxy"]),
+            (&proxies.no_proxy, ["NO_PROXY", "no_proxy"]),
+        ] {
+            let Some(given) = given.as_deref().filter(|v| !v.is_empty()) else {
+                continue;
+            };
+            for name in names {
+                if let Ok(old) = std::env::var(name)
+                    && !old.is_empty()
+                    && old != given
+                {
+                    overridden.push((
+                        name,
+                        hoist_engine::mask_credentials(&old),
+                        hoist_engine::mask_credentials(given),
+                    ));
+                }
+            }
+        }
+        overridden
+    }
+
     /// TLS is on when asked for, or implied by --tlsverify.
     pub fn tls_enabled(&self) -> bool {
         self.tlsverify || self.tls == Some(true)

@@ -54,6 +54,14 @@ fn main() -> ExitCode {
     for key in &settings.unknown_keys {
         tracing::warn!(%key, "ignoring unknown configuration key");
     }
+    for (name, old, new) in settings.overridden_proxy_variables() {
+        tracing::warn!(
+            name,
+            old_value = %old,
+            new_value = %new,
+            "overriding existing proxy variable with value from configuration"
+        );
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -289,6 +289,41 @@ fn settings_only_a_restart_applies_are_reported_and_kept() {
 }
 
 #[test]
+fn raising_max_concurrent_uploads_mid_push_starts_the_queued_uploads() {
+    let registry = TestRegistry::shared();
+    let proxy = FaultProxy::in_front_of(registry);
+    proxy.add_rule(FaultRule::new(
+        "PUT",
+        "/blobs/uploads/",
+        FaultAction::SlowBody {
+            bytes_per_second: 256 << 10,
+        },
+    ));
+    let daemon = start_hoistd_with(json!({"max-concurrent-uploads": 1}));
+    let cli = DockerCli::new(&daemon.socket());
+    let image = ImageBuilder::new(Flavor::Docker)
+        .seed(30)
+        .layers((0..4).map(|i| LayerSpec::single(300_000 + i * 1000)))
+        .build();
+    let repo = unique_repo("reload/uploads");
+    let running = start_push(&cli, &format!("{}/{repo}:1", proxy.host()), &image);
+    wait_for_upload_in_flight(&proxy);
+    assert_eq!(proxy.max_uploads_in_flight(), 1, "one upload at a time");
+
+    write_config(&daemon, &json!({"max-concurrent-uploads": 4}));
+    reload(&daemon);
+    running
+        .wait(Duration::from_secs(120))
+        .assert_success("the push during which the limit was raised");
+    assert_registry_has_image(registry, &repo, "1", &image);
+    assert!(
+        proxy.max_uploads_in_flight() >= 2,
+        "the queued uploads started once the limit was raised: {} at most",
+        proxy.max_uploads_in_flight()
+    );
+}
+
+#[test]
 fn debug_changes_the_log_level_live() {
     let registry = TestRegistry::shared();
     let daemon = Hoistd::start(
@@ -653,6 +688,11 @@ fn proxies_from_daemon_json_carry_registry_traffic_ahead_of_the_environment() {
     );
 
     let log = daemon.log();
+    assert!(
+        log.contains("overriding existing proxy variable with value from configuration")
+            && log.contains("HTTP_PROXY"),
+        "the environment's proxy being replaced is logged, as dockerd logs it:\n{log}"
+    );
     assert!(!log.contains("pr0xy-s3cret"), "a proxy password was logged");
 }
 
