@@ -557,6 +557,48 @@ fn sigterm_lets_a_running_push_finish_within_the_shutdown_timeout() {
 }
 
 #[test]
+fn sigterm_lets_a_running_pull_finish_and_the_image_is_there_after_a_restart() {
+    let registry = TestRegistry::shared();
+    let proxy = FaultProxy::in_front_of(registry);
+    let repo = unique_repo("shutdown/pull");
+    let image = small_image(13);
+    registry.push_image(&repo, "1", &image);
+    // Every blob download waits a moment in the proxy: the pull is surely running at SIGTERM.
+    proxy.add_rule(FaultRule::new(
+        "GET",
+        "/blobs/sha256:",
+        FaultAction::Delay(Duration::from_secs(2)),
+    ));
+    let mut daemon = start_hoistd_with(json!({"shutdown-timeout": 60}));
+    let cli = DockerCli::new(&daemon.socket());
+    let name = format!("{}/{repo}:1", proxy.host());
+    let running = cli.spawn(&["pull", &name]);
+    proxy.wait_for("a blob download", Duration::from_secs(60), |requests| {
+        requests
+            .iter()
+            .any(|r| r.method == "GET" && r.path.contains("/blobs/sha256:") && r.ended.is_none())
+    });
+
+    daemon.signal(libc::SIGTERM);
+    wait_until("the socket to be removed", || !daemon.socket().exists());
+    running
+        .wait(Duration::from_secs(60))
+        .assert_success("the pull running when SIGTERM came");
+    let status = daemon
+        .wait_exit(Duration::from_secs(10))
+        .expect("hoistd exits once the pull is done");
+    assert!(status.success(), "exit status {status}");
+    assert_cleaned_up(&daemon);
+    assert_store_consistent(&daemon);
+
+    daemon.restart();
+    let id =
+        DockerCli::new(&daemon.socket()).run(&["image", "inspect", "--format", "{{.Id}}", &name]);
+    id.assert_success("inspect the pulled image after the restart");
+    assert_eq!(id.stdout.trim(), image.digest());
+}
+
+#[test]
 fn sigterm_cancels_a_push_still_running_at_the_shutdown_timeout_and_exits_cleanly() {
     let (proxy, mut daemon) = slowed_daemon(1, 256 << 10);
     let cli = DockerCli::new(&daemon.socket());
