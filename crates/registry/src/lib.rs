@@ -59,7 +59,7 @@ mod tags;
 mod transport;
 mod upload;
 
-pub use config::{Access, RegistryConfig};
+pub use config::{Access, ProxyConfig, RegistryConfig, mask_credentials};
 pub use credentials::Credentials;
 pub use error::{ErrorCode, RegistryError, ResponseError};
 pub use login::{LoginError, LoginOutcome};

@@ -55,7 +55,7 @@ impl PushJob {
     ) -> Result<PushPlan, EngineError> {
         let host = &self.engine.host_platform;
         let not_here = "the index's other platforms are not here";
-        if !self.engine.config.push_complete_from_origin {
+        if !self.engine.config().push_complete_from_origin {
             let reason = format!(
                 "{not_here}, and fetching them from where the image was pulled is turned off (push-complete-from-origin)"
             );

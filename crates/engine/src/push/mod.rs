@@ -546,6 +546,6 @@ impl Engine {
     }
 
     fn chunk_size_for(&self, host: &str) -> Option<u64> {
-        self.config.registry.chunk_sizes.get(host).copied()
+        self.config().registry.chunk_sizes.get(host).copied()
     }
 }

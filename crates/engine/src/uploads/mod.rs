@@ -21,6 +21,8 @@ use hoist_registry::{
     BlobSource, MountOutcome, Progress, RegistryError, Repository, UploadMode, UploadSession,
 };
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub(crate) use existence::UnsettledPushes;
 
@@ -115,16 +117,34 @@ pub(crate) struct Uploads {
     /// queue behind uploads.
     checks: Arc<Semaphore>,
     settings: UploadSettings,
+    /// Cancellations of upload sessions left open by uploads that were stopped mid-way.
+    cleanups: TaskTracker,
 }
 
+/// How long cancelling a left-over upload session may take.
+const SESSION_CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
+
 impl Uploads {
-    pub fn new(max_uploads: usize, settings: UploadSettings) -> Uploads {
+    pub fn new(max_uploads: usize, settings: UploadSettings, stop: CancellationToken) -> Uploads {
         Uploads {
-            transfers: SharedTransfers::new("blob transfer", max_uploads),
+            transfers: SharedTransfers::new("blob transfer", max_uploads, stop),
             leaders: Leaders::default(),
             checks: Arc::new(Semaphore::new(16)),
             settings,
+            cleanups: TaskTracker::new(),
         }
+    }
+
+    /// Changes `max-concurrent-uploads`; uploads running carry on.
+    pub fn resize(&self, max_uploads: usize) {
+        self.transfers.resize(max_uploads);
+    }
+
+    /// Waits until the sessions of stopped uploads are cancelled (each within
+    /// `SESSION_CANCEL_TIMEOUT`), or `timeout` passes.
+    pub async fn wait_session_cleanups(&self, timeout: Duration) {
+        self.cleanups.close();
+        let _ = tokio::time::timeout(timeout, self.cleanups.wait()).await;
     }
 
     /// Joins the running upload of this blob to this repository, or starts one, which follows
@@ -141,6 +161,7 @@ impl Uploads {
             };
             let checks = Arc::clone(&self.checks);
             let settings = self.settings.clone();
+            let cleanups = self.cleanups.clone();
             self.transfers
                 .join_or_start(key, UploadPhase::Checking, |reporter| {
                     BlobWorker {
@@ -148,6 +169,7 @@ impl Uploads {
                         reporter,
                         checks,
                         settings,
+                        cleanups,
                     }
                     .run(lead)
                 })
@@ -160,6 +182,37 @@ struct BlobWorker {
     reporter: Reporter<UploadPhase, BlobOutcome>,
     checks: Arc<Semaphore>,
     settings: UploadSettings,
+    cleanups: TaskTracker,
+}
+
+/// An upload session an attempt is using. If the attempt is dropped before it ends (its push
+/// was cancelled, or the daemon stops), the session is cancelled with a `DELETE`, so the
+/// registry can let go of what it received; an attempt that ends, well or badly, disarms it.
+struct OpenSession {
+    open: Option<(Repository, UploadSession)>,
+    cleanups: TaskTracker,
+}
+
+impl OpenSession {
+    fn disarm(mut self) {
+        self.open = None;
+    }
+}
+
+impl Drop for OpenSession {
+    fn drop(&mut self) {
+        let Some((repository, session)) = self.open.take() else {
+            return;
+        };
+        // Dropped inside a task of the runtime (the transfer's); no runtime means the process
+        // is exiting and the session is left to the registry's own expiry.
+        if tokio::runtime::Handle::try_current().is_ok() {
+            self.cleanups.spawn(async move {
+                let cancel = repository.cancel_upload(&session);
+                let _ = tokio::time::timeout(SESSION_CANCEL_TIMEOUT, cancel).await;
+            });
+        }
+    }
 }
 
 /// Why an upload attempt ended without success.
@@ -331,11 +384,11 @@ impl BlobWorker {
         };
         let progress = &self.reporter.progress;
         progress.set(0);
-        // Dropped before the upload ends (the push was cancelled, or the attempt failed), the
-        // guard asks the registry to forget the session rather than keep it open.
-        let mut guard = SessionGuard {
-            repository: repo.clone(),
-            session: Some(session.clone()),
+        // Dropped before the upload succeeded (the attempt failed, or the transfer was stopped),
+        // the session is cancelled at the registry rather than left open.
+        let open = OpenSession {
+            open: Some((repo.clone(), session.clone())),
+            cleanups: self.cleanups.clone(),
         };
         let upload = match &self.job.blob {
             UploadSource::Stored(blob) => {
@@ -347,17 +400,17 @@ impl BlobWorker {
                 size,
             } => Either::Right(repo.upload_relayed(session, digest, *size, origin, progress)),
         };
-        let outcome = watch_stalls(
+        let result = watch_stalls(
             upload,
             progress,
             self.job.blob.size(),
             self.settings.stall_timeout,
         )
         .await;
-        if outcome.is_ok() {
-            guard.session = None;
+        if result.is_ok() {
+            open.disarm();
         }
-        outcome
+        result
     }
 
     /// Retries a body-less request (existence check) on transient errors, showing the countdown.
@@ -387,24 +440,6 @@ impl BlobWorker {
 /// An upload session this daemon opened and has not finished with. Dropped while it holds one,
 /// it cancels the session at the registry (best effort, in the background): a push that failed
 /// or was cancelled leaves no session open there.
-struct SessionGuard {
-    repository: Repository,
-    session: Option<UploadSession>,
-}
-
-impl Drop for SessionGuard {
-    fn drop(&mut self) {
-        let Some(session) = self.session.take() else {
-            return;
-        };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let repository = self.repository.clone();
-        runtime.spawn(async move { repository.cancel_upload(&session).await });
-    }
-}
-
 /// Runs an upload, aborting it when its byte counter stops moving: a dead connection or a
 /// registry that stopped reading would otherwise hang the push forever. Once every byte is sent
 /// the registry is given five times longer to answer, since it hashes and stores the blob first.

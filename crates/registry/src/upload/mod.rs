@@ -415,12 +415,14 @@ async fn send_stream(
     body: VerifiedBody,
     progress: &Progress,
 ) -> Result<Response, RegistryError> {
+    // The client already follows the proxy rules; they matter only to the sendfile sender.
     let Ready {
         operation,
         method,
         url,
         headers,
         client,
+        proxy: _,
     } = ready;
     client
         .request(method, url.clone())
