@@ -23,7 +23,7 @@ use axum::routing::{get, post};
 
 pub use error::ApiError;
 pub use route::ApiRoute;
-pub use state::{AppState, ServerInfo};
+pub use state::{AppState, Details, LiveDetails, ServerInfo};
 pub use version::{MAX_API_VERSION, MIN_API_VERSION, check_min_api_version};
 
 /// The whole API as one service. The version layer runs before routing, so routes are written

@@ -19,6 +19,7 @@ use hoist_reference::Digest;
 use hoist_registry::{RegistryError, Repository};
 use hoist_store::{Lease, Store, StoreError};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::blocking::BlockingDrop;
 use crate::error::EngineError;
@@ -76,9 +77,14 @@ pub(crate) struct Downloads {
 }
 
 impl Downloads {
-    pub fn new(store: Store, max_downloads: usize, retry: RetryPolicy) -> Downloads {
+    pub fn new(
+        store: Store,
+        max_downloads: usize,
+        retry: RetryPolicy,
+        stop: CancellationToken,
+    ) -> Downloads {
         Downloads {
-            transfers: SharedTransfers::new("blob download", max_downloads),
+            transfers: SharedTransfers::new("blob download", max_downloads, stop),
             store,
             retry,
         }
@@ -87,6 +93,11 @@ impl Downloads {
     /// Downloads receiving bytes, and downloads waiting for a slot.
     pub fn load(&self) -> SlotLoad {
         self.transfers.load()
+    }
+
+    /// Changes `max-concurrent-downloads`; downloads running carry on.
+    pub fn resize(&self, max_downloads: usize) {
+        self.transfers.resize(max_downloads);
     }
 
     /// Joins the running download of this blob, or starts one. The caller protects the digest

@@ -4,11 +4,12 @@
 //! their methods to [`Engine`] in their own modules; this one only builds it.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use hoist_registry::{Registries, RegistryConfig};
 use hoist_store::{FreeSpaceReserve, Store, StoreOptions};
+use tokio_util::sync::CancellationToken;
 
 use crate::blocking;
 use crate::downloads::Downloads;
@@ -38,6 +39,9 @@ pub struct EngineConfig {
     pub docker_hub_pull_origin: Option<String>,
     /// Free space blob writes leave on the data root's filesystem (daemon.json `min-free-space`).
     pub min_free_space: FreeSpaceReserve,
+    /// A push of an index only partly here fetches the rest from the registry the index was
+    /// pulled from (daemon.json `push-complete-from-origin`).
+    pub push_complete_from_origin: bool,
 }
 
 impl EngineConfig {
@@ -52,14 +56,23 @@ impl EngineConfig {
             registry_mirrors: Vec::new(),
             docker_hub_pull_origin: None,
             min_free_space: FreeSpaceReserve::Default,
+            push_complete_from_origin: true,
         }
+    }
+}
+
+impl EngineConfig {
+    /// Checks the registry settings (insecure registries, proxies) as opening would.
+    pub fn check_registry_settings(&self) -> Result<(), EngineError> {
+        Ok(Registries::check(&self.registry)?)
     }
 }
 
 /// The engine. Cheap to clone; clones share everything.
 #[derive(Clone)]
 pub struct Engine {
-    pub(crate) config: Arc<EngineConfig>,
+    /// Replaced as a whole by [`Engine::reconfigure`]; readers take a snapshot.
+    config: Arc<RwLock<Arc<EngineConfig>>>,
     pub(crate) store: Store,
     pub(crate) registries: Registries,
     pub(crate) uploads: Arc<Uploads>,
@@ -75,6 +88,19 @@ pub struct Engine {
     pub(crate) events: Events,
     /// Told of transfers, retries and finished operations (the daemon's metrics).
     pub(crate) observer: ObserverHandle,
+    /// Fired by [`Engine::stop_transfers`].
+    stop: CancellationToken,
+}
+
+/// What a configuration reload may change while the engine runs (dockerd's live-reloadable
+/// registry and transfer settings, and proxies).
+#[derive(Clone, Debug)]
+pub struct LiveSettings {
+    /// `insecure_registries`, `insecure_loopback` and `proxies` are taken from it.
+    pub registry: hoist_registry::RegistryConfig,
+    pub registry_mirrors: Vec<String>,
+    pub max_concurrent_uploads: usize,
+    pub max_concurrent_downloads: usize,
 }
 
 impl Engine {
@@ -102,6 +128,7 @@ impl Engine {
             observer: observer.clone(),
             ..RetryPolicy::default()
         };
+        let stop = CancellationToken::new();
         let uploads = Arc::new(Uploads::new(
             config.max_concurrent_uploads,
             UploadSettings {
@@ -109,14 +136,16 @@ impl Engine {
                 stall_timeout: config.upload_stall_timeout,
                 fallback_chunk_size: config.fallback_chunk_size,
             },
+            stop.clone(),
         ));
         let downloads = Arc::new(Downloads::new(
             store.clone(),
             config.max_concurrent_downloads,
             retry.clone(),
+            stop.clone(),
         ));
         Ok(Engine {
-            config: Arc::new(config),
+            config: Arc::new(RwLock::new(Arc::new(config))),
             store,
             registries,
             uploads,
@@ -128,11 +157,52 @@ impl Engine {
             prune_running: Arc::default(),
             events: Events::new(),
             observer,
+            stop,
         })
     }
 
-    pub fn config(&self) -> &EngineConfig {
-        &self.config
+    /// The settings in force now.
+    pub fn config(&self) -> Arc<EngineConfig> {
+        self.config
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Applies a reloaded configuration. Pushes and pulls under way keep the registry settings
+    /// they started with and their transfers are not interrupted: lowering a concurrency limit
+    /// retires slots as transfers end. Invalid registry settings (an insecure-registry entry,
+    /// a proxy URL) change nothing and are returned.
+    pub fn reconfigure(&self, live: LiveSettings) -> Result<(), EngineError> {
+        self.registries.reconfigure(&live.registry)?;
+        self.uploads.resize(live.max_concurrent_uploads);
+        self.downloads.resize(live.max_concurrent_downloads);
+        let mut config = self
+            .config
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut next = EngineConfig::clone(&config);
+        next.registry.insecure_registries = live.registry.insecure_registries;
+        next.registry.insecure_loopback = live.registry.insecure_loopback;
+        next.registry.proxies = live.registry.proxies;
+        next.registry_mirrors = live.registry_mirrors;
+        next.max_concurrent_uploads = live.max_concurrent_uploads;
+        next.max_concurrent_downloads = live.max_concurrent_downloads;
+        *config = Arc::new(next);
+        Ok(())
+    }
+
+    /// Ends every upload and download at once with [`EngineError::ShuttingDown`] (the daemon's
+    /// shutdown timeout ran out). Nothing half-written stays: a download's temporary file goes
+    /// with it, and the upload sessions left open are cancelled (see
+    /// [`Engine::wait_session_cleanups`]).
+    pub fn stop_transfers(&self) {
+        self.stop.cancel();
+    }
+
+    /// Waits, for at most `timeout`, until the upload sessions of stopped uploads are cancelled.
+    pub async fn wait_session_cleanups(&self, timeout: Duration) {
+        self.uploads.wait_session_cleanups(timeout).await;
     }
 
     pub fn host_platform(&self) -> &Platform {

@@ -54,6 +54,9 @@ pub enum EngineError {
     },
     #[error("{0}")]
     Internal(String),
+    /// The daemon is stopping and its shutdown timeout ran out before this transfer ended.
+    #[error("hoistd is shutting down: the transfer was cancelled")]
+    ShuttingDown,
     /// An error of a transfer that several pushes were watching.
     #[error("{0}")]
     Shared(std::sync::Arc<EngineError>),
@@ -94,7 +97,8 @@ impl EngineError {
             | EngineError::Store(_)
             | EngineError::Io { .. }
             | EngineError::Unpack(_)
-            | EngineError::Internal(_) => ErrorKind::Internal,
+            | EngineError::Internal(_)
+            | EngineError::ShuttingDown => ErrorKind::Internal,
             EngineError::Shared(inner) => inner.kind(),
             EngineError::GaveUp { last, .. } => last.kind(),
         }

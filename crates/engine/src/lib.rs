@@ -44,13 +44,14 @@ mod system;
 mod transfer;
 mod uploads;
 
+pub use hoist_registry::{ProxyConfig, mask_credentials};
 pub use hoist_store::Descriptor;
 
 pub use activity::{StoreUsage, TransferActivity};
 pub use auth::{AuthConfig, normalize_server};
 pub use disk_usage::DiskUsage;
 pub use distribution::DistributionInfo;
-pub use engine::{Engine, EngineConfig};
+pub use engine::{Engine, EngineConfig, LiveSettings};
 pub use error::{EngineError, ErrorKind};
 pub use events::{Action, Event, EventFilter, EventQuery, EventStream, EventType, SharedEvent};
 pub use images::{HistoryEntry, ImageDetails, ImageSummary, ListFilters, Removal};

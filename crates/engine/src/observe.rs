@@ -269,6 +269,8 @@ impl FailureCause {
             EngineError::Store(StoreError::DigestMismatch { .. }) => FailureCause::DigestMismatch,
             EngineError::Store(_) | EngineError::Io { .. } => FailureCause::Storage,
             EngineError::Conflict(_) | EngineError::Internal(_) => FailureCause::Internal,
+            // The daemon stopped the work, as a client going away would have.
+            EngineError::ShuttingDown => FailureCause::Cancelled,
         }
     }
 

@@ -1,7 +1,8 @@
 //! Where blobs are known to live in registries, as containerd records it: a blob label
 //! `containerd.io/distribution.source.<host>` listing the repositories of that registry that hold
-//! the blob. Pushes and pulls record it; a push mounts a blob from one of them instead of
-//! uploading it again.
+//! the blob. Pushes and pulls record it, for manifests (an index pulled or pushed whole) as for
+//! configs and layers; a push mounts a blob from one of them instead of uploading it again, and
+//! completes a partly pulled index from where the index is.
 
 use std::collections::BTreeSet;
 
@@ -9,9 +10,12 @@ use hoist_reference::Digest;
 
 use crate::{Engine, EngineError};
 
+/// What every source label's key starts with; the registry's host follows.
+const SOURCE_LABEL_PREFIX: &str = "containerd.io/distribution.source.";
+
 /// The label naming the repositories of `host` that hold a blob.
 fn source_label(host: &str) -> String {
-    format!("containerd.io/distribution.source.{host}")
+    format!("{SOURCE_LABEL_PREFIX}{host}")
 }
 
 impl Engine {
@@ -33,6 +37,20 @@ impl Engine {
         }
         self.store.set_blob_labels(changes)?;
         Ok(())
+    }
+
+    /// Every (registry host, repository) known to hold `digest`, in label order.
+    pub(crate) fn sources_of(&self, digest: &Digest) -> Vec<(String, String)> {
+        let mut sources = Vec::new();
+        for (key, value) in self.store.blob_labels(digest) {
+            let Some(host) = key.strip_prefix(SOURCE_LABEL_PREFIX) else {
+                continue;
+            };
+            for path in value.split(',').filter(|s| !s.is_empty()) {
+                sources.push((host.to_owned(), path.to_owned()));
+            }
+        }
+        sources
     }
 
     /// The repositories of registry `host` known to hold `digest`.

@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 use std::time::SystemTime;
 
+use hoist_registry::mask_credentials;
+
 use crate::{Engine, EngineError, names};
 
 /// What the daemon knows of itself and its host.
@@ -52,7 +54,8 @@ impl Engine {
     }
 
     fn system_info_blocking(&self) -> SystemInfo {
-        let registry = &self.config.registry;
+        let config = self.config();
+        let registry = &config.registry;
         let (mut insecure_cidrs, insecure_registries): (Vec<String>, Vec<String>) = registry
             .insecure_registries
             .iter()
@@ -62,16 +65,13 @@ impl Engine {
         if registry.insecure_loopback {
             insecure_cidrs.extend(["::1/128".to_owned(), "127.0.0.0/8".to_owned()]);
         }
-        let env = |k: &str| {
-            std::env::var(k)
-                .or_else(|_| std::env::var(k.to_lowercase()))
-                .unwrap_or_default()
-        };
+        // The proxies in force: the daemon's settings, else the environment.
+        let proxies = registry.proxies.effective();
         SystemInfo {
             daemon_id: self.daemon_id(),
             images: names::all_images(&self.store).len(),
             store_root: self.store.root().to_path_buf(),
-            data_root: self.config.data_root.clone(),
+            data_root: config.data_root.clone(),
             open_files: std::fs::read_dir("/proc/self/fd")
                 .map(|d| d.count())
                 .unwrap_or(0),
@@ -84,11 +84,19 @@ impl Engine {
                 .map(|n| n.get())
                 .unwrap_or(1),
             memory_bytes: mem_total(),
-            http_proxy: redact_proxy(&env("HTTP_PROXY")),
-            https_proxy: redact_proxy(&env("HTTPS_PROXY")),
-            no_proxy: env("NO_PROXY"),
+            http_proxy: proxies
+                .http_proxy
+                .as_deref()
+                .map(mask_credentials)
+                .unwrap_or_default(),
+            https_proxy: proxies
+                .https_proxy
+                .as_deref()
+                .map(mask_credentials)
+                .unwrap_or_default(),
+            no_proxy: proxies.no_proxy.unwrap_or_default(),
             registries: RegistrySettings {
-                mirrors: self.config.registry_mirrors.clone(),
+                mirrors: config.registry_mirrors.clone(),
                 insecure_cidrs,
                 insecure_registries,
             },
@@ -97,7 +105,7 @@ impl Engine {
 
     /// A stable identity for this daemon, kept beside the store as dockerd keeps `engine-id`.
     fn daemon_id(&self) -> String {
-        let path = self.config.data_root.join("engine-id");
+        let path = self.config().data_root.join("engine-id");
         if let Ok(id) = std::fs::read_to_string(&path)
             && !id.trim().is_empty()
         {
@@ -144,15 +152,4 @@ fn mem_total() -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map(|kib| kib * 1024)
         .unwrap_or(0)
-}
-
-/// Proxy URLs may carry credentials; `docker info` must not show them.
-fn redact_proxy(url: &str) -> String {
-    match url
-        .split_once("://")
-        .and_then(|(scheme, rest)| rest.split_once('@').map(|(_, host)| (scheme, host)))
-    {
-        Some((scheme, host)) => format!("{scheme}://xxxxx:xxxxx@{host}"),
-        None => url.to_owned(),
-    }
 }

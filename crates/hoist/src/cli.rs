@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-#[derive(Debug, Parser)]
+#[derive(Clone, Debug, Parser)]
 #[command(
     name = "hoistd",
     about = "A Docker-compatible image daemon: load, tag, list and push images to OCI registries",
@@ -91,6 +91,31 @@ pub struct Cli {
     #[arg(long = "max-concurrent-downloads", value_name = "N")]
     pub max_concurrent_downloads: Option<usize>,
 
+    /// Seconds running pushes, pulls and loads get to finish when the daemon is stopped; then
+    /// they are cancelled (default 15; a negative value waits for them without limit)
+    #[arg(
+        long = "shutdown-timeout",
+        value_name = "SECONDS",
+        allow_negative_numbers = true
+    )]
+    pub shutdown_timeout: Option<i64>,
+
+    /// HTTP proxy for registry requests (replaces HTTP_PROXY)
+    #[arg(long = "http-proxy", value_name = "URL")]
+    pub http_proxy: Option<String>,
+
+    /// HTTPS proxy for registry requests (replaces HTTPS_PROXY)
+    #[arg(long = "https-proxy", value_name = "URL")]
+    pub https_proxy: Option<String>,
+
+    /// Hosts registry requests reach without a proxy (replaces NO_PROXY)
+    #[arg(long = "no-proxy", value_name = "LIST")]
+    pub no_proxy: Option<String>,
+
+    /// Validate the daemon configuration (file and flags) and exit: prints "configuration OK"
+    #[arg(long = "validate")]
+    pub validate: bool,
+
     /// Print version information and quit
     #[arg(short = 'v', long = "version")]
     pub version: bool,
@@ -100,7 +125,7 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Clone, Debug, Subcommand)]
 pub enum Command {
     /// Verify the data root offline, with no daemon running: every blob hashes to its name, and
     /// every image's content is present and readable. Prints one line per problem; exits 0 when

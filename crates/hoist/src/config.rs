@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use hoist_engine::EngineConfig;
+use hoist_engine::{EngineConfig, ProxyConfig};
 use hoist_store::FreeSpaceReserve;
 use serde::Deserialize;
 
@@ -41,7 +41,15 @@ pub struct Settings {
     pub labels: Vec<String>,
     /// Unknown keys of the config file, for a warning once logging is up.
     pub unknown_keys: Vec<String>,
+    /// How long running requests get to finish when the daemon stops; `None` waits without
+    /// limit (a negative `shutdown-timeout`, as dockerd).
+    pub shutdown_timeout: Option<Duration>,
+    /// The configuration file read (or that would have been read, when absent).
+    pub config_path: PathBuf,
 }
+
+/// dockerd's default `shutdown-timeout`, seconds.
+const DEFAULT_SHUTDOWN_TIMEOUT: i64 = 15;
 
 /// daemon.json. The first keys are dockerd's and may also be given as flags; the others are
 /// hoist's own and exist only here.
@@ -77,9 +85,22 @@ struct FileConfig {
     group: Option<String>,
     /// Bytes; 0 turns the check off.
     min_free_space: Option<u64>,
+    push_complete_from_origin: Option<bool>,
+    /// Seconds; negative waits without limit.
+    shutdown_timeout: Option<i64>,
+    proxies: Option<ProxiesFile>,
     /// Every other key: reported, not rejected, so that a daemon.json shared with dockerd works.
     #[serde(flatten)]
     unknown: BTreeMap<String, serde_json::Value>,
+}
+
+/// daemon.json's `proxies`, as dockerd's.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct ProxiesFile {
+    http_proxy: Option<String>,
+    https_proxy: Option<String>,
+    no_proxy: Option<String>,
 }
 
 /// daemon.json's `api-limits`: durations in seconds.
@@ -236,6 +257,15 @@ impl Settings {
             file.max_concurrent_downloads,
         );
         let labels = merge.pick("labels", repeated(cli.labels), file.labels);
+        let shutdown_timeout = merge.pick(
+            "shutdown-timeout",
+            cli.shutdown_timeout,
+            file.shutdown_timeout,
+        );
+        let proxies = file.proxies.unwrap_or_default();
+        let http_proxy = merge.pick("http-proxy", cli.http_proxy, proxies.http_proxy);
+        let https_proxy = merge.pick("https-proxy", cli.https_proxy, proxies.https_proxy);
+        let no_proxy = merge.pick("no-proxy", cli.no_proxy, proxies.no_proxy);
         merge.finish(config_path)?;
         let labels = labels.unwrap_or_default();
         for label in &labels {
@@ -250,7 +280,7 @@ impl Settings {
         let min_api_version = min_api_version_from_env()?;
 
         let debug = debug.unwrap_or(false);
-        let log_level = log_level.unwrap_or_else(|| if debug { "debug" } else { "info" }.into());
+        let log_level = log_level.unwrap_or_else(|| "info".into());
         if !matches!(
             log_level.as_str(),
             "debug" | "info" | "warn" | "error" | "fatal" | "trace"
@@ -296,11 +326,23 @@ impl Settings {
             &mut engine.min_free_space,
             file.min_free_space.map(FreeSpaceReserve::Bytes),
         );
+        set(
+            &mut engine.push_complete_from_origin,
+            file.push_complete_from_origin,
+        );
         let registry = &mut engine.registry;
         set(&mut registry.insecure_registries, insecure_registries);
         set(&mut registry.insecure_loopback, file.insecure_loopback);
         set(&mut registry.certs_dir, file.certs_dir);
         set(&mut registry.chunk_sizes, file.upload_chunk_size);
+        registry.proxies = ProxyConfig {
+            http_proxy,
+            https_proxy,
+            no_proxy,
+        };
+        engine
+            .check_registry_settings()
+            .with_context(|| format!("invalid configuration file {}", config_path.display()))?;
 
         let mut limits = Limits::default();
         file.api_limits
@@ -329,7 +371,48 @@ impl Settings {
             min_api_version,
             labels,
             unknown_keys: file.unknown.into_keys().collect(),
+            shutdown_timeout: shutdown_timeout_from(shutdown_timeout),
+            config_path: config_path.to_owned(),
         })
+    }
+
+    /// The level logs are written at: `debug` when debug mode is on (as dockerd's `--debug`
+    /// overrides `--log-level`), else the log level; `fatal` logs errors.
+    pub fn effective_log_level(&self) -> &str {
+        match self.log_level.as_str() {
+            _ if self.debug => "debug",
+            "fatal" => "error",
+            other => other,
+        }
+    }
+
+    /// Proxy variables of the environment that a configured proxy replaces, with both values
+    /// masked: `(variable, environment's, configuration's)`, for dockerd's warning.
+    pub fn overridden_proxy_variables(&self) -> Vec<(&'static str, String, String)> {
+        let proxies = &self.engine.registry.proxies;
+        let mut overridden = Vec::new();
+        for (given, names) in [
+            (&proxies.http_proxy, ["HTTP_PROXY", "http_proxy"]),
+            (&proxies.https_proxy, ["HTTPS_PROXY", "https_proxy"]),
+            (&proxies.no_proxy, ["NO_PROXY", "no_proxy"]),
+        ] {
+            let Some(given) = given.as_deref().filter(|v| !v.is_empty()) else {
+                continue;
+            };
+            for name in names {
+                if let Ok(old) = std::env::var(name)
+                    && !old.is_empty()
+                    && old != given
+                {
+                    overridden.push((
+                        name,
+                        hoist_engine::mask_credentials(&old),
+                        hoist_engine::mask_credentials(given),
+                    ));
+                }
+            }
+        }
+        overridden
     }
 
     /// TLS is on when asked for, or implied by --tlsverify.
@@ -354,6 +437,12 @@ pub struct MetricsListener {
     pub addr: String,
     /// `--metrics-allow-remote`: a non-loopback address is refused without it.
     pub allow_remote: bool,
+}
+
+/// Seconds as dockerd takes them: a negative number waits without limit.
+fn shutdown_timeout_from(seconds: Option<i64>) -> Option<Duration> {
+    let seconds = seconds.unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT);
+    u64::try_from(seconds).ok().map(Duration::from_secs)
 }
 
 /// `DOCKER_MIN_API_VERSION`, checked as dockerd checks it; unset or empty means the default.

@@ -6,7 +6,10 @@ mod config;
 mod json_log;
 mod labels;
 mod listen;
+mod log_level;
 mod metrics;
+mod reload;
+mod shutdown;
 mod tls;
 
 use std::process::ExitCode;
@@ -16,8 +19,13 @@ use anyhow::Context;
 use clap::Parser;
 use hoist_engine::Engine;
 use tokio_util::sync::CancellationToken;
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use config::{LogFormat, Settings};
+use log_level::{LogLevel, log_filter};
+use shutdown::{Drained, Request, Signals};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -33,16 +41,30 @@ fn main() -> ExitCode {
     if let Some(cli::Command::Check) = cli.command {
         return check::run(cli);
     }
-    let settings = match Settings::load(cli) {
+    let settings = match Settings::load(cli.clone()) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("hoistd: {e:#}");
             return ExitCode::FAILURE;
         }
     };
-    init_logging(&settings);
+    if cli.validate {
+        for key in &settings.unknown_keys {
+            eprintln!("hoistd: ignoring unknown configuration key {key}");
+        }
+        return validate(&settings);
+    }
+    let log_level = init_logging(&settings);
     for key in &settings.unknown_keys {
         tracing::warn!(%key, "ignoring unknown configuration key");
+    }
+    for (name, old, new) in settings.overridden_proxy_variables() {
+        tracing::warn!(
+            name,
+            old_value = %old,
+            new_value = %new,
+            "overriding existing proxy variable with value from configuration"
+        );
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -56,7 +78,7 @@ fn main() -> ExitCode {
     };
     // With JSON logs, stderr carries only JSON lines: the logged error says it all.
     let plain_stderr = settings.log_format == LogFormat::Text;
-    match runtime.block_on(run(settings)) {
+    match runtime.block_on(run(cli, settings, log_level)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -68,29 +90,54 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(settings: &Settings) {
-    let level = match settings.log_level.as_str() {
-        "fatal" => "error",
-        other => other,
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("HOIST_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!(
-            "{level},hyper=info,reqwest=info,h2=info,rustls=info"
-        ))
+/// `--validate`, as dockerd's: everything a start reads is checked (the file and flags, hosts,
+/// the TLS material), nothing is opened; `configuration OK` on stderr and exit 0, or the error
+/// and exit 1.
+fn validate(settings: &Settings) -> ExitCode {
+    let checked = listen::check_hosts(settings).and_then(|()| {
+        if settings.tls_enabled() {
+            tls::server_config(settings).map(|_| ())
+        } else {
+            Ok(())
+        }
     });
-    let logger = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match settings.log_format {
-        // Colours only for a terminal: a log file or journal full of escape codes is unreadable.
-        LogFormat::Text => logger
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .init(),
-        LogFormat::Json => logger.event_format(json_log::JsonLines).init(),
+    match checked {
+        Ok(()) => {
+            eprintln!("configuration OK");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("hoistd: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 
-async fn run(settings: Settings) -> anyhow::Result<()> {
+fn init_logging(settings: &Settings) -> LogLevel {
+    let level = settings.effective_log_level();
+    let from_env = tracing_subscriber::EnvFilter::try_from_env("HOIST_LOG").ok();
+    let pinned_by_env = from_env.is_some();
+    let filter = from_env.unwrap_or_else(|| log_filter(level));
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let lines = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let lines = match settings.log_format {
+        // Colours only for a terminal: a log file or journal full of escape codes is unreadable.
+        LogFormat::Text => lines
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .boxed(),
+        LogFormat::Json => lines
+            .with_ansi(false)
+            .event_format(json_log::JsonLines)
+            .boxed(),
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(lines)
+        .init();
+    LogLevel::new(handle, pinned_by_env, level)
+}
+
+async fn run(cli: cli::Cli, settings: Settings, log_level: LogLevel) -> anyhow::Result<()> {
     let git_commit = option_env!("HOIST_GIT_COMMIT").unwrap_or("");
     let metrics = settings
         .metrics
@@ -114,14 +161,17 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         Some(listener) => Some(metrics::bind(listener).await?),
         None => None,
     };
+    let details = hoist_api::LiveDetails::new(hoist_api::Details {
+        debug: settings.debug,
+        labels: settings.labels.clone(),
+    });
     let mut app = hoist_api::app(hoist_api::AppState {
         engine: engine.clone(),
         server: hoist_api::ServerInfo {
             version: VERSION.to_owned(),
             git_commit: git_commit.to_owned(),
-            debug: settings.debug,
             min_api_version: settings.min_api_version.clone(),
-            labels: settings.labels.clone(),
+            details: details.clone(),
         },
     });
     if let Some(metrics) = &metrics {
@@ -130,50 +180,90 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
             metrics::record_api_requests,
         ));
     }
-    let shutdown = CancellationToken::new();
+    let stopping = listen::Stopping {
+        accepting: CancellationToken::new(),
+        abort: CancellationToken::new(),
+    };
     let mut servers = tokio::task::JoinSet::new();
     if let (Some(server), Some(metrics)) = (metrics_server, &metrics) {
-        servers.spawn(server.serve(metrics.clone(), engine.clone(), shutdown.clone()));
+        servers.spawn(server.serve(metrics.clone(), engine.clone(), stopping.accepting.clone()));
     }
     let slots = listen::ConnectionSlots::new(&settings.limits);
     for b in bound {
         servers.spawn(listen::serve(
             b,
             app.clone(),
-            shutdown.clone(),
+            stopping.clone(),
             settings.limits,
             slots.clone(),
         ));
     }
+    // Signals are taken before readiness is told, so that none is missed.
+    let mut signals = Signals::new().context("cannot listen for signals")?;
     tracing::info!(version = VERSION, data_root = %settings.engine.data_root.display(), "hoistd started");
     // A service manager waiting for readiness (systemd's Type=notify) learns it now: every
     // socket is bound and served.
-    if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
-        tracing::warn!(error = %e, "telling the service manager hoistd is ready failed");
-    }
+    notify(&[sd_notify::NotifyState::Ready]);
 
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, shutting down"),
-        _ = sigterm.recv() => tracing::info!("SIGTERM received, shutting down"),
-        Some(result) = servers.join_next() => {
-            shutdown.cancel();
-            result.context("server task")??;
+    let mut reloader = reload::Reloader::new(cli, settings, engine.clone(), details, log_level);
+    loop {
+        tokio::select! {
+            request = signals.next() => match request {
+                Request::Reload => {
+                    let mut states = vec![sd_notify::NotifyState::Reloading];
+                    states.extend(sd_notify::NotifyState::monotonic_usec_now().ok());
+                    notify(&states);
+                    reloader.reload();
+                    notify(&[sd_notify::NotifyState::Ready]);
+                }
+                Request::Stop(name) => {
+                    tracing::info!("{name} received, shutting down");
+                    break;
+                }
+            },
+            Some(result) = servers.join_next() => {
+                stopping.accepting.cancel();
+                stopping.abort.cancel();
+                result.context("server task")??;
+            }
         }
     }
-    shutdown.cancel();
+    notify(&[sd_notify::NotifyState::Stopping]);
+    // Listeners stop accepting and remove the unix sockets they created; kept-alive idle
+    // connections close, running requests go on.
+    stopping.accepting.cancel();
     engine.end_event_streams();
-    // Give running requests a moment to finish; long pushes are cut when the process exits.
-    let drain = async { while servers.join_next().await.is_some() {} };
-    if tokio::time::timeout(std::time::Duration::from_secs(10), drain)
-        .await
-        .is_err()
-    {
-        tracing::warn!("requests still running after 10 s; exiting anyway");
+    let timeout = reloader.current().shutdown_timeout;
+    match timeout {
+        Some(timeout) => tracing::info!(
+            "waiting up to {} s for running requests (shutdown-timeout)",
+            timeout.as_secs()
+        ),
+        None => tracing::info!("waiting for running requests (shutdown-timeout is negative)"),
+    }
+    match shutdown::drain(&mut servers, &engine, &stopping, timeout, &mut signals).await {
+        Drained::Done => {}
+        Drained::Interrupted(name) => {
+            // The store is crash-safe: what is half-written is in ingest/ or under a lease,
+            // both cleaned at the next start.
+            tracing::warn!("{name} received again: exiting now");
+            for socket in listen::created_sockets(reloader.current()) {
+                let _ = std::fs::remove_file(socket);
+            }
+            drop(pidfile);
+            std::process::exit(0);
+        }
     }
     drop(pidfile);
     tracing::info!("hoistd stopped");
     Ok(())
+}
+
+/// Tells the service manager (systemd's `Type=notify`) about a state change; a no-op without one.
+fn notify(states: &[sd_notify::NotifyState]) {
+    if let Err(e) = sd_notify::notify(false, states) {
+        tracing::warn!(error = %e, "telling the service manager about a state change failed");
+    }
 }
 
 /// The pid file, removed when the daemon stops.

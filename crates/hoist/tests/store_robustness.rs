@@ -156,18 +156,36 @@ fn a_docker_archive_listing_30000_layers_is_refused_and_leaves_nothing() {
     load(&docker, &scratch, &good, "good:1");
     let before = stored_blobs(&daemon.data_root());
 
-    // A valid archive, whose manifest.json then lists its one layer 30,000 times: the manifest
-    // hoist would build for it is over 4 MiB.
+    // A valid archive, whose manifest.json then lists its one layer 30,000 times, with a config
+    // listing its diff_id as often (so every layer checks out): the manifest hoist would build
+    // for it is over 4 MiB.
     let many = image(5);
     let mut raw = ArchiveBuilder::new(ArchiveFormat::DockerBlobs)
         .image(&many, &["many:1"])
         .to_raw();
-    let entry = raw.find("manifest.json").expect("manifest.json");
-    let RawKind::File(data) = &entry.kind else {
-        panic!("manifest.json is not a file");
+    let file = |raw: &hoist_testkit::archive::RawArchive, name: &str| -> Vec<u8> {
+        let entry = raw
+            .find(name)
+            .unwrap_or_else(|| panic!("{name} in the archive"));
+        let RawKind::File(data) = &entry.kind else {
+            panic!("{name} is not a file");
+        };
+        RawData::bytes(data)
     };
     let mut manifest: serde_json::Value =
-        serde_json::from_slice(&RawData::bytes(data)).expect("manifest.json");
+        serde_json::from_slice(&file(&raw, "manifest.json")).expect("manifest.json");
+    let config_path = manifest[0]["Config"].as_str().expect("Config").to_owned();
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&file(&raw, &config_path)).expect("config");
+    let diff_id = config["rootfs"]["diff_ids"][0].clone();
+    config["rootfs"]["diff_ids"] = serde_json::Value::Array(vec![diff_id; 30_000]);
+    let config = serde_json::to_vec(&config).expect("encode config");
+    let config_path = format!(
+        "blobs/sha256/{}",
+        digest_of(&config).trim_start_matches("sha256:")
+    );
+    raw.push(&config_path, RawKind::File(RawData::Bytes(config)));
+    manifest[0]["Config"] = config_path.into();
     let layer = manifest[0]["Layers"][0].clone();
     manifest[0]["Layers"] = serde_json::Value::Array(vec![layer; 30_000]);
     raw.replace(

@@ -16,6 +16,63 @@ pub struct RegistryConfig {
     /// Registry host → chunk size for chunked PATCH uploads to it.
     pub chunk_sizes: HashMap<String, u64>,
     pub user_agent: String,
+    /// dockerd's `proxies` (`--http-proxy`, `--https-proxy`, `--no-proxy`): each one given
+    /// replaces its environment variable; the others still come from the environment.
+    pub proxies: ProxyConfig,
+}
+
+/// Proxy settings given to the daemon. Its `Debug` masks credentials in the URLs.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ProxyConfig {
+    pub http_proxy: Option<String>,
+    pub https_proxy: Option<String>,
+    pub no_proxy: Option<String>,
+}
+
+impl ProxyConfig {
+    /// What is in force: each setting given here, else its environment variable (upper case
+    /// first, as Go reads them). Empty values count as not given, as in dockerd.
+    pub fn effective(&self) -> ProxyConfig {
+        self.effective_with(|name| std::env::var(name).ok())
+    }
+
+    pub(crate) fn effective_with(&self, env: impl Fn(&str) -> Option<String>) -> ProxyConfig {
+        let pick = |given: &Option<String>, upper: &str, lower: &str| {
+            given
+                .clone()
+                .filter(|v| !v.is_empty())
+                .or_else(|| env(upper).filter(|v| !v.is_empty()))
+                .or_else(|| env(lower).filter(|v| !v.is_empty()))
+        };
+        ProxyConfig {
+            http_proxy: pick(&self.http_proxy, "HTTP_PROXY", "http_proxy"),
+            https_proxy: pick(&self.https_proxy, "HTTPS_PROXY", "https_proxy"),
+            no_proxy: pick(&self.no_proxy, "NO_PROXY", "no_proxy"),
+        }
+    }
+}
+
+impl std::fmt::Debug for ProxyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let masked = |v: &Option<String>| v.as_deref().map(mask_credentials);
+        f.debug_struct("ProxyConfig")
+            .field("http_proxy", &masked(&self.http_proxy))
+            .field("https_proxy", &masked(&self.https_proxy))
+            .field("no_proxy", &self.no_proxy)
+            .finish()
+    }
+}
+
+/// A proxy URL as it may be shown: user name and password replaced by `xxxxx:xxxxx`, as
+/// dockerd's `MaskCredentials` does.
+pub fn mask_credentials(url: &str) -> String {
+    match url
+        .split_once("://")
+        .and_then(|(scheme, rest)| rest.rsplit_once('@').map(|(_, host)| (scheme, host)))
+    {
+        Some((scheme, host)) => format!("{scheme}://xxxxx:xxxxx@{host}"),
+        None => url.to_owned(),
+    }
 }
 
 impl Default for RegistryConfig {
@@ -26,6 +83,7 @@ impl Default for RegistryConfig {
             certs_dir: PathBuf::from("/etc/docker/certs.d"),
             chunk_sizes: HashMap::new(),
             user_agent: concat!("hoist/", env!("CARGO_PKG_VERSION")).to_owned(),
+            proxies: ProxyConfig::default(),
         }
     }
 }
@@ -42,3 +100,44 @@ pub enum Access {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub(crate) struct ConfigError(pub(crate) String);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxies_given_replace_their_variable_only() {
+        let given = ProxyConfig {
+            https_proxy: Some("http://given:1".into()),
+            no_proxy: Some(String::new()),
+            ..ProxyConfig::default()
+        };
+        let env = |name: &str| match name {
+            "HTTPS_PROXY" => Some("http://env:2".to_owned()),
+            "http_proxy" => Some("http://env:3".to_owned()),
+            "NO_PROXY" => Some("corp".to_owned()),
+            _ => None,
+        };
+        let effective = given.effective_with(env);
+        assert_eq!(effective.https_proxy.as_deref(), Some("http://given:1"));
+        assert_eq!(effective.http_proxy.as_deref(), Some("http://env:3"));
+        assert_eq!(effective.no_proxy.as_deref(), Some("corp"));
+    }
+
+    #[test]
+    fn credentials_are_masked() {
+        assert_eq!(
+            mask_credentials("http://user:p@ss@proxy:3128"),
+            "http://xxxxx:xxxxx@proxy:3128"
+        );
+        assert_eq!(mask_credentials("proxy:3128"), "proxy:3128");
+        let shown = format!(
+            "{:?}",
+            ProxyConfig {
+                http_proxy: Some("http://u:secret@p:1".into()),
+                ..ProxyConfig::default()
+            }
+        );
+        assert!(!shown.contains("secret"), "{shown}");
+    }
+}

@@ -15,7 +15,8 @@
 //! login        `docker login` against a registry
 //! search       Docker Hub's v1 search on an index
 //! repository   one repository: ping, blobs; manifest, tags add their operations
-//! upload/      sessions, PUT/PATCH chunks, resume; BlobSource
+//! upload/      sessions, PUT/PATCH chunks, resume; BlobSource; relay (another registry's blob
+//!              as a body, verified on the way)
 //!   sender       a file range as a body: file_body (mmap windows) or sendfile/ (plain HTTP)
 //! transport    one repository's requests: scheme fallback, credentials, 401 retry
 //! auth/        Authorization per request: remembered challenges, token fetch and cache
@@ -59,7 +60,7 @@ mod tags;
 mod transport;
 mod upload;
 
-pub use config::{Access, RegistryConfig};
+pub use config::{Access, ProxyConfig, RegistryConfig, mask_credentials};
 pub use credentials::Credentials;
 pub use error::{ErrorCode, RegistryError, ResponseError};
 pub use login::{LoginError, LoginOutcome};

@@ -31,7 +31,7 @@ impl std::fmt::Debug for Registries {
 impl Registries {
     pub fn new(config: RegistryConfig) -> Result<Registries, RegistryError> {
         let endpoints = Endpoints::new(&config)?;
-        let files = FileSender::new(endpoints.proxy_rules(), config.user_agent.clone());
+        let files = FileSender::new(config.user_agent.clone());
         Ok(Registries {
             config: Arc::new(config),
             auth: Auth::new(endpoints.clone()),
@@ -74,6 +74,20 @@ impl Registries {
     /// first hook set is kept.
     pub fn on_token_renewal(&self, hook: impl Fn(&str) + Send + Sync + 'static) {
         self.auth.set_token_renewal_hook(Box::new(hook));
+    }
+
+    /// Checks what [`Registries::new`] would refuse in `config`, without building anything:
+    /// insecure-registry entries and proxy URLs (the environment's too).
+    pub fn check(config: &RegistryConfig) -> Result<(), RegistryError> {
+        Ok(Endpoints::check(config)?)
+    }
+
+    /// Applies a reloaded configuration's insecure registries (`insecure_registries`,
+    /// `insecure_loopback`) and proxies; the rest of `config` is fixed at start. Operations
+    /// under way keep the settings they started with; the next ones use the new settings.
+    /// Invalid settings change nothing.
+    pub fn reconfigure(&self, config: &RegistryConfig) -> Result<(), RegistryError> {
+        Ok(self.endpoints.reconfigure(config)?)
     }
 
     /// Whether `host` (a reference domain) gets unverified TLS and plain-HTTP fallback.

@@ -16,7 +16,8 @@ use crate::config::Access;
 use crate::error::from_response;
 use crate::transport::{Call, Target, Transport};
 use crate::upload::{
-    BlobSource, FileSender, MountOutcome, Progress, UploadMode, UploadSession, Uploads,
+    BlobSource, FileSender, MountOutcome, Progress, SourceStream, UploadMode, UploadSession,
+    Uploads,
 };
 
 #[derive(Clone)]
@@ -109,6 +110,28 @@ impl Repository {
                 uploads.chunked(session, blob, chunk_size, progress).await
             }
         }
+    }
+
+    /// Sends the blob `digest` of `size` bytes, read from `origin` (a repository of another
+    /// registry, or of this one) as it is sent, through `session` in one `PUT`. The bytes are
+    /// checked against the size and digest on the way and never stored locally; the target is
+    /// never handed a wrong blob whole, so it cannot commit one.
+    pub async fn upload_relayed(
+        &self,
+        session: UploadSession,
+        digest: &Digest,
+        size: u64,
+        origin: &Repository,
+        progress: &Progress,
+    ) -> Result<(), RegistryError> {
+        let open = || async move {
+            let stream = origin.get_blob(digest).await?;
+            let source: SourceStream = Box::pin(stream);
+            Ok((source, origin.host().to_owned()))
+        };
+        self.uploads()
+            .relayed(session, (digest, size), open, progress)
+            .await
     }
 
     /// Best-effort `DELETE` of a session; many registries refuse it (no `delete` scope).

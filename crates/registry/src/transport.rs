@@ -9,12 +9,13 @@ use std::time::Instant;
 use bytes::Bytes;
 use reqwest::header::{AUTHORIZATION, CONTENT_LENGTH, HeaderMap};
 use reqwest::{Method, Response, StatusCode};
+use tokio::sync::OnceCell;
 use url::Url;
 
 use crate::RegistryError;
 use crate::auth::{Auth, Presented};
 use crate::credentials::Credentials;
-use crate::endpoint::{Endpoint, Endpoints, Scheme};
+use crate::endpoint::{Endpoint, Endpoints, ProxyRules, Scheme};
 use crate::http_util::{url_host, without_query};
 
 /// Where a request goes.
@@ -68,6 +69,8 @@ pub(crate) struct Ready {
     pub(crate) headers: HeaderMap,
     /// The registry's client, for a body reqwest sends.
     pub(crate) client: reqwest::Client,
+    /// The proxy rules that client follows.
+    pub(crate) proxy: Arc<ProxyRules>,
 }
 
 /// The answer to a [`OneShot`].
@@ -86,6 +89,9 @@ pub(crate) struct Transport {
     credentials: Credentials,
     /// The repository's own scope first: some registries only look at the first one.
     scopes: Vec<String>,
+    /// The endpoint this operation set up on its first request: it keeps it to the end, so a
+    /// reload or a certs.d change applies from the next operation on.
+    endpoint: OnceCell<Arc<Endpoint>>,
 }
 
 impl Transport {
@@ -102,6 +108,7 @@ impl Transport {
             host,
             credentials,
             scopes,
+            endpoint: OnceCell::new(),
         }
     }
 
@@ -110,7 +117,11 @@ impl Transport {
     }
 
     async fn endpoint(&self) -> Result<Arc<Endpoint>, RegistryError> {
-        Ok(self.endpoints.registry(&self.host).await?)
+        let endpoint = self
+            .endpoint
+            .get_or_try_init(|| self.endpoints.registry(&self.host))
+            .await?;
+        Ok(endpoint.clone())
     }
 
     /// Sends a request with a rebuildable body and returns the response whatever its status.
@@ -230,6 +241,7 @@ impl Transport {
             url,
             headers,
             client: endpoint.client.clone(),
+            proxy: endpoint.proxy.clone(),
         })
         .await?;
         tracing::debug!(

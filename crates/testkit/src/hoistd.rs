@@ -13,7 +13,8 @@ use crate::process::spawn_tied;
 pub struct HoistdOptions {
     /// Written to `daemon.json` and passed with `--config-file`.
     pub config: serde_json::Value,
-    /// Extra command-line arguments, after the standard ones.
+    /// Extra command-line arguments, after the standard ones; a `--log-level` among them replaces
+    /// the default `--log-level debug`.
     pub args: Vec<String>,
     /// Extra environment variables.
     pub env: Vec<(String, String)>,
@@ -80,6 +81,12 @@ impl Hoistd {
             .open(self.log_path())
             .expect("open daemon log");
         let mut cmd = Command::new(&self.bin);
+        // Debug logs unless the test chooses a level itself.
+        let level_chosen = self
+            .opts
+            .args
+            .iter()
+            .any(|a| a == "--log-level" || a == "-l" || a.starts_with("--log-level="));
         cmd.arg("-H")
             .arg(format!("unix://{}", self.socket().display()))
             .arg("--data-root")
@@ -88,8 +95,12 @@ impl Hoistd {
             .arg(self.config_file())
             .arg("--pidfile")
             .arg(self.pidfile())
-            .arg("--log-level")
-            .arg("debug")
+            .args(
+                (!level_chosen)
+                    .then_some(["--log-level", "debug"])
+                    .into_iter()
+                    .flatten(),
+            )
             .args(&self.opts.args)
             .envs(self.opts.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())

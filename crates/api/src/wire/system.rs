@@ -133,6 +133,7 @@ pub struct Commit {
 impl Info {
     pub fn new(info: SystemInfo, server: &ServerInfo, version: &ApiVersion) -> Info {
         let registries = info.registries;
+        let details = server.details.get();
         let mut index_configs = BTreeMap::new();
         index_configs.insert(
             "docker.io".to_owned(),
@@ -180,7 +181,7 @@ impl Info {
             cpu_set: false,
             pids_limit: false,
             ipv4_forwarding: false,
-            debug: server.debug,
+            debug: details.debug,
             n_fd: info.open_files,
             n_goroutines: 0,
             system_time: rfc3339(info.system_time),
@@ -206,7 +207,7 @@ impl Info {
             https_proxy: info.https_proxy,
             no_proxy: info.no_proxy,
             name: info.hostname,
-            labels: server.labels.clone(),
+            labels: details.labels.clone(),
             experimental_build: false,
             server_version: server.version.clone(),
             runtimes: BTreeMap::new(),

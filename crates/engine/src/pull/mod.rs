@@ -283,9 +283,11 @@ impl PullJob {
             }
         };
         // The origin holds what was pulled (a mirror only caches it): later pushes to that
-        // registry mount these blobs instead of uploading them again.
-        let blobs: Vec<Digest> = configs
-            .iter()
+        // registry mount these blobs instead of uploading them again, and a push of a partly
+        // pulled index fetches the rest from where the index (the top manifest) is.
+        let blobs: Vec<Digest> = std::iter::once(&image.top.descriptor)
+            .chain(manifests.iter().map(|m| &m.descriptor))
+            .chain(&configs)
             .chain(&layers)
             .map(|d| d.digest.clone())
             .chain(attested)
@@ -350,7 +352,8 @@ impl PullJob {
     /// The index's attestation manifests for the platform pulled (BuildKit's provenance and
     /// SBOM, small), with their content, so that a save or push of the image carries them. moby
     /// leaves them behind. Quietly, as they are not layers of the image: when they cannot be
-    /// fetched, that is logged and the pull goes on without them. Returns the blobs fetched.
+    /// fetched, that is logged and the pull goes on without them. Returns the manifests and
+    /// blobs fetched.
     async fn fetch_attestations_quietly(&self, image: &PullImage, lease: &Lease) -> Vec<Digest> {
         let subjects: Vec<&str> = image
             .platform_entries
@@ -373,7 +376,7 @@ impl PullJob {
     }
 
     /// Fetches attestation manifests and their config and layers, without progress lines (moby
-    /// shows only image layers). Returns the blobs besides the manifests.
+    /// shows only image layers). Returns the digests of all of them, manifests included.
     async fn fetch_attestations(
         &self,
         entries: &[IndexEntry],
@@ -400,8 +403,11 @@ impl PullJob {
             &self.tally,
         )
         .await?;
-        Ok(configs
+        // Recorded as the image's own content is: pushes elsewhere in the registry mount them.
+        Ok(manifests
             .iter()
+            .map(|m| &m.descriptor)
+            .chain(&configs)
             .chain(&blobs)
             .map(|d| d.digest.clone())
             .collect())

@@ -14,7 +14,8 @@ impl Engine {
         let mut sources = Vec::new();
         let mut origin_host = name.domain().to_owned();
         if name.is_docker_hub() {
-            for mirror in &self.config.registry_mirrors {
+            let config = self.config();
+            for mirror in &config.registry_mirrors {
                 match mirror_host(mirror) {
                     Some(host) => sources.push(Source {
                         repository: self.registries.repository(
@@ -31,7 +32,7 @@ impl Engine {
                     ),
                 }
             }
-            if let Some(stand_in) = &self.config.docker_hub_pull_origin {
+            if let Some(stand_in) = &config.docker_hub_pull_origin {
                 origin_host = stand_in.clone();
             }
         }

@@ -4,6 +4,7 @@
 //! with a status code before any output; `PushJob::run` then transfers, reporting progress on a
 //! board, and fails in-stream.
 
+mod complete;
 mod plan;
 
 use std::collections::HashMap;
@@ -25,9 +26,9 @@ use crate::platform::Platform;
 use crate::progress::ProgressBoard;
 use crate::retry::RetryPolicy;
 use crate::summary::{OperationReport, Tally};
-use crate::uploads::{BlobJob, BlobOutcome, Upload, UploadPhase, UploadState};
+use crate::uploads::{BlobJob, BlobOutcome, Upload, UploadPhase, UploadSource, UploadState};
 use crate::{media, names};
-use plan::{PlanBlob, plan_push};
+use plan::{PlanBlob, Planned, plan_push};
 
 /// What the client asked for.
 #[derive(Debug)]
@@ -98,6 +99,8 @@ pub struct PushJob {
     credentials: Credentials,
     /// What the push moved, for its summary line.
     tally: Arc<Tally>,
+    /// What the client sent, for the credentials of a registry an image is completed from.
+    auth: AuthConfig,
     /// Keeps the images' content from being collected while the push reads it.
     _lease: BlockingDrop<Lease>,
 }
@@ -162,6 +165,7 @@ impl Engine {
         Ok(PushJob {
             engine: self.clone(),
             credentials: request.auth.credentials_for(named.domain()),
+            auth: request.auth,
             repository: named.name_only(),
             items,
             tally: Arc::default(),
@@ -270,20 +274,23 @@ impl PushJob {
     ) -> Result<(), EngineError> {
         let engine = &self.engine;
         let display = item.tag.familiar_string();
-        let plan = plan_push(
-            engine.store.clone(),
-            &item.target,
-            &display,
-            repository,
-            &engine.host_platform,
-        )
-        .await?;
-        if let Some((original, selected)) = &plan.fallback {
+        let plan = match plan_push(engine.store.clone(), &item.target, &display, repository).await?
+        {
+            Planned::Ready(plan) => *plan,
+            Planned::Partial(partial) => self.complete_or_fall_back(partial, repository).await?,
+        };
+        if let Some(fallback) = &plan.fallback {
+            let (original, selected) = (&fallback.original, &fallback.selected);
             board.post(PushEvent::Note(format!(
-                "Not all platforms of {display} are available locally or in the registry; pushing the {} manifest {} instead of the image index {}",
-                selected.platform.as_ref().map(Platform::format).unwrap_or_default(),
+                "Pushing the {} manifest {} of {display} instead of the image index {}: {}",
+                selected
+                    .platform
+                    .as_ref()
+                    .map(Platform::format)
+                    .unwrap_or_default(),
                 selected.descriptor.digest,
                 original.descriptor.digest,
+                fallback.reason,
             )));
             board.post(PushEvent::ManifestPushedInsteadOfIndex {
                 original_index: descriptor_json(original),
@@ -336,11 +343,14 @@ impl PushJob {
             digest: plan.root.digest.clone(),
             size: plan.root.size,
         });
-        // Store writes are fsync'd; keep them off the async threads.
+        // Store writes are fsync'd; keep them off the async threads. Blobs relayed from elsewhere
+        // are not here to be labelled; the manifest pushed under the tag is.
         let blobs: Vec<Digest> = plan
             .blobs
             .iter()
+            .filter(|b| b.relay_from.is_none())
             .map(|b| b.descriptor.digest.clone())
+            .chain(std::iter::once(plan.root.digest.clone()))
             .collect();
         let repo_digest = (plan.root.digest == item.image.digest).then(|| {
             (
@@ -388,21 +398,24 @@ impl PushJob {
             return Ok(BlobOutcome::AlreadyExists);
         }
         let engine = &self.engine;
-        let job = BlobJob {
-            repository: repository.clone(),
-            // SAFETY: content-store blobs are immutable: written once through a temporary file
-            // renamed into place, never modified or truncated afterwards, only unlinked.
-            #[allow(unsafe_code)]
-            blob: unsafe {
-                BlobSource::new(
-                    engine.store.blob_path(&desc.digest),
-                    desc.digest.clone(),
-                    desc.size,
-                )
+        let job = match &blob.relay_from {
+            Some(origin) => self.relay_job(blob, origin, repository, check_existing),
+            None => BlobJob {
+                repository: repository.clone(),
+                // SAFETY: content-store blobs are immutable: written once through a temporary
+                // file renamed into place, never modified or truncated afterwards, only unlinked.
+                #[allow(unsafe_code)]
+                blob: UploadSource::Stored(unsafe {
+                    BlobSource::new(
+                        engine.store.blob_path(&desc.digest),
+                        desc.digest.clone(),
+                        desc.size,
+                    )
+                }),
+                check_existing,
+                mount_from: engine.mount_candidates(repository, &desc.digest),
+                chunk_size: engine.chunk_size_for(repository.host()),
             },
-            check_existing,
-            mount_from: engine.mount_candidates(repository, &desc.digest),
-            chunk_size: engine.chunk_size_for(repository.host()),
         };
         let upload = engine.uploads.upload(job);
         let outcome = follow(&upload, blob.is_layer, &id, desc.size, board).await;
@@ -412,6 +425,10 @@ impl PushJob {
             BlobOutcome::Pushed => self.tally.transferred(desc.size),
             BlobOutcome::AlreadyExists => self.tally.present(1),
             BlobOutcome::Mounted { .. } => self.tally.mounted(),
+        }
+        if blob.relay_from.is_some() {
+            // Not in the store, so not labelled (as after the push).
+            return Ok(outcome);
         }
         // Recorded while this push still holds the upload: an upload of the blob to another
         // repository of the registry starting now finds it either running or recorded, and
@@ -571,6 +588,6 @@ impl Engine {
     }
 
     fn chunk_size_for(&self, host: &str) -> Option<u64> {
-        self.config.registry.chunk_sizes.get(host).copied()
+        self.config().registry.chunk_sizes.get(host).copied()
     }
 }

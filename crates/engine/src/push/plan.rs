@@ -21,14 +21,51 @@ pub(crate) struct PushPlan {
     /// Unique blobs to transfer (layers and configs).
     pub blobs: Vec<PlanBlob>,
     /// Set when a partial index could not be pushed whole and one platform's manifest is pushed
-    /// under the tag instead: (the index, the manifest chosen).
-    pub fallback: Option<(IndexEntry, IndexEntry)>,
+    /// under the tag instead.
+    pub fallback: Option<Fallback>,
+}
+
+/// A platform manifest pushed under the tag instead of its index, and why.
+pub(crate) struct Fallback {
+    pub original: IndexEntry,
+    pub selected: IndexEntry,
+    /// Why the index could not be pushed whole, for the status line.
+    pub reason: String,
 }
 
 pub(crate) struct PlanBlob {
     pub descriptor: Descriptor,
     /// Shown to the client as a layer line; configs and attestation blobs transfer silently.
     pub is_layer: bool,
+    /// Not in the local store: read from this repository (where the image came from) as it is
+    /// sent.
+    pub relay_from: Option<Repository>,
+}
+
+/// What planning found: a plan, or an index only partly here and in the target repository.
+pub(crate) enum Planned {
+    Ready(Box<PushPlan>),
+    Partial(PartialIndex),
+}
+
+/// An index of which some manifests or blobs are neither in the local store nor in the target
+/// repository: it is either completed from elsewhere or replaced by one platform's manifest.
+pub(crate) struct PartialIndex {
+    pub root: Descriptor,
+    pub root_bytes: Bytes,
+    pub present: Vec<LocalManifest>,
+    /// Manifests listed by the index that are not in the local store (nor in the target).
+    pub absent: Vec<IndexEntry>,
+    display_name: String,
+}
+
+/// A manifest fetched from elsewhere to complete a partial index, with its blobs.
+pub(crate) struct FetchedManifest {
+    pub descriptor: Descriptor,
+    pub bytes: Bytes,
+    pub blobs: Vec<Descriptor>,
+    /// Those of `blobs` not in the local store.
+    pub missing: Vec<Descriptor>,
 }
 
 impl PushPlan {
@@ -58,11 +95,11 @@ impl LocalContent for Store {
 }
 
 /// A manifest present locally, with the blobs it needs and which of those are absent.
-struct LocalManifest {
-    entry: IndexEntry,
+pub(crate) struct LocalManifest {
+    pub entry: IndexEntry,
     bytes: Bytes,
     blobs: Vec<Descriptor>,
-    missing: Vec<Descriptor>,
+    pub missing: Vec<Descriptor>,
 }
 
 impl LocalManifest {
@@ -92,15 +129,7 @@ fn local_manifest(
         return Ok(None);
     }
     let bytes = content.read_manifest(&desc.digest)?;
-    let doc = parse_manifest(&desc.digest, &bytes)?;
-    let mut blobs: Vec<Descriptor> = doc.config.into_iter().collect();
-    // Docker lists layers bottom-up; show and start the top-most first.
-    blobs.extend(
-        doc.layers
-            .into_iter()
-            .rev()
-            .filter(|l| !media::is_non_distributable(&l.media_type)),
-    );
+    let blobs = manifest_blobs(&desc.digest, &bytes)?;
     let missing = blobs
         .iter()
         .filter(|b| !content.has_blob(&b.digest))
@@ -112,6 +141,23 @@ fn local_manifest(
         blobs,
         missing,
     }))
+}
+
+/// The blobs a manifest needs, config first, then its layers top-most first (Docker lists them
+/// bottom-up; docker shows and starts the top-most first). Non-distributable layers are left out.
+pub(crate) fn manifest_blobs(
+    digest: &Digest,
+    bytes: &[u8],
+) -> Result<Vec<Descriptor>, EngineError> {
+    let doc = parse_manifest(digest, bytes)?;
+    let mut blobs: Vec<Descriptor> = doc.config.into_iter().collect();
+    blobs.extend(
+        doc.layers
+            .into_iter()
+            .rev()
+            .filter(|l| !media::is_non_distributable(&l.media_type)),
+    );
+    Ok(blobs)
 }
 
 fn entry_for(desc: &Descriptor) -> IndexEntry {
@@ -167,14 +213,13 @@ pub(crate) async fn plan_push(
     target: &Descriptor,
     display_name: &str,
     repository: &Repository,
-    host: &Platform,
-) -> Result<PushPlan, EngineError> {
+) -> Result<Planned, EngineError> {
     let local = {
         let (target, display_name) = (target.clone(), display_name.to_owned());
         blocking::run(move || read_local(&store, &target, &display_name)).await?
     };
     let (root_bytes, present, absent) = match local {
-        LocalTarget::Manifest(local) => return Ok(single(*local, None)),
+        LocalTarget::Manifest(local) => return Ok(Planned::Ready(Box::new(single(*local, None)))),
         LocalTarget::Index {
             bytes,
             present,
@@ -182,55 +227,102 @@ pub(crate) async fn plan_push(
         } => (bytes, present, absent),
     };
     let incomplete = !absent.is_empty() || present.iter().any(|m| !m.missing.is_empty());
-    if !incomplete || registry_has_the_rest(repository, &absent, &present).await? {
+    let partial = PartialIndex {
+        root: target.clone(),
+        root_bytes,
+        present,
+        absent,
+        display_name: display_name.to_owned(),
+    };
+    if !incomplete || registry_has_the_rest(repository, &partial.absent, &partial.present).await? {
+        return Ok(Planned::Ready(Box::new(partial.complete(Vec::new(), None))));
+    }
+    Ok(Planned::Partial(partial))
+}
+
+impl PartialIndex {
+    /// The whole index: what is here, and `fetched` (the absent manifests, from `origin`)
+    /// with every blob missing here relayed from `origin`. Without `origin`, everything missing
+    /// here is in the target repository already.
+    pub fn complete(self, fetched: Vec<FetchedManifest>, origin: Option<&Repository>) -> PushPlan {
         let mut blobs = Vec::new();
         let mut children = Vec::new();
-        for m in &present {
-            for b in m.blobs.iter().filter(|b| m.has(b)) {
-                push_unique(&mut blobs, b);
+        let relay = |b: &Descriptor, local: bool| PlanBlob {
+            descriptor: b.clone(),
+            is_layer: media::is_layer(&b.media_type),
+            relay_from: if local { None } else { origin.cloned() },
+        };
+        for m in &self.present {
+            for b in &m.blobs {
+                if m.has(b) || origin.is_some() {
+                    push_unique(&mut blobs, relay(b, m.has(b)));
+                }
             }
             children.push((m.entry.descriptor.clone(), m.bytes.clone()));
         }
-        return Ok(PushPlan {
-            root: target.clone(),
-            root_bytes,
+        for m in fetched {
+            for b in &m.blobs {
+                let local = !m.missing.iter().any(|x| x.digest == b.digest);
+                push_unique(&mut blobs, relay(b, local));
+            }
+            children.push((m.descriptor, m.bytes));
+        }
+        PushPlan {
+            root: self.root,
+            root_bytes: self.root_bytes,
             child_manifests: children,
             blobs,
             fallback: None,
-        });
-    }
-    // Push what can be pushed whole: the complete manifest that best suits this host.
-    let best = present
-        .into_iter()
-        .filter(|m| m.missing.is_empty() && !m.entry.is_attestation())
-        .filter_map(|m| {
-            let pref = m
-                .entry
-                .platform
-                .as_ref()
-                .and_then(|p| host.host_preference(p))?;
-            Some((pref, m))
-        })
-        .min_by_key(|(pref, _)| *pref);
-    match best {
-        Some((_, chosen)) => {
-            let original = entry_for(target);
-            let selected = chosen.entry.clone();
-            Ok(single(chosen, Some((original, selected))))
         }
-        None => Err(EngineError::NotFound(format!(
-            "cannot push {display_name}: the content of its image index {} is only partly in the local store, \
-             the registry does not have the rest, and no complete manifest for {} is available locally",
-            target.digest,
-            host.format()
-        ))),
+    }
+
+    /// Push what can be pushed whole: the complete manifest that best suits this host, under
+    /// the tag. `reason` says why the index could not be pushed whole.
+    pub fn fall_back(self, host: &Platform, reason: String) -> Result<PushPlan, EngineError> {
+        let best = self
+            .present
+            .into_iter()
+            .filter(|m| m.missing.is_empty() && !m.entry.is_attestation())
+            .filter_map(|m| {
+                let pref = m
+                    .entry
+                    .platform
+                    .as_ref()
+                    .and_then(|p| host.host_preference(p))?;
+                Some((pref, m))
+            })
+            .min_by_key(|(pref, _)| *pref);
+        match best {
+            Some((_, chosen)) => {
+                let fallback = Fallback {
+                    original: entry_for(&self.root),
+                    selected: chosen.entry.clone(),
+                    reason,
+                };
+                Ok(single(chosen, Some(fallback)))
+            }
+            None => Err(EngineError::NotFound(format!(
+                "cannot push {}: the content of its image index {} is only partly in the local store, \
+                 the registry does not have the rest, and no complete manifest for {} is available locally ({reason})",
+                self.display_name,
+                self.root.digest,
+                host.format()
+            ))),
+        }
     }
 }
 
-fn single(local: LocalManifest, fallback: Option<(IndexEntry, IndexEntry)>) -> PushPlan {
+fn single(local: LocalManifest, fallback: Option<Fallback>) -> PushPlan {
     let mut blobs = Vec::new();
     for b in &local.blobs {
-        push_unique(&mut blobs, b);
+        push_unique(
+            &mut blobs,
+            PlanBlob {
+                descriptor: b.clone(),
+                is_layer: media::is_layer(&b.media_type),
+                relay_from: None,
+            },
+        );
     }
     PushPlan {
         root: local.entry.descriptor,
@@ -241,12 +333,15 @@ fn single(local: LocalManifest, fallback: Option<(IndexEntry, IndexEntry)>) -> P
     }
 }
 
-fn push_unique(blobs: &mut Vec<PlanBlob>, desc: &Descriptor) {
-    if !blobs.iter().any(|b| b.descriptor.digest == desc.digest) {
-        blobs.push(PlanBlob {
-            descriptor: desc.clone(),
-            is_layer: media::is_layer(&desc.media_type),
-        });
+/// Adds `blob` unless a blob of the same digest is there; a local copy wins over a relayed one.
+fn push_unique(blobs: &mut Vec<PlanBlob>, blob: PlanBlob) {
+    match blobs
+        .iter_mut()
+        .find(|b| b.descriptor.digest == blob.descriptor.digest)
+    {
+        Some(known) if blob.relay_from.is_none() => known.relay_from = None,
+        Some(_) => {}
+        None => blobs.push(blob),
     }
 }
 

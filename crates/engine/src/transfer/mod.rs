@@ -142,6 +142,8 @@ pub(crate) struct SharedTransfers<K, P, O> {
     /// Names the transfer in messages: "blob download".
     what: &'static str,
     slots: Arc<PrioritySemaphore>,
+    /// Fired when the daemon stops: every task ends at once with [`EngineError::ShuttingDown`].
+    stop: CancellationToken,
     active: Mutex<HashMap<K, Weak<Transfer<P, O>>>>,
 }
 
@@ -156,12 +158,23 @@ where
         self.slots.load()
     }
 
-    pub fn new(what: &'static str, slots: usize) -> SharedTransfers<K, P, O> {
+    pub fn new(
+        what: &'static str,
+        slots: usize,
+        stop: CancellationToken,
+    ) -> SharedTransfers<K, P, O> {
         SharedTransfers {
             what,
             slots: PrioritySemaphore::new(slots),
+            stop,
             active: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Changes how many tasks move bytes at once; running ones carry on (see
+    /// [`PrioritySemaphore::resize`]).
+    pub fn resize(&self, slots: usize) {
+        self.slots.resize(slots);
     }
 
     /// Joins the running transfer of `key`, or starts `work` as a task showing `first`. A failed
@@ -195,6 +208,7 @@ where
         );
         active.insert(key, Arc::downgrade(&transfer));
         let state = tx.clone();
+        let stop = self.stop.clone();
         let task = work(Reporter {
             state: tx,
             progress,
@@ -202,7 +216,11 @@ where
             slots: Arc::clone(&self.slots),
         });
         tokio::spawn(async move {
-            match cancel.run_until_cancelled(task).await {
+            let outcome = tokio::select! {
+                outcome = cancel.run_until_cancelled(task) => outcome,
+                () = stop.cancelled() => Some(Err(EngineError::ShuttingDown)),
+            };
+            match outcome {
                 Some(Ok(outcome)) => {
                     let _ = state.send(TransferState::Done(outcome));
                 }
@@ -224,7 +242,7 @@ mod tests {
 
     #[tokio::test]
     async fn one_task_per_key_while_watched() {
-        let tasks = Tasks::new("test transfer", 2);
+        let tasks = Tasks::new("test transfer", 2, CancellationToken::new());
         let (release, released) = tokio::sync::oneshot::channel::<()>();
         let first = tasks.join_or_start("a", 0, |reporter| async move {
             let _slot = reporter.slot(0).await;
@@ -240,7 +258,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_transfer_is_started_again() {
-        let tasks = Tasks::new("test transfer", 1);
+        let tasks = Tasks::new("test transfer", 1, CancellationToken::new());
         let failed = tasks.join_or_start("a", 0, |_| async {
             Err(EngineError::Internal("boom".into()))
         });
@@ -250,8 +268,21 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn stopping_ends_every_task() {
+        let stop = CancellationToken::new();
+        let tasks = Tasks::new("test transfer", 1, stop.clone());
+        let running = tasks.join_or_start("a", 0, |_| async {
+            std::future::pending::<()>().await;
+            Ok(0)
+        });
+        stop.cancel();
+        let error = running.follow(|_| {}).await.unwrap_err();
+        assert!(error.to_string().contains("shutting down"), "{error}");
+    }
+
+    #[tokio::test]
     async fn dropping_the_last_watcher_cancels_the_task() {
-        let tasks = Tasks::new("test transfer", 1);
+        let tasks = Tasks::new("test transfer", 1, CancellationToken::new());
         let (dropped_tx, dropped_rx) = tokio::sync::oneshot::channel::<()>();
         struct OnDrop(Option<tokio::sync::oneshot::Sender<()>>);
         impl Drop for OnDrop {

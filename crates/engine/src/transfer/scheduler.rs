@@ -17,8 +17,11 @@ pub(crate) struct PrioritySemaphore {
 
 struct State {
     available: usize,
-    /// Permits given out and not yet dropped.
-    held: usize,
+    /// Permits to retire as they come back, after the number of slots was lowered while more
+    /// than the new number were held: transfers running are never interrupted for it.
+    retiring: usize,
+    /// The number of slots.
+    total: usize,
     waiters: BinaryHeap<Waiter>,
     next_seq: u64,
 }
@@ -74,7 +77,8 @@ impl PrioritySemaphore {
         Arc::new(PrioritySemaphore {
             state: Mutex::new(State {
                 available: permits.max(1),
-                held: 0,
+                retiring: 0,
+                total: permits.max(1),
                 waiters: BinaryHeap::new(),
                 next_seq: 0,
             }),
@@ -90,7 +94,6 @@ impl PrioritySemaphore {
         let mut s = self.lock();
         if s.available > 0 && s.waiters.is_empty() {
             s.available -= 1;
-            s.held += 1;
             return Some(PriorityPermit {
                 semaphore: Arc::clone(self),
             });
@@ -105,7 +108,6 @@ impl PrioritySemaphore {
             let mut s = self.lock();
             if s.available > 0 && s.waiters.is_empty() {
                 s.available -= 1;
-                s.held += 1;
                 return PriorityPermit {
                     semaphore: Arc::clone(self),
                 };
@@ -128,8 +130,38 @@ impl PrioritySemaphore {
         }
     }
 
+    /// Changes the number of slots to `permits` (at least 1). More slots go to waiters at once;
+    /// fewer take free slots away first, then retire held ones as their transfers end.
+    pub fn resize(self: &Arc<Self>, permits: usize) {
+        let permits = permits.max(1);
+        let added = {
+            let mut s = self.lock();
+            let old = s.total;
+            s.total = permits;
+            if permits < old {
+                let remove = old - permits;
+                let free = remove.min(s.available);
+                s.available -= free;
+                s.retiring += remove - free;
+                0
+            } else {
+                let add = permits - old;
+                let unretired = add.min(s.retiring);
+                s.retiring -= unretired;
+                add - unretired
+            }
+        };
+        for _ in 0..added {
+            self.release();
+        }
+    }
+
     fn release(self: &Arc<Self>) {
         let mut s = self.lock();
+        if s.retiring > 0 {
+            s.retiring -= 1;
+            return;
+        }
         while let Some(waiter) = s.waiters.pop() {
             let permit = PriorityPermit {
                 semaphore: Arc::clone(self),
@@ -141,7 +173,6 @@ impl PrioritySemaphore {
             }
         }
         s.available += 1;
-        s.held -= 1;
     }
 
     /// Permits held, and waiters still waiting (one that gave up stays queued, unseen here,
@@ -149,7 +180,8 @@ impl PrioritySemaphore {
     pub fn load(&self) -> SlotLoad {
         let s = self.lock();
         SlotLoad {
-            running: s.held,
+            // Slots in use are those not free, plus the ones to retire once given back.
+            running: (s.total + s.retiring).saturating_sub(s.available),
             queued: s.waiters.iter().filter(|w| !w.grant.is_closed()).count(),
         }
     }
@@ -200,6 +232,28 @@ mod tests {
             t.await.unwrap();
         }
         assert_eq!(*order.lock().unwrap(), vec![1, 2, 3]);
+    }
+
+    #[tokio::test]
+    async fn resizing_keeps_held_permits_and_changes_what_is_handed_out() {
+        let sem = PrioritySemaphore::new(2);
+        let a = sem.try_acquire().unwrap();
+        let b = sem.try_acquire().unwrap();
+        sem.resize(1);
+        drop(a);
+        assert!(sem.try_acquire().is_none(), "the returned slot was retired");
+        drop(b);
+        let c = sem.try_acquire().expect("one slot left");
+        assert!(sem.try_acquire().is_none());
+        let waiter = {
+            let sem = Arc::clone(&sem);
+            tokio::spawn(async move { sem.acquire(1).await })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        sem.resize(3);
+        let _granted = waiter.await.expect("a new slot went to the waiter");
+        assert!(sem.try_acquire().is_some(), "and one is free");
+        drop(c);
     }
 
     #[tokio::test]

@@ -4,7 +4,10 @@
 //! concurrent pushes of the same blob to the same repository watch the same task, so it is
 //! uploaded once, and it is cancelled when no push watches it any more. Uploads of the same blob
 //! to other repositories of that registry wait for it and mount the blob (`leaders`). At most
-//! `max-concurrent-uploads` of them send bytes at once, the largest first.
+//! `max-concurrent-uploads` of them send bytes at once, the largest first. A blob comes from the
+//! store, or is relayed from another repository that holds it (a push completing a partly pulled
+//! image). An upload session left unfinished (a failure, a cancellation) is cancelled at the
+//! registry.
 
 mod existence;
 mod leaders;
@@ -12,11 +15,14 @@ mod leaders;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::future::Either;
 use hoist_reference::Digest;
 use hoist_registry::{
     BlobSource, MountOutcome, Progress, RegistryError, Repository, UploadMode, UploadSession,
 };
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub(crate) use existence::UnsettledPushes;
 
@@ -56,15 +62,45 @@ pub(crate) enum BlobOutcome {
     Pushed,
 }
 
+/// Where the bytes of an uploaded blob come from.
+pub(crate) enum UploadSource {
+    /// A blob file of the local store.
+    Stored(BlobSource),
+    /// Another repository (of this registry or another) that holds the blob: its bytes are read
+    /// from there as they are sent, never stored here.
+    Relayed {
+        origin: Repository,
+        digest: Digest,
+        size: u64,
+    },
+}
+
+impl UploadSource {
+    fn digest(&self) -> &Digest {
+        match self {
+            UploadSource::Stored(blob) => &blob.digest,
+            UploadSource::Relayed { digest, .. } => digest,
+        }
+    }
+
+    fn size(&self) -> u64 {
+        match self {
+            UploadSource::Stored(blob) => blob.size,
+            UploadSource::Relayed { size, .. } => *size,
+        }
+    }
+}
+
 /// Everything a blob upload needs.
 pub(crate) struct BlobJob {
     pub repository: Repository,
-    pub blob: BlobSource,
+    pub blob: UploadSource,
     /// Ask the registry whether it has the blob before anything else (see `existence`).
     pub check_existing: bool,
     /// Other repositories on the same registry known to hold the blob, best candidate first.
     pub mount_from: Vec<String>,
-    /// Set when the registry is configured for chunked uploads.
+    /// Set when the registry is configured for chunked uploads (relayed blobs always go in one
+    /// `PUT`: a relay cannot resume from an offset).
     pub chunk_size: Option<u64>,
 }
 
@@ -84,15 +120,21 @@ pub(crate) struct Uploads {
     /// queue behind uploads.
     checks: Arc<Semaphore>,
     settings: UploadSettings,
+    /// Cancellations of upload sessions left open by uploads that were stopped mid-way.
+    cleanups: TaskTracker,
 }
 
+/// How long cancelling a left-over upload session may take.
+const SESSION_CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
+
 impl Uploads {
-    pub fn new(max_uploads: usize, settings: UploadSettings) -> Uploads {
+    pub fn new(max_uploads: usize, settings: UploadSettings, stop: CancellationToken) -> Uploads {
         Uploads {
-            transfers: SharedTransfers::new("blob transfer", max_uploads),
+            transfers: SharedTransfers::new("blob transfer", max_uploads, stop),
             leaders: Leaders::default(),
             checks: Arc::new(Semaphore::new(16)),
             settings,
+            cleanups: TaskTracker::new(),
         }
     }
 
@@ -101,12 +143,24 @@ impl Uploads {
         self.transfers.load()
     }
 
+    /// Changes `max-concurrent-uploads`; uploads running carry on.
+    pub fn resize(&self, max_uploads: usize) {
+        self.transfers.resize(max_uploads);
+    }
+
+    /// Waits until the sessions of stopped uploads are cancelled (each within
+    /// `SESSION_CANCEL_TIMEOUT`), or `timeout` passes.
+    pub async fn wait_session_cleanups(&self, timeout: Duration) {
+        self.cleanups.close();
+        let _ = tokio::time::timeout(timeout, self.cleanups.wait()).await;
+    }
+
     /// Joins the running upload of this blob to this repository, or starts one, which follows
     /// a running upload of the blob to another repository of the registry if there is one.
     pub fn upload(&self, job: BlobJob) -> Arc<Upload> {
         let host = job.repository.host().to_owned();
         let repository = job.repository.path().to_owned();
-        let digest = job.blob.digest.clone();
+        let digest = job.blob.digest().clone();
         self.leaders.start(&host, &repository, &digest, |lead| {
             let key = UploadKey {
                 host: host.clone(),
@@ -115,6 +169,7 @@ impl Uploads {
             };
             let checks = Arc::clone(&self.checks);
             let settings = self.settings.clone();
+            let cleanups = self.cleanups.clone();
             self.transfers
                 .join_or_start(key, UploadPhase::Checking, |reporter| {
                     BlobWorker {
@@ -122,6 +177,7 @@ impl Uploads {
                         reporter,
                         checks,
                         settings,
+                        cleanups,
                     }
                     .run(lead)
                 })
@@ -134,6 +190,37 @@ struct BlobWorker {
     reporter: Reporter<UploadPhase, BlobOutcome>,
     checks: Arc<Semaphore>,
     settings: UploadSettings,
+    cleanups: TaskTracker,
+}
+
+/// An upload session an attempt is using. If the attempt is dropped before it ends (its push
+/// was cancelled, or the daemon stops), the session is cancelled with a `DELETE`, so the
+/// registry can let go of what it received; an attempt that ends, well or badly, disarms it.
+struct OpenSession {
+    open: Option<(Repository, UploadSession)>,
+    cleanups: TaskTracker,
+}
+
+impl OpenSession {
+    fn disarm(mut self) {
+        self.open = None;
+    }
+}
+
+impl Drop for OpenSession {
+    fn drop(&mut self) {
+        let Some((repository, session)) = self.open.take() else {
+            return;
+        };
+        // Dropped inside a task of the runtime (the transfer's); no runtime means the process
+        // is exiting and the session is left to the registry's own expiry.
+        if tokio::runtime::Handle::try_current().is_ok() {
+            self.cleanups.spawn(async move {
+                let cancel = repository.cancel_upload(&session);
+                let _ = tokio::time::timeout(SESSION_CANCEL_TIMEOUT, cancel).await;
+            });
+        }
+    }
 }
 
 /// Why an upload attempt ended without success.
@@ -147,7 +234,7 @@ impl BlobWorker {
         mut self,
         lead: Option<Lead<UploadPhase, BlobOutcome>>,
     ) -> Result<BlobOutcome, EngineError> {
-        let digest = self.job.blob.digest.clone();
+        let digest = self.job.blob.digest().clone();
         if let Some(lead) = lead {
             self.follow_leader(lead).await;
         }
@@ -176,7 +263,7 @@ impl BlobWorker {
                 Ok(()) => {
                     policy
                         .observer
-                        .blob_transferred(Direction::Push, host, self.job.blob.size);
+                        .blob_transferred(Direction::Push, host, self.job.blob.size());
                     return Ok(BlobOutcome::Pushed);
                 }
                 Err(e) => e,
@@ -184,7 +271,7 @@ impl BlobWorker {
             // "Failed mid-body": the attempt sent part of the blob, whichever way the failure
             // surfaced (a write error, a reset seen while reading, a proxy's 5xx).
             let sent = self.reporter.progress.get();
-            let part_sent = sent > 0 && sent < self.job.blob.size;
+            let part_sent = sent > 0 && sent < self.job.blob.size();
             let (retryable, retry_after, interrupted, cause, message) = match &err {
                 AttemptError::Registry(e) => (
                     e.is_retryable() || e.is_upload_unknown(),
@@ -223,7 +310,7 @@ impl BlobWorker {
                 if interrupted {
                     format!(
                         "{message}, with {sent} of {} bytes handed to the connection",
-                        self.job.blob.size
+                        self.job.blob.size()
                     )
                 } else {
                     message
@@ -256,7 +343,7 @@ impl BlobWorker {
                 self.job.mount_from.insert(0, lead.repository);
             }
             Err(e) => tracing::debug!(
-                digest = %self.job.blob.digest,
+                digest = %self.job.blob.digest(),
                 from = %lead.repository,
                 error = %e,
                 "the upload this one waited for failed; uploading on its own"
@@ -270,7 +357,7 @@ impl BlobWorker {
         &self,
     ) -> Result<Result<BlobOutcome, Option<UploadSession>>, EngineError> {
         let repo = &self.job.repository;
-        let digest = &self.job.blob.digest;
+        let digest = self.job.blob.digest();
         if !self.job.check_existing && self.job.mount_from.is_empty() {
             return Ok(Err(None));
         }
@@ -308,7 +395,7 @@ impl BlobWorker {
     }
 
     async fn upload_permit(&self) -> PriorityPermit {
-        self.reporter.slot(self.job.blob.size).await
+        self.reporter.slot(self.job.blob.size()).await
     }
 
     async fn attempt(
@@ -327,14 +414,33 @@ impl BlobWorker {
         };
         let progress = &self.reporter.progress;
         progress.set(0);
-        let upload = repo.upload_blob(session, &self.job.blob, mode, progress);
-        watch_stalls(
+        // Dropped before the upload succeeded (the attempt failed, or the transfer was stopped),
+        // the session is cancelled at the registry rather than left open.
+        let open = OpenSession {
+            open: Some((repo.clone(), session.clone())),
+            cleanups: self.cleanups.clone(),
+        };
+        let upload = match &self.job.blob {
+            UploadSource::Stored(blob) => {
+                Either::Left(repo.upload_blob(session, blob, mode, progress))
+            }
+            UploadSource::Relayed {
+                origin,
+                digest,
+                size,
+            } => Either::Right(repo.upload_relayed(session, digest, *size, origin, progress)),
+        };
+        let result = watch_stalls(
             upload,
             progress,
-            self.job.blob.size,
+            self.job.blob.size(),
             self.settings.stall_timeout,
         )
-        .await
+        .await;
+        if result.is_ok() {
+            open.disarm();
+        }
+        result
     }
 
     /// Retries a body-less request (existence check) on transient errors, showing the countdown.
@@ -354,7 +460,7 @@ impl BlobWorker {
                         self.job.repository.host(),
                         RetryCause::of(&e),
                         attempt,
-                        &format!("existence check of {}", self.job.blob.digest),
+                        &format!("existence check of {}", self.job.blob.digest()),
                         &e,
                     );
                     self.reporter
@@ -369,6 +475,9 @@ impl BlobWorker {
     }
 }
 
+/// An upload session this daemon opened and has not finished with. Dropped while it holds one,
+/// it cancels the session at the registry (best effort, in the background): a push that failed
+/// or was cancelled leaves no session open there.
 /// Runs an upload, aborting it when its byte counter stops moving: a dead connection or a
 /// registry that stopped reading would otherwise hang the push forever. Once every byte is sent
 /// the registry is given five times longer to answer, since it hashes and stores the blob first.

@@ -1,6 +1,6 @@
 //! The daemon's sockets: unix (mode 0660, group as `-G` says), TCP, TCP with TLS, and sockets
 //! inherited from systemd (`fd://`), all serving the same app with the same bounds, all stopping
-//! when `shutdown` fires.
+//! together (`Stopping`).
 
 mod endpoint;
 mod group;
@@ -17,7 +17,7 @@ use anyhow::{Context, bail};
 use crate::config::{Settings, SocketGroup};
 use endpoint::Endpoint;
 use inherited::{InheritedSocket, InheritedSockets};
-pub use serve::{ConnectionSlots, serve};
+pub use serve::{ConnectionSlots, Stopping, serve};
 
 /// Binds every endpoint before serving any, so a bad one fails start-up cleanly.
 pub async fn bind_all(settings: &Settings) -> anyhow::Result<Vec<Bound>> {
@@ -53,6 +53,27 @@ pub async fn bind_all(settings: &Settings) -> anyhow::Result<Vec<Bound>> {
         tracing::info!(%host, "API listening");
     }
     Ok(bound)
+}
+
+/// Checks every `-H` form without binding anything (`--validate`).
+pub fn check_hosts(settings: &Settings) -> anyhow::Result<()> {
+    for host in &settings.hosts {
+        Endpoint::parse(host, settings.tls_enabled())?;
+    }
+    Ok(())
+}
+
+/// The unix sockets hoistd creates for its hosts (not those inherited from systemd), for an
+/// exit that cannot wait for the listeners to remove them.
+pub fn created_sockets(settings: &Settings) -> Vec<PathBuf> {
+    settings
+        .hosts
+        .iter()
+        .filter_map(|host| match Endpoint::parse(host, settings.tls_enabled()) {
+            Ok(Endpoint::Unix(path)) => Some(path),
+            _ => None,
+        })
+        .collect()
 }
 
 /// A bound socket, ready to serve.

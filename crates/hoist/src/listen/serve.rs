@@ -36,15 +36,25 @@ impl ConnectionSlots {
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Stream for T {}
 
-/// Serves until `shutdown` fires, then stops accepting and lets running requests finish: each
-/// connection is told to close after its current request.
+/// When a listener stops: `accepting` fires to stop accepting and let running requests finish
+/// (each connection closes after its current request); `abort` drops the connections still
+/// open, which cancels what their requests were doing.
+#[derive(Clone)]
+pub struct Stopping {
+    pub accepting: CancellationToken,
+    pub abort: CancellationToken,
+}
+
+/// Serves until `stopping.accepting` fires, then stops accepting and returns once every
+/// connection has ended (or was dropped by `stopping.abort`).
 pub async fn serve(
     bound: Bound,
     app: Router,
-    shutdown: CancellationToken,
+    stopping: Stopping,
     limits: Limits,
     slots: ConnectionSlots,
 ) -> anyhow::Result<()> {
+    let shutdown = stopping.accepting.clone();
     let app = app.layer(RequestBodyTimeoutLayer::new(limits.body_idle_timeout));
     let connections = TaskTracker::new();
     loop {
@@ -70,7 +80,7 @@ pub async fn serve(
             Bound::Tls(_, acceptor) => Some(acceptor.clone()),
             _ => None,
         };
-        let (app, shutdown) = (app.clone(), shutdown.clone());
+        let (app, stopping) = (app.clone(), stopping.clone());
         connections.spawn(async move {
             let _permit = permit;
             let stream: Box<dyn Stream> = match tls {
@@ -94,7 +104,7 @@ pub async fn serve(
                     }
                 }
             };
-            if let Err(e) = serve_connection(stream, app, shutdown, &limits).await {
+            if let Err(e) = serve_connection(stream, app, stopping, &limits).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });
@@ -129,11 +139,11 @@ impl Bound {
 }
 
 /// One HTTP/1.1 connection with the listener's limits; on shutdown it finishes the request in
-/// progress and closes.
+/// progress and closes, unless aborted first.
 async fn serve_connection(
     stream: Box<dyn Stream>,
     app: Router,
-    shutdown: CancellationToken,
+    stopping: Stopping,
     limits: &Limits,
 ) -> Result<(), hyper::Error> {
     let service = hyper_util::service::TowerToHyperService::new(app);
@@ -148,9 +158,14 @@ async fn serve_connection(
     tokio::pin!(connection);
     tokio::select! {
         result = connection.as_mut() => result,
-        _ = shutdown.cancelled() => {
+        _ = stopping.accepting.cancelled() => {
             connection.as_mut().graceful_shutdown();
-            connection.await
+            tokio::select! {
+                result = connection => result,
+                // Dropping the connection drops its request's response body, which cancels
+                // the push, pull or load behind it.
+                _ = stopping.abort.cancelled() => Ok(()),
+            }
         }
     }
 }

@@ -10,17 +10,17 @@ pub(crate) mod tls;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use tokio::sync::OnceCell;
+use tokio::sync::Mutex as AsyncMutex;
 use url::Url;
 
 use crate::config::{ConfigError, RegistryConfig};
 use handshake::HandshakeProbe;
 use insecure::{InsecureRules, is_docker_hub};
 pub(crate) use proxy::ProxyRules;
-use tls::CertsDir;
+use tls::{CertsDir, CertsFingerprint};
 
 /// Docker Hub's reference domain is not where its registry API lives.
 const DOCKER_HUB_REGISTRY: &str = "registry-1.docker.io";
@@ -40,7 +40,9 @@ pub(crate) fn api_host(domain: &str) -> String {
     }
 }
 
-/// Every host's [`Endpoint`], each built once on first use. Cheap to clone.
+/// Every host's [`Endpoint`], each built on first use and built again when what it was built
+/// from changed: the insecure-registry and proxy rules (a reload) or the host's certs.d
+/// directory. Cheap to clone.
 #[derive(Clone)]
 pub(crate) struct Endpoints {
     inner: Arc<Inner>,
@@ -49,9 +51,19 @@ pub(crate) struct Endpoints {
 struct Inner {
     certs_dir: PathBuf,
     user_agent: String,
+    rules: RwLock<Arc<Rules>>,
+    endpoints: Mutex<HashMap<String, Slot>>,
+}
+
+/// Where one host's endpoint is kept; locked while it is checked or built, so that a host's
+/// endpoint is built once however many requests ask at the same moment.
+type Slot = Arc<AsyncMutex<Option<Arc<Endpoint>>>>;
+
+/// The settings a reload replaces, numbered so that endpoints built under older ones are known.
+struct Rules {
     insecure: InsecureRules,
     proxy: Arc<ProxyRules>,
-    endpoints: Mutex<HashMap<String, Arc<OnceCell<Arc<Endpoint>>>>>,
+    generation: u64,
 }
 
 /// One registry (or token server) host and how to reach it.
@@ -60,10 +72,14 @@ pub(crate) struct Endpoint {
     pub(crate) host: String,
     pub(crate) insecure: bool,
     pub(crate) client: reqwest::Client,
+    /// The proxy rules its client follows.
+    pub(crate) proxy: Arc<ProxyRules>,
     scheme: AtomicU8,
     /// For an insecure host reached without a proxy: a handshake on its own, so that a port
     /// that never answers TLS is found out quickly.
     handshake: Option<HandshakeProbe>,
+    /// The rules' generation and the state of the certs.d directories it was built from.
+    built_from: (u64, CertsFingerprint),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -122,47 +138,74 @@ impl Endpoint {
 }
 
 impl Endpoints {
-    /// Reads the insecure-registry entries and the proxy environment; nothing is contacted.
+    /// Reads the insecure-registry entries and the proxy settings; nothing is contacted.
     pub(crate) fn new(config: &RegistryConfig) -> Result<Endpoints, ConfigError> {
         tls::install_crypto_provider();
-        let insecure = InsecureRules::new(&config.insecure_registries, config.insecure_loopback)?;
-        let proxy = Arc::new(ProxyRules::from_env()?);
         Ok(Endpoints {
             inner: Arc::new(Inner {
                 certs_dir: config.certs_dir.clone(),
                 user_agent: config.user_agent.clone(),
-                insecure,
-                proxy,
+                rules: RwLock::new(Arc::new(Rules::new(config, 0)?)),
                 endpoints: Mutex::new(HashMap::new()),
             }),
         })
     }
 
-    /// The proxy rules every client follows.
-    pub(crate) fn proxy_rules(&self) -> Arc<ProxyRules> {
-        self.inner.proxy.clone()
+    /// Checks the insecure-registry entries and the proxy settings (with the environment's).
+    pub(crate) fn check(config: &RegistryConfig) -> Result<(), ConfigError> {
+        Rules::new(config, 0).map(|_| ())
+    }
+
+    /// Replaces the insecure-registry and proxy rules (a configuration reload). Endpoints in use
+    /// keep theirs; each host's next endpoint is built with the new ones. Nothing changes when
+    /// the new settings are invalid.
+    pub(crate) fn reconfigure(&self, config: &RegistryConfig) -> Result<(), ConfigError> {
+        let mut rules = self
+            .inner
+            .rules
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *rules = Arc::new(Rules::new(config, rules.generation + 1)?);
+        Ok(())
+    }
+
+    fn rules(&self) -> Arc<Rules> {
+        self.inner
+            .rules
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
     /// Whether `host` (a reference domain) gets unverified TLS and plain-HTTP fallback.
     pub(crate) async fn is_insecure(&self, host: &str) -> bool {
-        self.inner.insecure.is_insecure(host).await
+        self.rules().insecure.is_insecure(host).await
     }
 
-    /// The endpoint for registry `host`.
+    /// The endpoint for registry `host`: the one built before if neither the rules nor the
+    /// host's certs.d directory changed since, else a new one (as dockerd reads certs.d each
+    /// time it sets up a connection to a registry). Checking costs a directory listing and a
+    /// `stat` per file in it.
     pub(crate) async fn registry(&self, host: &str) -> Result<Arc<Endpoint>, ConfigError> {
+        let rules = self.rules();
+        let certs_dir = &self.inner.certs_dir;
+        let built_from = (rules.generation, CertsFingerprint::of(certs_dir, &[host]));
         let cell = self.cell(host);
-        cell.get_or_try_init(|| async {
-            let insecure = self.inner.insecure.is_insecure(host).await;
-            let tls = CertsDir::load(&self.inner.certs_dir, host)?;
-            let endpoint = self.build(host, insecure, tls)?;
-            if !insecure {
-                endpoint.remember(Scheme::Https);
-            }
-            tracing::debug!(host, insecure, "registry endpoint ready");
-            Ok(Arc::new(endpoint))
-        })
-        .await
-        .cloned()
+        let mut slot = cell.lock().await;
+        if let Some(endpoint) = slot.as_ref().filter(|e| e.built_from == built_from) {
+            return Ok(endpoint.clone());
+        }
+        let insecure = rules.insecure.is_insecure(host).await;
+        let tls = CertsDir::load(certs_dir, host)?;
+        let endpoint = self.build(&rules, host, insecure, tls, built_from)?;
+        if !insecure {
+            endpoint.remember(Scheme::Https);
+        }
+        replaced(slot.as_deref(), &endpoint);
+        tracing::debug!(host, insecure, "registry endpoint ready");
+        let endpoint = Arc::new(endpoint);
+        *slot = Some(endpoint.clone());
+        Ok(endpoint)
     }
 
     /// The endpoint for the token server `realm_host` of registry `registry_host`. The
@@ -179,26 +222,34 @@ impl Endpoints {
             return self.registry(registry_host).await;
         }
         let registry = self.registry(registry_host).await?;
+        let rules = self.rules();
+        let certs_dir = &self.inner.certs_dir;
+        let built_from = (
+            rules.generation,
+            CertsFingerprint::of(certs_dir, &[realm_host, registry_host]),
+        );
         let cell = self.cell(&format!("{realm_host} for {registry_host}"));
-        cell.get_or_try_init(|| async {
-            let insecure = registry.insecure || self.inner.insecure.is_insecure(realm_host).await;
-            let certs_dir = &self.inner.certs_dir;
-            let tls = CertsDir::load(certs_dir, realm_host)?
-                .merge(CertsDir::load(certs_dir, registry_host)?);
-            let endpoint = self.build(realm_host, insecure, tls)?;
-            tracing::debug!(
-                realm_host,
-                registry_host,
-                insecure,
-                "token server endpoint ready"
-            );
-            Ok(Arc::new(endpoint))
-        })
-        .await
-        .cloned()
+        let mut slot = cell.lock().await;
+        if let Some(endpoint) = slot.as_ref().filter(|e| e.built_from == built_from) {
+            return Ok(endpoint.clone());
+        }
+        let insecure = registry.insecure || rules.insecure.is_insecure(realm_host).await;
+        let tls =
+            CertsDir::load(certs_dir, realm_host)?.merge(CertsDir::load(certs_dir, registry_host)?);
+        let endpoint = self.build(&rules, realm_host, insecure, tls, built_from)?;
+        replaced(slot.as_deref(), &endpoint);
+        tracing::debug!(
+            realm_host,
+            registry_host,
+            insecure,
+            "token server endpoint ready"
+        );
+        let endpoint = Arc::new(endpoint);
+        *slot = Some(endpoint.clone());
+        Ok(endpoint)
     }
 
-    fn cell(&self, key: &str) -> Arc<OnceCell<Arc<Endpoint>>> {
+    fn cell(&self, key: &str) -> Slot {
         let mut endpoints = self
             .inner
             .endpoints
@@ -207,13 +258,21 @@ impl Endpoints {
         endpoints.entry(key.to_owned()).or_default().clone()
     }
 
-    fn build(&self, host: &str, insecure: bool, tls: CertsDir) -> Result<Endpoint, ConfigError> {
-        let proxy = self.inner.proxy.clone();
+    fn build(
+        &self,
+        rules: &Rules,
+        host: &str,
+        insecure: bool,
+        tls: CertsDir,
+        built_from: (u64, CertsFingerprint),
+    ) -> Result<Endpoint, ConfigError> {
+        let proxy = rules.proxy.clone();
         let tls = tls.client_config(insecure)?;
         let direct = Url::parse(&format!("https://{host}/"))
-            .is_ok_and(|url| self.inner.proxy.proxy_for(&url).is_none());
+            .is_ok_and(|url| proxy.proxy_for(&url).is_none());
         let handshake = (insecure && direct)
             .then(|| HandshakeProbe::new(Arc::new(tls.clone()), CONNECT_TIMEOUT));
+        let client_proxy = proxy.clone();
         let client = reqwest::Client::builder()
             .user_agent(&self.inner.user_agent)
             // HTTP/1.1 only: HTTP/2 flow control windows throttle large blob uploads.
@@ -222,7 +281,9 @@ impl Endpoints {
             .tcp_keepalive(TCP_KEEPALIVE)
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
-            .proxy(reqwest::Proxy::custom(move |url| proxy.proxy_for(url)))
+            .proxy(reqwest::Proxy::custom(move |url| {
+                client_proxy.proxy_for(url)
+            }))
             .tls_backend_preconfigured(tls)
             .build()
             .map_err(|e| ConfigError(format!("building HTTP client for {host}: {e}")))?;
@@ -230,8 +291,36 @@ impl Endpoints {
             host: host.to_owned(),
             insecure,
             client,
+            proxy,
             scheme: AtomicU8::new(0),
             handshake,
+            built_from,
         })
+    }
+}
+
+impl Rules {
+    fn new(config: &RegistryConfig, generation: u64) -> Result<Rules, ConfigError> {
+        Ok(Rules {
+            insecure: InsecureRules::new(&config.insecure_registries, config.insecure_loopback)?,
+            proxy: Arc::new(ProxyRules::new(&config.proxies)?),
+            generation,
+        })
+    }
+}
+
+/// Carries what `old` learned over to its replacement `new` (the scheme, when the host is as
+/// insecure as before) and says why a host's TLS settings were read again.
+fn replaced(old: Option<&Endpoint>, new: &Endpoint) {
+    let Some(old) = old else {
+        return;
+    };
+    if old.insecure == new.insecure
+        && let Some(scheme) = old.scheme()
+    {
+        new.remember(scheme);
+    }
+    if old.built_from.1 != new.built_from.1 {
+        tracing::info!(host = %new.host, "certs.d changed: the host's TLS settings were read again");
     }
 }

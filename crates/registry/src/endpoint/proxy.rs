@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use url::Url;
 
-use crate::config::ConfigError;
+use crate::config::{ConfigError, ProxyConfig};
 use crate::http_util::without_query;
 
 #[derive(Debug, Default, Clone)]
@@ -38,8 +38,18 @@ struct DomainMatch {
 }
 
 impl ProxyRules {
-    pub(crate) fn from_env() -> Result<ProxyRules, ConfigError> {
-        ProxyRules::from_lookup(|name| std::env::var(name).ok())
+    /// The daemon's proxy settings, each falling back to its environment variable.
+    pub(crate) fn new(config: &ProxyConfig) -> Result<ProxyRules, ConfigError> {
+        let effective = config.effective();
+        ProxyRules::from_lookup(|name| {
+            let value = match name {
+                "HTTP_PROXY" | "http_proxy" => &effective.http_proxy,
+                "HTTPS_PROXY" | "https_proxy" => &effective.https_proxy,
+                "NO_PROXY" | "no_proxy" => &effective.no_proxy,
+                _ => return std::env::var(name).ok(),
+            };
+            value.clone()
+        })
     }
 
     pub(crate) fn from_lookup(

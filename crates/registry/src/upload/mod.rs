@@ -3,11 +3,13 @@
 
 mod file_body;
 mod range;
+mod relay;
 mod sender;
 mod sendfile;
 mod session;
 mod source;
 
+use std::future::Future;
 use std::time::Duration;
 
 use hoist_reference::Digest;
@@ -18,9 +20,11 @@ use url::Url;
 use crate::RegistryError;
 use crate::error::from_response;
 use crate::http_util::url_host;
-use crate::transport::{Call, OneShot, Target, Transport};
+use crate::transport::{Call, OneShot, Ready, Target, Transport};
 pub use range::Progress;
 use range::{FileRange, ReadFailure};
+pub(crate) use relay::SourceStream;
+use relay::{RelayFailure, VerifiedBody};
 pub(crate) use sender::FileSender;
 pub use session::UploadSession;
 #[cfg(any(test, feature = "fuzzing"))]
@@ -166,6 +170,69 @@ impl Uploads<'_> {
                 Ok(())
             }
             _ => Err(from_response(response, "PUT", true).await),
+        }
+    }
+
+    /// The blob `digest` of `size` bytes read from another registry (`open` starts reading it)
+    /// and sent in one `PUT ?digest=` with an exact `Content-Length`, verified on the way (see
+    /// `relay`). If the registry refused our token before taking the body, the source is opened
+    /// again and the body sent once more with a token fetched after the refusal.
+    pub(crate) async fn relayed<F, Fut>(
+        &self,
+        session: UploadSession,
+        (digest, size): (&Digest, u64),
+        mut open: F,
+        progress: &Progress,
+    ) -> Result<(), RegistryError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<(SourceStream, String), RegistryError>>,
+    {
+        const OPERATION: &str = "upload blob to";
+        let url = with_digest(session.url(), digest);
+        let mut refused_at = None;
+        loop {
+            progress.set(0);
+            let (source, origin) = open().await?;
+            let failure = RelayFailure::default();
+            let body = VerifiedBody::new(
+                source,
+                digest.clone(),
+                size,
+                origin,
+                progress.clone(),
+                failure.clone(),
+            );
+            let request = OneShot {
+                operation: OPERATION,
+                method: Method::PUT,
+                url: url.clone(),
+                headers: body_headers(size, None),
+                refused_at,
+            };
+            let sent = self
+                .transport
+                .send_once(request, |ready| send_stream(ready, body, progress))
+                .await
+                .map_err(|e| failure.take().unwrap_or(e))?;
+            if let (Some(at), None) = (sent.token_refused_at, refused_at) {
+                refused_at = Some(at);
+                continue;
+            }
+            let response = sent.response;
+            return match response.status() {
+                StatusCode::CREATED
+                | StatusCode::OK
+                | StatusCode::ACCEPTED
+                | StatusCode::NO_CONTENT => {
+                    check_digest_header(response.headers(), digest, OPERATION, &url)?;
+                    progress.set(size);
+                    Ok(())
+                }
+                _ => Err(failure
+                    .take()
+                    .unwrap_or(from_response(response, "PUT", true).await)),
+            };
         }
     }
 
@@ -340,6 +407,33 @@ impl Uploads<'_> {
     ) -> Result<UploadSession, RegistryError> {
         UploadSession::from_response(response, operation, self.transport.host())
     }
+}
+
+/// Sends `ready` with a streamed body through the registry's client.
+async fn send_stream(
+    ready: Ready,
+    body: VerifiedBody,
+    progress: &Progress,
+) -> Result<Response, RegistryError> {
+    // The client already follows the proxy rules; they matter only to the sendfile sender.
+    let Ready {
+        operation,
+        method,
+        url,
+        headers,
+        client,
+        proxy: _,
+    } = ready;
+    client
+        .request(method, url.clone())
+        .headers(headers)
+        .body(reqwest::Body::wrap_stream(body))
+        .send()
+        .await
+        .map_err(|e| {
+            let body_interrupted = !e.is_connect() && progress.get() > 0;
+            RegistryError::transport(operation, url_host(&url), e, body_interrupted)
+        })
 }
 
 /// `0-<end>` or the legacy `bytes=0-<end>`; only the end matters.

@@ -10,13 +10,12 @@ use super::file_body::file_body;
 use super::range::FileRange;
 use super::sendfile::{self, ConnectionPool, FileRequest};
 use crate::RegistryError;
-use crate::endpoint::{CONNECT_TIMEOUT, ProxyRules};
+use crate::endpoint::CONNECT_TIMEOUT;
 use crate::http_util::url_host;
 use crate::transport::Ready;
 
 /// What sending file bodies needs beyond the registry's client: the sendfile path's own
-/// kept-alive connections, the proxy rules that decide whether it applies, and the User-Agent
-/// it writes. Cheap to clone.
+/// kept-alive connections and the User-Agent it writes. Cheap to clone.
 #[derive(Clone)]
 pub(crate) struct FileSender {
     inner: Arc<Inner>,
@@ -24,16 +23,14 @@ pub(crate) struct FileSender {
 
 struct Inner {
     connections: ConnectionPool,
-    proxy: Arc<ProxyRules>,
     user_agent: String,
 }
 
 impl FileSender {
-    pub(crate) fn new(proxy: Arc<ProxyRules>, user_agent: String) -> FileSender {
+    pub(crate) fn new(user_agent: String) -> FileSender {
         FileSender {
             inner: Arc::new(Inner {
                 connections: ConnectionPool::default(),
-                proxy,
                 user_agent,
             }),
         }
@@ -51,8 +48,9 @@ impl FileSender {
             url,
             headers,
             client,
+            proxy,
         } = request;
-        if sendfile::applies(&url, self.inner.proxy.proxy_for(&url), body.len) {
+        if sendfile::applies(&url, proxy.proxy_for(&url), body.len) {
             let request = FileRequest {
                 operation,
                 method: &method,

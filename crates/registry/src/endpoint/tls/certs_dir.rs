@@ -125,6 +125,33 @@ impl CertsDir {
     }
 }
 
+/// What certs.d directories hold, as far as a change to them shows: every file's name, size,
+/// modification time and inode. A file edited, replaced, added or removed changes it; reading
+/// it costs a directory listing and a `stat` per file, not a parse of any certificate.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct CertsFingerprint(Vec<(PathBuf, u64, Option<std::time::SystemTime>, u64)>);
+
+impl CertsFingerprint {
+    /// Of `<certs_dir>/<host>/` for each of `hosts`; a missing directory adds nothing.
+    pub(crate) fn of(certs_dir: &Path, hosts: &[&str]) -> CertsFingerprint {
+        use std::os::unix::fs::MetadataExt;
+        let mut files = Vec::new();
+        for host in hosts {
+            let Ok(entries) = std::fs::read_dir(certs_dir.join(host)) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                // Followed like the reader follows it: a symlink to a renewed file counts.
+                if let Ok(meta) = std::fs::metadata(entry.path()) {
+                    files.push((entry.path(), meta.len(), meta.modified().ok(), meta.ino()));
+                }
+            }
+        }
+        files.sort();
+        CertsFingerprint(files)
+    }
+}
+
 fn read_certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
     let certs = CertificateDer::pem_file_iter(path)
         .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())

@@ -12,7 +12,7 @@ mod verifier;
 
 use std::sync::Once;
 
-pub(crate) use certs_dir::CertsDir;
+pub(crate) use certs_dir::{CertsDir, CertsFingerprint};
 pub(crate) use diagnosis::{explain, failure_in};
 
 /// reqwest is built without a bundled crypto provider; hoist uses ring. Installing it as the
