@@ -64,13 +64,17 @@ impl std::fmt::Debug for ProxyConfig {
 }
 
 /// A proxy URL as it may be shown: user name and password replaced by `xxxxx:xxxxx`, as
-/// dockerd's `MaskCredentials` does.
+/// dockerd's `MaskCredentials` does; also without a scheme (`user:pw@proxy:3128`, which the
+/// proxy settings accept and dockerd would show as it is).
 pub fn mask_credentials(url: &str) -> String {
-    match url
-        .split_once("://")
-        .and_then(|(scheme, rest)| rest.rsplit_once('@').map(|(_, host)| (scheme, host)))
-    {
-        Some((scheme, host)) => format!("{scheme}://xxxxx:xxxxx@{host}"),
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => (String::new(), url),
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((_, host)) => format!("{scheme}xxxxx:xxxxx@{host}{path}"),
         None => url.to_owned(),
     }
 }
@@ -104,6 +108,23 @@ pub(crate) struct ConfigError(pub(crate) String);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_are_masked_with_or_without_a_scheme() {
+        assert_eq!(
+            mask_credentials("http://user:secret@proxy.lan:3128/path"),
+            "http://xxxxx:xxxxx@proxy.lan:3128/path"
+        );
+        assert_eq!(
+            mask_credentials("user:secret@proxy.lan:3128"),
+            "xxxxx:xxxxx@proxy.lan:3128"
+        );
+        assert_eq!(
+            mask_credentials("http://proxy.lan:3128/a@b"),
+            "http://proxy.lan:3128/a@b"
+        );
+        assert_eq!(mask_credentials("proxy.lan:3128"), "proxy.lan:3128");
+    }
 
     #[test]
     fn proxies_given_replace_their_variable_only() {
