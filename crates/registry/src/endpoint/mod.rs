@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::sync::Mutex as AsyncMutex;
 use url::Url;
 
-use crate::config::{ConfigError, RegistryConfig};
+use crate::config::{ConfigError, ProxyConfig, RegistryConfig};
 use handshake::HandshakeProbe;
 use insecure::{InsecureRules, is_docker_hub};
 pub(crate) use proxy::ProxyRules;
@@ -64,6 +64,25 @@ struct Rules {
     insecure: InsecureRules,
     proxy: Arc<ProxyRules>,
     generation: u64,
+    /// What they were built from, so that a reload changing none of it keeps the endpoints.
+    source: RulesSource,
+}
+
+#[derive(PartialEq, Eq)]
+struct RulesSource {
+    insecure_registries: Vec<String>,
+    insecure_loopback: bool,
+    proxies: ProxyConfig,
+}
+
+impl RulesSource {
+    fn of(config: &RegistryConfig) -> RulesSource {
+        RulesSource {
+            insecure_registries: config.insecure_registries.clone(),
+            insecure_loopback: config.insecure_loopback,
+            proxies: config.proxies.clone(),
+        }
+    }
 }
 
 /// One registry (or token server) host and how to reach it.
@@ -165,6 +184,9 @@ impl Endpoints {
             .rules
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if rules.source == RulesSource::of(config) {
+            return Ok(());
+        }
         *rules = Arc::new(Rules::new(config, rules.generation + 1)?);
         Ok(())
     }
@@ -305,6 +327,7 @@ impl Rules {
             insecure: InsecureRules::new(&config.insecure_registries, config.insecure_loopback)?,
             proxy: Arc::new(ProxyRules::new(&config.proxies)?),
             generation,
+            source: RulesSource::of(config),
         })
     }
 }
