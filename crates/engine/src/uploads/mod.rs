@@ -193,28 +193,32 @@ struct BlobWorker {
     cleanups: TaskTracker,
 }
 
-/// An upload session an attempt is using. If the attempt is dropped before it ends (its push
-/// was cancelled, or the daemon stops), the session is cancelled with a `DELETE`, so the
-/// registry can let go of what it received; an attempt that ends, well or badly, disarms it.
+/// An upload session this daemon opened and has not finished with. Dropped while armed (the
+/// attempt using it failed, its push was cancelled while it waited for a slot or sent bytes,
+/// or the daemon stops), it cancels the session at the registry with a `DELETE`, in the
+/// background, so the registry can let go of what it received; a successful upload disarms it.
 struct OpenSession {
-    open: Option<(Repository, UploadSession)>,
+    repository: Repository,
+    session: UploadSession,
+    armed: bool,
     cleanups: TaskTracker,
 }
 
 impl OpenSession {
     fn disarm(mut self) {
-        self.open = None;
+        self.armed = false;
     }
 }
 
 impl Drop for OpenSession {
     fn drop(&mut self) {
-        let Some((repository, session)) = self.open.take() else {
+        if !self.armed {
             return;
-        };
+        }
         // Dropped inside a task of the runtime (the transfer's); no runtime means the process
         // is exiting and the session is left to the registry's own expiry.
         if tokio::runtime::Handle::try_current().is_ok() {
+            let (repository, session) = (self.repository.clone(), self.session.clone());
             self.cleanups.spawn(async move {
                 let cancel = repository.cancel_upload(&session);
                 let _ = tokio::time::timeout(SESSION_CANCEL_TIMEOUT, cancel).await;
@@ -249,7 +253,8 @@ impl BlobWorker {
                 policy.observer.blob_skipped(host, reason);
                 return Ok(outcome);
             }
-            Err(session) => session,
+            // Armed at once: the wait for a slot may end in a cancellation.
+            Err(session) => session.map(|session| self.open_session(session)),
         };
         // Held while an attempt runs; given back during each wait between attempts.
         let mut permit = self.upload_permit().await;
@@ -398,28 +403,32 @@ impl BlobWorker {
         self.reporter.slot(self.job.blob.size()).await
     }
 
+    fn open_session(&self, session: UploadSession) -> OpenSession {
+        OpenSession {
+            repository: self.job.repository.clone(),
+            session,
+            armed: true,
+            cleanups: self.cleanups.clone(),
+        }
+    }
+
     async fn attempt(
         &self,
-        session: Option<UploadSession>,
+        session: Option<OpenSession>,
         chunked: Option<u64>,
     ) -> Result<(), AttemptError> {
         let repo = &self.job.repository;
-        let session = match session {
-            Some(s) => s,
-            None => repo.start_upload().await.map_err(AttemptError::Registry)?,
+        let open = match session {
+            Some(open) => open,
+            None => self.open_session(repo.start_upload().await.map_err(AttemptError::Registry)?),
         };
+        let session = open.session.clone();
         let mode = match chunked {
             Some(chunk_size) => UploadMode::Chunked { chunk_size },
             None => UploadMode::Monolithic,
         };
         let progress = &self.reporter.progress;
         progress.set(0);
-        // Dropped before the upload succeeded (the attempt failed, or the transfer was stopped),
-        // the session is cancelled at the registry rather than left open.
-        let open = OpenSession {
-            open: Some((repo.clone(), session.clone())),
-            cleanups: self.cleanups.clone(),
-        };
         let upload = match &self.job.blob {
             UploadSource::Stored(blob) => {
                 Either::Left(repo.upload_blob(session, blob, mode, progress))
@@ -475,9 +484,6 @@ impl BlobWorker {
     }
 }
 
-/// An upload session this daemon opened and has not finished with. Dropped while it holds one,
-/// it cancels the session at the registry (best effort, in the background): a push that failed
-/// or was cancelled leaves no session open there.
 /// Runs an upload, aborting it when its byte counter stops moving: a dead connection or a
 /// registry that stopped reading would otherwise hang the push forever. Once every byte is sent
 /// the registry is given five times longer to answer, since it hashes and stores the blob first.
