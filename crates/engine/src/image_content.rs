@@ -9,6 +9,11 @@ use crate::EngineError;
 use crate::media::{self, MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES};
 use crate::platform::{Matching, Platform};
 
+/// Child manifests of one index fetched from a registry at once, by a pull or by a push
+/// completing an index: they are small, and an index may list thousands (their layers go
+/// through the daemon-wide transfer slots).
+pub(crate) const MANIFEST_FETCHES_AT_ONCE: usize = 8;
+
 /// The fields of a manifest or index hoist reads. Raw bytes stay the source of truth; this is
 /// parsed only to decide things and is never serialised back.
 #[derive(Debug, Default, Deserialize)]

@@ -29,13 +29,12 @@ pub(crate) async fn fetch_content(
 ) -> Result<(), EngineError> {
     // A blob listed twice is fetched, and shown, once.
     let distinct = |descriptors: &[Descriptor]| {
-        let mut unique: Vec<Descriptor> = Vec::new();
-        for d in descriptors {
-            if !unique.iter().any(|u| u.digest == d.digest) {
-                unique.push(d.clone());
-            }
-        }
-        unique
+        let mut seen = std::collections::HashSet::new();
+        descriptors
+            .iter()
+            .filter(|d| seen.insert(&d.digest))
+            .cloned()
+            .collect::<Vec<Descriptor>>()
     };
     let (configs, shown) = (distinct(configs), distinct(layers));
     let present = {

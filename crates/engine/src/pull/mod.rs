@@ -39,10 +39,6 @@ use crate::summary::{OperationReport, Tally};
 use crate::{media, names};
 use resolve::{Resolved, choose_platform, every_platform, fetch_child, list_tags, resolve_top};
 
-/// Child manifests of one index fetched at once (they are small; their layers go through the
-/// daemon-wide download slots).
-const MANIFEST_FETCHES_AT_ONCE: usize = 8;
-
 /// What the client asked for.
 #[derive(Debug)]
 pub struct PullRequest {
@@ -250,7 +246,7 @@ impl PullJob {
         });
         self.store_manifest(lease, &image.top).await?;
         let manifests = if image.platform_entries.is_empty() {
-            vec![image.top.clone()]
+            vec![ChildManifest::read(&image.top)?]
         } else {
             self.child_manifests(lease, &image.platform_entries).await?
         };
@@ -321,7 +317,7 @@ impl PullJob {
         &self,
         lease: &Lease,
         entries: &[IndexEntry],
-    ) -> Result<Vec<Resolved>, EngineError> {
+    ) -> Result<Vec<ChildManifest>, EngineError> {
         // The futures are made first: a stream mapping borrowed entries is not `Send` for every
         // lifetime, which the response body needs.
         let fetches: Vec<_> = entries
@@ -329,7 +325,7 @@ impl PullJob {
             .map(|entry| self.child_manifest(lease, entry))
             .collect();
         futures_util::stream::iter(fetches)
-            .buffered(MANIFEST_FETCHES_AT_ONCE)
+            .buffered(crate::image_content::MANIFEST_FETCHES_AT_ONCE)
             .try_collect()
             .await
     }
@@ -340,13 +336,13 @@ impl PullJob {
         &self,
         lease: &Lease,
         entry: &IndexEntry,
-    ) -> Result<Resolved, EngineError> {
+    ) -> Result<ChildManifest, EngineError> {
         if let Some(stored) = self.stored_manifest(lease, &entry.descriptor).await? {
-            return Ok(stored);
+            return ChildManifest::read(&stored);
         }
         let fetched = fetch_child(&self.sources, entry, &self.engine.retry).await?;
         self.store_manifest(lease, &fetched).await?;
-        Ok(fetched)
+        ChildManifest::read(&fetched)
     }
 
     /// The index's attestation manifests for the platform pulled (BuildKit's provenance and
@@ -385,13 +381,12 @@ impl PullJob {
         if entries.is_empty() {
             return Ok(Vec::new());
         }
-        let manifests = self.child_manifests(lease, entries).await?;
+        let mut manifests = self.child_manifests(lease, entries).await?;
         let mut configs = Vec::new();
         let mut blobs = Vec::new();
-        for manifest in &manifests {
-            let doc = parse_manifest(&manifest.descriptor.digest, &manifest.bytes)?;
-            configs.extend(doc.config);
-            blobs.extend(doc.layers);
+        for manifest in manifests.iter_mut() {
+            configs.extend(manifest.doc.config.take());
+            blobs.append(&mut manifest.doc.layers);
         }
         let unseen = ProgressBoard::new(PullEvent::progress);
         layers::fetch_content(
@@ -486,25 +481,43 @@ impl PullJob {
 }
 
 /// The config and the distributable layers of an image manifest.
-fn image_blobs(manifest: &Resolved) -> Result<(Descriptor, Vec<Descriptor>), EngineError> {
-    let doc: ManifestDoc = serde_json::from_slice(&manifest.bytes).map_err(|e| {
-        EngineError::InvalidArgument(format!(
-            "manifest {} is malformed: {e}",
-            manifest.descriptor.digest
-        ))
-    })?;
-    let config = doc.config.ok_or_else(|| {
+fn image_blobs(manifest: &ChildManifest) -> Result<(Descriptor, Vec<Descriptor>), EngineError> {
+    let config = manifest.doc.config.clone().ok_or_else(|| {
         EngineError::InvalidArgument(format!(
             "manifest {} has no config",
             manifest.descriptor.digest
         ))
     })?;
-    let layers = doc
+    let layers = manifest
+        .doc
         .layers
-        .into_iter()
+        .iter()
         .filter(|l| !media::is_non_distributable(&l.media_type))
+        .cloned()
         .collect();
     Ok((config, layers))
+}
+
+/// A manifest of the image, read: its bytes are in the store, and an index may list thousands
+/// of them, so only what the pull needs of each is kept.
+struct ChildManifest {
+    descriptor: Descriptor,
+    doc: ManifestDoc,
+}
+
+impl ChildManifest {
+    fn read(manifest: &Resolved) -> Result<ChildManifest, EngineError> {
+        let doc = serde_json::from_slice(&manifest.bytes).map_err(|e| {
+            EngineError::InvalidArgument(format!(
+                "manifest {} is malformed: {e}",
+                manifest.descriptor.digest
+            ))
+        })?;
+        Ok(ChildManifest {
+            descriptor: manifest.descriptor.clone(),
+            doc,
+        })
+    }
 }
 
 /// The attestation manifests of the image's index that `wanted` selects; none for a manifest.

@@ -12,9 +12,10 @@
 //! unreachable, refuses the credentials or no longer has everything, the push falls back to the
 //! host platform's manifest as before, and the status line says why.
 
-use futures_util::StreamExt;
+use std::collections::HashSet;
+
 use futures_util::future::try_join_all;
-use futures_util::stream::FuturesOrdered;
+use futures_util::{StreamExt, TryStreamExt};
 use hoist_reference::Digest;
 use hoist_registry::{Access, Credentials, RegistryError, Repository};
 use hoist_store::Descriptor;
@@ -23,7 +24,9 @@ use super::PushJob;
 use super::plan::{FetchedManifest, PartialIndex, PlanBlob, PushPlan, manifest_blobs};
 use crate::auth::normalize_server;
 use crate::error::EngineError;
+use crate::image_content::MANIFEST_FETCHES_AT_ONCE;
 use crate::media;
+use crate::observe::{Direction, RetryCause};
 use crate::uploads::{BlobJob, UploadSource};
 
 /// How many blobs are checked at the origin at once before a completion.
@@ -125,26 +128,26 @@ impl PushJob {
         partial: &PartialIndex,
         origin: &Repository,
     ) -> Result<Vec<FetchedManifest>, Unavailable> {
-        let mut fetches: FuturesOrdered<_> = partial
+        // The futures are made first: a stream mapping borrowed entries is not `Send` for every
+        // lifetime, which the response body needs.
+        let fetches: Vec<_> = partial
             .absent
             .iter()
             .map(|entry| self.fetch_manifest(origin, &entry.descriptor))
             .collect();
-        let mut fetched = Vec::new();
-        while let Some(manifest) = fetches.next().await {
-            fetched.push(manifest?);
-        }
-        let mut missing: Vec<Descriptor> = Vec::new();
-        let wanted = partial
+        let fetched: Vec<FetchedManifest> = futures_util::stream::iter(fetches)
+            .buffered(MANIFEST_FETCHES_AT_ONCE)
+            .try_collect()
+            .await?;
+        let mut seen = HashSet::new();
+        let missing: Vec<Descriptor> = partial
             .present
             .iter()
             .flat_map(|m| &m.missing)
-            .chain(fetched.iter().flat_map(|m| &m.missing));
-        for blob in wanted {
-            if !missing.iter().any(|m| m.digest == blob.digest) {
-                missing.push(blob.clone());
-            }
-        }
+            .chain(fetched.iter().flat_map(|m| &m.missing))
+            .filter(|blob| seen.insert(&blob.digest))
+            .cloned()
+            .collect();
         for batch in missing.chunks(CHECKS_IN_FLIGHT) {
             let checks = batch
                 .iter()
@@ -169,7 +172,7 @@ impl PushJob {
             )));
         }
         let fetched = self
-            .ask_origin(|| origin.get_manifest(digest.as_str()))
+            .ask_origin(origin.host(), || origin.get_manifest(digest.as_str()))
             .await?;
         if fetched.digest != *digest {
             return Err(Unavailable(format!(
@@ -204,7 +207,10 @@ impl PushJob {
         blob: &Descriptor,
     ) -> Result<(), Unavailable> {
         let digest = &blob.digest;
-        match self.ask_origin(|| origin.blob_exists(digest)).await? {
+        match self
+            .ask_origin(origin.host(), || origin.blob_exists(digest))
+            .await?
+        {
             None => Err(Unavailable(format!("it no longer has blob {digest}"))),
             // A registry that does not say the size (0) is taken at its word.
             Some(size) if size != blob.size && size != 0 => Err(Unavailable(format!(
@@ -218,14 +224,27 @@ impl PushJob {
     /// One request to the origin, tried a second time after a transient failure: an origin
     /// that is down should cost the push a moment, not the whole retry policy, before it falls
     /// back.
-    async fn ask_origin<T, F, Fut>(&self, mut request: F) -> Result<T, Unavailable>
+    async fn ask_origin<T, F, Fut>(
+        &self,
+        origin_host: &str,
+        mut request: F,
+    ) -> Result<T, Unavailable>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, RegistryError>>,
     {
         match request().await {
             Err(e) if e.is_retryable() => {
-                tokio::time::sleep(self.engine.retry.delay(1, e.retry_after())).await;
+                let policy = &self.engine.retry;
+                policy.note_retry(
+                    Direction::Pull,
+                    origin_host,
+                    RetryCause::of(&e),
+                    1,
+                    "a request to the origin",
+                    &e,
+                );
+                tokio::time::sleep(policy.delay(1, e.retry_after())).await;
                 Ok(request().await?)
             }
             other => Ok(other?),
