@@ -184,10 +184,21 @@ async fn run(cli: cli::Cli, settings: Settings, log_level: LogLevel) -> anyhow::
         accepting: CancellationToken::new(),
         abort: CancellationToken::new(),
     };
+    // The metrics server runs beside the API listeners, not among them: it keeps answering
+    // while running requests drain, and stops last.
+    let metrics_stop = CancellationToken::new();
+    let metrics_task = match (metrics_server, &metrics) {
+        (Some(server), Some(metrics)) => {
+            let serving = server.serve(metrics.clone(), engine.clone(), metrics_stop.clone());
+            Some(tokio::spawn(async move {
+                if let Err(e) = serving.await {
+                    tracing::error!(error = %format!("{e:#}"), "the metrics server failed");
+                }
+            }))
+        }
+        _ => None,
+    };
     let mut servers = tokio::task::JoinSet::new();
-    if let (Some(server), Some(metrics)) = (metrics_server, &metrics) {
-        servers.spawn(server.serve(metrics.clone(), engine.clone(), stopping.accepting.clone()));
-    }
     let slots = listen::ConnectionSlots::new(&settings.limits);
     for b in bound {
         servers.spawn(listen::serve(
@@ -254,10 +265,21 @@ async fn run(cli: cli::Cli, settings: Settings, log_level: LogLevel) -> anyhow::
             std::process::exit(0);
         }
     }
+    metrics_stop.cancel();
+    if let Some(task) = metrics_task
+        && tokio::time::timeout(METRICS_STOP_GRACE, task)
+            .await
+            .is_err()
+    {
+        tracing::warn!("the metrics server did not stop in time");
+    }
     drop(pidfile);
     tracing::info!("hoistd stopped");
     Ok(())
 }
+
+/// How long the metrics server gets to close its connections once everything else stopped.
+const METRICS_STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Tells the service manager (systemd's `Type=notify`) about a state change; a no-op without one.
 fn notify(states: &[sd_notify::NotifyState]) {

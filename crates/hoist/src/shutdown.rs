@@ -80,6 +80,9 @@ pub async fn drain(
         }
     };
     if waited {
+        // Uploads that failed or were dropped during the wait may still be cancelling their
+        // sessions at the registry.
+        engine.wait_session_cleanups(ABORT_GRACE).await;
         return Drained::Done;
     }
     tracing::warn!(
