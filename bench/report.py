@@ -299,7 +299,55 @@ def targets(d):
     r = d.paired_ratio("hoistd", "verify-baseline", "big", "load")
     row("docker load of the 1 GiB archive against the verify baseline", ratio_text(r, ratio(h, verify)),
         None, f"hoistd {fmt(h)} s vs verify baseline {fmt(verify)} s")
+    for tool, h, fastest, peer, r in copy_target_row(d) or []:
+        row(f"copy of the 3-platform index between registries ({tool}) ≤ 1.2× the faster of "
+            "skopeo and ctr", ratio_text(r, ratio(h, peer)), None if r is None else r <= 1.2,
+            f"{tool} {fmt(h)} s vs {fastest} {fmt(peer)} s")
     return ["| target | measured | verdict | detail |", "|---|---|---|---|"] + rows
+
+
+COPY_TOOLS = ["hoistd-all", "hoistd-relay", "skopeo", "ctr"]
+COPY_LABEL = {
+    "hoistd-all": "**hoistd**: `docker pull --platform all`, tag, push",
+    "hoistd-relay": "**hoistd**: `docker pull` (host platform), tag, push completing from the origin",
+    "skopeo": "`skopeo copy --all` registry to registry",
+    "ctr": "containerd: `ctr images pull --all-platforms`, `ctr images push`",
+}
+COPY_DAEMON = {"hoistd-all": "hoistd-copy", "hoistd-relay": "hoistd-copy", "ctr": "containerd"}
+
+
+def copy_target_row(d):
+    """hoistd's copy against the faster of skopeo and ctr; None when either side is missing."""
+    peers = {p: d.median(p, "copy", "copy") for p in ("skopeo", "ctr")
+             if d.median(p, "copy", "copy") is not None}
+    if not peers:
+        return None
+    fastest = min(peers, key=peers.get)
+    rows = []
+    for tool in ("hoistd-all", "hoistd-relay"):
+        h = d.median(tool, "copy", "copy")
+        r = d.paired_ratio(tool, fastest, "copy", "copy")
+        rows.append((tool, h, fastest, peers[fastest], r))
+    return rows
+
+
+def copy_table(d):
+    out = ["| tool | median s | MiB/s | daemon CPU s | index digest as the source's | detail |",
+           "|---|---:|---:|---:|---|---|"]
+    size = d.blob_bytes("multi")
+    source = d.meta.get("images", {}).get("multi", {}).get("digest")
+    for tool in COPY_TOOLS:
+        m = d.median(tool, "copy", "copy")
+        if m is None:
+            out.append(f"| {COPY_LABEL[tool]} | {d.why_missing(tool, 'copy', 'copy')} | | | | |")
+            continue
+        daemon = COPY_DAEMON.get(tool)
+        cpu = d.daemon_value(tool, "copy", "copy", "cpu_s", daemon) if daemon else None
+        got = d.digests.get((tool, "copy"), set())
+        same = "yes" if got == {source} else f"no: {', '.join(sorted(got))}"
+        out.append(f"| {COPY_LABEL[tool]} | {fmt(m)} | {fmt(size / m / MIB if size else None)} | "
+                   f"{fmt(cpu)} | {same} | {d.spread(tool, 'copy', 'copy')} |")
+    return out
 
 
 def load_and_concurrency(d):
@@ -467,6 +515,13 @@ def main():
               "The digest of the pushed tag after each first push, against the generated image's.", ""]
     lines += digests_table(d) + [""]
     lines += ["## docker load and concurrent pushes", ""] + load_and_concurrency(d) + [""]
+    if any(d.count(tool, "copy", "copy") for tool in COPY_TOOLS):
+        lines += ["## Copying an index between registries", "",
+                  "The multi index (3 platforms × 100 MiB) copied from a second registry (the "
+                  "origin, on tmpfs too) to the target registry, emptied before each copy; each "
+                  "daemon starts every copy with an empty store. Medians; MiB/s of the index's "
+                  "blob bytes; daemon CPU is hoistd's or containerd's (the registries' is not "
+                  "counted).", ""] + copy_table(d) + [""]
     store = load_jsonl(args.store) if args.store and os.path.exists(args.store) else []
     if store:
         lines += ["## Metadata store", "",
