@@ -10,13 +10,11 @@
 //! `blob REPO DIGEST SIZE PATH` then `manifest REPO REF MEDIATYPE PATH`, for bench/lib/curl-push.
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use anyhow::{Context, Result, bail, ensure};
+use hoist_bench::http::{Body, Conn};
 use serde_json::Value;
 
 struct Blob {
@@ -274,147 +272,4 @@ fn push_blob(conn: &mut Conn, blob: &Blob, head: bool) -> Result<bool> {
         String::from_utf8_lossy(&response.body)
     );
     Ok(true)
-}
-
-enum Body<'a> {
-    None,
-    Bytes(&'a [u8]),
-    File(&'a Path, u64),
-}
-
-struct Response {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Response {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// One keep-alive HTTP/1.1 connection.
-struct Conn {
-    host: String,
-    stream: TcpStream,
-    reader: BufReader<TcpStream>,
-}
-
-impl Conn {
-    fn open(host: &str) -> Result<Conn> {
-        let stream = TcpStream::connect(host).with_context(|| format!("connect to {host}"))?;
-        stream.set_nodelay(true)?;
-        let reader = BufReader::with_capacity(64 * 1024, stream.try_clone()?);
-        Ok(Conn {
-            host: host.to_owned(),
-            stream,
-            reader,
-        })
-    }
-
-    fn request(
-        &mut self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: Body,
-    ) -> Result<Response> {
-        let length = match body {
-            Body::None => 0,
-            Body::Bytes(bytes) => bytes.len() as u64,
-            Body::File(_, size) => size,
-        };
-        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\n", self.host);
-        for (name, value) in headers {
-            head.push_str(&format!("{name}: {value}\r\n"));
-        }
-        if method != "HEAD" && method != "GET" {
-            head.push_str(&format!("Content-Length: {length}\r\n"));
-        }
-        head.push_str("\r\n");
-        self.stream.write_all(head.as_bytes())?;
-        match body {
-            Body::None => {}
-            Body::Bytes(bytes) => self.stream.write_all(bytes)?,
-            Body::File(path, size) => self.send_file(path, size)?,
-        }
-        self.read_response(method == "HEAD")
-            .with_context(|| format!("{method} {path}"))
-    }
-
-    /// The whole file with sendfile(2): no copy through user space. (`std::io::copy` from a
-    /// file to a socket reads and writes 8 KiB at a time.)
-    fn send_file(&mut self, path: &Path, size: u64) -> Result<()> {
-        let file = std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
-        let mut offset: libc::off_t = 0;
-        let mut remaining = size;
-        while remaining > 0 {
-            let count = remaining.min(1 << 30) as usize;
-            // SAFETY: both descriptors are open for the call (borrowed from `self.stream` and
-            // `file`), and `offset` is a valid, exclusively borrowed off_t that the kernel updates.
-            let sent = unsafe {
-                libc::sendfile(
-                    self.stream.as_raw_fd(),
-                    file.as_raw_fd(),
-                    &mut offset,
-                    count,
-                )
-            };
-            if sent < 0 {
-                let error = std::io::Error::last_os_error();
-                if error.kind() == std::io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(error).with_context(|| format!("sendfile {}", path.display()));
-            }
-            ensure!(sent > 0, "{} is shorter than {size} bytes", path.display());
-            remaining -= sent as u64;
-        }
-        Ok(())
-    }
-
-    fn read_response(&mut self, head_request: bool) -> Result<Response> {
-        let mut line = String::new();
-        self.reader.read_line(&mut line)?;
-        let status: u16 = line
-            .split_whitespace()
-            .nth(1)
-            .with_context(|| format!("bad status line {line:?}"))?
-            .parse()?;
-        let mut headers = Vec::new();
-        loop {
-            line.clear();
-            self.reader.read_line(&mut line)?;
-            let trimmed = line.trim_end();
-            if trimmed.is_empty() {
-                break;
-            }
-            let (name, value) = trimmed.split_once(':').context("bad header line")?;
-            headers.push((name.trim().to_owned(), value.trim().to_owned()));
-        }
-        let mut response = Response {
-            status,
-            headers,
-            body: Vec::new(),
-        };
-        if response
-            .header("transfer-encoding")
-            .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
-        {
-            bail!("chunked responses are not expected from the registry");
-        }
-        let length: u64 = match response.header("content-length") {
-            Some(v) if !head_request => v.parse()?,
-            _ => 0,
-        };
-        let mut body = Vec::with_capacity(length as usize);
-        (&mut self.reader).take(length).read_to_end(&mut body)?;
-        ensure!(body.len() as u64 == length, "connection closed mid-body");
-        response.body = body;
-        Ok(response)
-    }
 }

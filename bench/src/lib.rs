@@ -1,0 +1,3 @@
+//! What the benchmark's programs share.
+
+pub mod http;
