@@ -230,21 +230,7 @@ fn assert_store_consistent(daemon: &mut Hoistd) {
         assert_eq!(inspected.stdout.trim(), id, "inspect of a listed image");
     }
     daemon.stop();
-    let check = std::process::Command::new(env!("CARGO_BIN_EXE_hoistd"))
-        .arg("check")
-        .arg("--data-root")
-        .arg(&data_root)
-        .arg("--config-file")
-        .arg(daemon.config_file())
-        .output()
-        .expect("run hoistd check");
-    let report = String::from_utf8_lossy(&check.stdout);
-    assert!(
-        check.status.success() && report.contains("no problems"),
-        "hoistd check ({}):\n{report}{}",
-        check.status,
-        String::from_utf8_lossy(&check.stderr)
-    );
+    daemon.assert_data_root_checks_clean();
     daemon.restart();
 }
 

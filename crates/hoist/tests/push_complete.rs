@@ -503,23 +503,8 @@ fn a_client_that_goes_away_mid_completion_cancels_it_and_leaves_nothing() {
     );
 
     // The store is consistent, and the daemon pushes the image whole afterwards.
-    let data_root = hoistd.data_root();
     hoistd.stop();
-    let check = std::process::Command::new(hoistd_bin())
-        .arg("check")
-        .arg("--data-root")
-        .arg(&data_root)
-        .arg("--config-file")
-        .arg(hoistd.config_file())
-        .output()
-        .expect("run hoistd check");
-    let report = String::from_utf8_lossy(&check.stdout);
-    assert!(
-        check.status.success() && report.contains("no problems"),
-        "hoistd check ({}):\n{report}{}",
-        check.status,
-        String::from_utf8_lossy(&check.stderr)
-    );
+    hoistd.assert_data_root_checks_clean();
     hoistd.restart();
     target.clear_rules();
     let cli = DockerCli::new(&hoistd.socket());

@@ -98,25 +98,6 @@ fn info_field(cli: &DockerCli, template: &str) -> String {
     out.stdout.trim().to_owned()
 }
 
-/// `hoistd check` on the stopped daemon's data root: exit 0 and no problems.
-fn assert_store_consistent(daemon: &Hoistd) {
-    let check = Command::new(hoistd_bin())
-        .arg("check")
-        .arg("--data-root")
-        .arg(daemon.data_root())
-        .arg("--config-file")
-        .arg(daemon.config_file())
-        .output()
-        .expect("run hoistd check");
-    let report = String::from_utf8_lossy(&check.stdout);
-    assert!(
-        check.status.success() && report.contains("no problems"),
-        "hoistd check ({}):\n{report}{}",
-        check.status,
-        String::from_utf8_lossy(&check.stderr)
-    );
-}
-
 fn assert_cleaned_up(daemon: &Hoistd) {
     assert!(!daemon.socket().exists(), "the unix socket was removed");
     assert!(!daemon.pidfile().exists(), "the pid file was removed");
@@ -553,7 +534,7 @@ fn sigterm_lets_a_running_push_finish_within_the_shutdown_timeout() {
         .expect("hoistd exits once the push is done");
     assert!(status.success(), "exit status {status}");
     assert_cleaned_up(&daemon);
-    assert_store_consistent(&daemon);
+    daemon.assert_data_root_checks_clean();
 }
 
 #[test]
@@ -589,7 +570,7 @@ fn sigterm_lets_a_running_pull_finish_and_the_image_is_there_after_a_restart() {
         .expect("hoistd exits once the pull is done");
     assert!(status.success(), "exit status {status}");
     assert_cleaned_up(&daemon);
-    assert_store_consistent(&daemon);
+    daemon.assert_data_root_checks_clean();
 
     daemon.restart();
     let id =
@@ -637,7 +618,7 @@ fn sigterm_cancels_a_push_still_running_at_the_shutdown_timeout_and_exits_cleanl
         "nothing was tagged"
     );
     assert_cleaned_up(&daemon);
-    assert_store_consistent(&daemon);
+    daemon.assert_data_root_checks_clean();
     let log = daemon.log();
     assert!(log.contains("shutdown timeout reached"), "{log}");
 }
@@ -664,7 +645,7 @@ fn a_second_sigterm_exits_at_once() {
     assert!(status.success(), "exit status {status}");
     let _ = running.wait(Duration::from_secs(30));
     assert_cleaned_up(&daemon);
-    assert_store_consistent(&daemon);
+    daemon.assert_data_root_checks_clean();
 }
 
 // ---- proxies ----

@@ -155,6 +155,30 @@ impl Hoistd {
         self.dir.path().join("daemon.json")
     }
 
+    /// Runs `hoistd check` on the data root, which needs the daemon stopped (stop it first),
+    /// and panics with its report unless it exits 0 having found no problem.
+    pub fn assert_data_root_checks_clean(&self) {
+        assert!(
+            self.child.is_none(),
+            "hoistd check runs on a stopped daemon's data root"
+        );
+        let check = Command::new(&self.bin)
+            .arg("check")
+            .arg("--data-root")
+            .arg(self.data_root())
+            .arg("--config-file")
+            .arg(self.config_file())
+            .output()
+            .expect("run hoistd check");
+        let report = String::from_utf8_lossy(&check.stdout);
+        assert!(
+            check.status.success() && report.contains("no problems"),
+            "hoistd check ({}):\n{report}{}",
+            check.status,
+            String::from_utf8_lossy(&check.stderr)
+        );
+    }
+
     pub fn pidfile(&self) -> PathBuf {
         self.dir.path().join("hoistd.pid")
     }
