@@ -69,9 +69,9 @@ impl Registries {
         })
     }
 
-    /// Sets what is told the registry host whenever a request is sent again because the
-    /// registry refused its token (the one retry after a 401 on a renewable token). Only the
-    /// first hook set is kept.
+    /// Sets what is told the registry (its domain as image names give it: `docker.io`, not
+    /// the API host) whenever a request is sent again because the registry refused its token
+    /// (the one retry after a 401 on a renewable token). Only the first hook set is kept.
     pub fn on_token_renewal(&self, hook: impl Fn(&str) + Send + Sync + 'static) {
         self.auth.set_token_renewal_hook(Box::new(hook));
     }

@@ -22,7 +22,7 @@ use reqwest::header::{HeaderMap, HeaderValue};
 use crate::RegistryError;
 use crate::challenge::Challenge;
 use crate::credentials::Credentials;
-use crate::endpoint::Endpoints;
+use crate::endpoint::{Endpoints, name_domain};
 pub(crate) use header::{basic_header, bearer_header};
 pub(crate) use token::{FetchedToken, TokenAsk};
 use token_cache::{TokenCache, TokenKey};
@@ -95,6 +95,7 @@ impl Auth {
     /// A request to `host` carried a token the registry refused, and goes again with a fresh
     /// one: one retry, logged with its cause (never the token) and told to the hook.
     pub(crate) fn token_renewed(&self, host: &str, operation: &str) {
+        let host = name_domain(host);
         tracing::info!(
             registry = host,
             operation,

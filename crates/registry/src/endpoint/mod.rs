@@ -40,6 +40,16 @@ pub(crate) fn api_host(domain: &str) -> String {
     }
 }
 
+/// The domain an image name gives for the API host `host`: the inverse of [`api_host`], so that
+/// what is reported per registry reads as in image names (`docker.io`).
+pub(crate) fn name_domain(host: &str) -> &str {
+    if host.eq_ignore_ascii_case(DOCKER_HUB_REGISTRY) {
+        "docker.io"
+    } else {
+        host
+    }
+}
+
 /// Every host's [`Endpoint`], each built on first use and built again when what it was built
 /// from changed: the insecure-registry and proxy rules (a reload) or the host's certs.d
 /// directory. Cheap to clone.
@@ -345,5 +355,17 @@ fn replaced(old: Option<&Endpoint>, new: &Endpoint) {
     }
     if old.built_from.1 != new.built_from.1 {
         tracing::info!(host = %new.host, "certs.d changed: the host's TLS settings were read again");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{api_host, name_domain};
+
+    #[test]
+    fn the_name_domain_of_an_api_host_is_what_image_names_say() {
+        assert_eq!(name_domain(&api_host("docker.io")), "docker.io");
+        assert_eq!(name_domain(&api_host("index.docker.io")), "docker.io");
+        assert_eq!(name_domain(&api_host("localhost:5000")), "localhost:5000");
     }
 }
