@@ -8,7 +8,8 @@
 mod api;
 mod serve;
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hoist_engine::{Direction, Engine, FailureCause, Observer, Operation, RetryCause, SkipReason};
@@ -73,10 +74,36 @@ struct Build {
     commit: String,
 }
 
+/// Distinct `registry` label values kept; hosts seen after these are counted as `other`.
+const MAX_REGISTRY_LABELS: usize = 64;
+
+/// The `registry` label: hosts as image names give them, up to [`MAX_REGISTRY_LABELS`] distinct
+/// ones, then `other`, so that clients naming ever new hosts (typos, a scan) cannot grow the
+/// series without bound.
+#[derive(Debug, Default)]
+struct RegistryLabels {
+    seen: Mutex<HashSet<String>>,
+}
+
+impl RegistryLabels {
+    fn label(&self, host: &str) -> String {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.contains(host) {
+            return host.to_owned();
+        }
+        if seen.len() < MAX_REGISTRY_LABELS {
+            seen.insert(host.to_owned());
+            return host.to_owned();
+        }
+        "other".to_owned()
+    }
+}
+
 /// Every metric hoistd exports, and the registry that encodes them.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
+    registry_labels: RegistryLabels,
     transferred_bytes: Family<Transfer, Counter>,
     blobs_transferred: Family<Transfer, Counter>,
     blobs_skipped: Family<Skip, Counter>,
@@ -114,6 +141,7 @@ impl Metrics {
             store_bytes: Gauge::default(),
             images: Gauge::default(),
             registry: Registry::default(),
+            registry_labels: RegistryLabels::default(),
         };
         let registry = &mut metrics.registry;
         registry.register(
@@ -218,7 +246,7 @@ fn gauge(count: usize) -> i64 {
 impl Observer for Metrics {
     fn blob_transferred(&self, direction: Direction, registry: &str, bytes: u64) {
         let labels = Transfer {
-            registry: registry.to_owned(),
+            registry: self.registry_labels.label(registry),
             direction: direction.as_str(),
         };
         self.transferred_bytes.get_or_create(&labels).inc_by(bytes);
@@ -228,7 +256,7 @@ impl Observer for Metrics {
     fn blob_skipped(&self, registry: &str, reason: SkipReason) {
         self.blobs_skipped
             .get_or_create(&Skip {
-                registry: registry.to_owned(),
+                registry: self.registry_labels.label(registry),
                 reason: reason.as_str(),
             })
             .inc();
@@ -237,7 +265,7 @@ impl Observer for Metrics {
     fn retried(&self, registry: &str, cause: RetryCause) {
         self.retries
             .get_or_create(&Retry {
-                registry: registry.to_owned(),
+                registry: self.registry_labels.label(registry),
                 cause: cause.as_str(),
             })
             .inc();
@@ -268,3 +296,25 @@ impl Observer for Metrics {
 
 /// The shared handle main hands to the engine, the API layer and the server.
 pub type SharedMetrics = Arc<Metrics>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_labels_stop_growing_at_their_bound() {
+        let labels = RegistryLabels::default();
+        for i in 0..MAX_REGISTRY_LABELS {
+            assert_eq!(
+                labels.label(&format!("r{i}.example")),
+                format!("r{i}.example")
+            );
+        }
+        assert_eq!(labels.label("one-more.example"), "other");
+        assert_eq!(
+            labels.label("r0.example"),
+            "r0.example",
+            "a known host keeps its label"
+        );
+    }
+}
