@@ -79,6 +79,14 @@ class Data:
         ratios = [mine[k] / theirs[k] for k in mine if k in theirs and theirs[k] > 0]
         return statistics.median(ratios) if ratios else None
 
+    def paired_ratio_kinds(self, tool, image, kind, other_kind):
+        """As `paired_ratio`, between two kinds of measurement of one tool and image."""
+        def by_round(k):
+            return {r["round"]: r["seconds"] for r in self.runs.get((tool, image, k), [])}
+        mine, theirs = by_round(kind), by_round(other_kind)
+        ratios = [mine[k] / theirs[k] for k in mine if k in theirs and theirs[k] > 0]
+        return statistics.median(ratios) if ratios else None
+
     def spread(self, tool, image, kind):
         """`n=5, 4.1–5.3`: the number of runs and the range of their times."""
         times = [r["seconds"] for r in self.runs.get((tool, image, kind), [])]
@@ -299,6 +307,13 @@ def targets(d):
     r = d.paired_ratio("hoistd", "verify-baseline", "big", "load")
     row("docker load of the 1 GiB archive against the verify baseline", ratio_text(r, ratio(h, verify)),
         None, f"hoistd {fmt(h)} s vs verify baseline {fmt(verify)} s")
+    many = d.median("hoistd", "fanout20", "to-20-repositories")
+    one = d.median("hoistd", "fanout20", "to-1-repository")
+    if many is not None and one is not None:
+        paired = d.paired_ratio_kinds("hoistd", "fanout20", "to-20-repositories", "to-1-repository")
+        row("20 concurrent pushes of big to 20 repositories ≤ 1.5× the same to one repository",
+            ratio_text(paired, ratio(many, one)), None if paired is None else paired <= 1.5,
+            f"{fmt(many)} s vs {fmt(one)} s")
     for name, paired, plain, ok, detail in pull_target_rows(d):
         if paired is not None:
             measured = ratio_text(paired, plain)
@@ -454,6 +469,14 @@ def load_and_concurrency(d):
             rss = d.daemon_max("hoistd", "conc8", "concurrent", "peak_rss_kib")
             detail += f", hoistd CPU {fmt(cpu)} s, peak RSS {fmt(rss / 1024 if rss else None)} MiB"
         out.append(f"| {label} | {fmt(m)} | {fmt(size / m / MIB if m and size else None)} | {detail} |")
+    for kind, label in (("to-20-repositories", "20 concurrent `docker push` of big to 20 repositories"),
+                        ("to-1-repository", "20 concurrent `docker push` of big to one repository")):
+        m = d.median("hoistd", "fanout20", kind)
+        if m is None:
+            continue
+        cpu = d.daemon_value("hoistd", "fanout20", kind, "cpu_s")
+        out.append(f"| {label} | {fmt(m)} | {fmt(d.blob_bytes('big') / m / MIB if d.blob_bytes('big') else None)} | "
+                   f"n={d.count('hoistd', 'fanout20', kind)}, hoistd CPU {fmt(cpu)} s |")
     big_limit = d.median("raw-par", "big", "first")
     if big_limit and d.blob_bytes("big"):
         out.append(f"| for reference: the raw 5-parallel 1 GiB first push | {fmt(big_limit)} | "
