@@ -32,19 +32,25 @@ use crate::uploads::{BlobJob, UploadSource};
 /// How many blobs are checked at the origin at once before a completion.
 const CHECKS_IN_FLIGHT: usize = 8;
 
-/// Why an origin cannot complete the index, as the status line shows it.
-struct Unavailable(String);
-
-impl From<RegistryError> for Unavailable {
-    fn from(e: RegistryError) -> Unavailable {
-        Unavailable(e.to_string())
-    }
-}
-
-impl From<EngineError> for Unavailable {
-    fn from(e: EngineError) -> Unavailable {
-        Unavailable(e.to_string())
-    }
+/// Why an origin cannot complete the index; its text ends the push's status line.
+#[derive(Debug, thiserror::Error)]
+enum Unavailable {
+    #[error("{0}")]
+    Registry(#[from] RegistryError),
+    #[error("{0}")]
+    Engine(#[from] EngineError),
+    #[error("{digest} is a {media_type}, which hoist does not complete")]
+    NotAManifest { digest: Digest, media_type: String },
+    #[error("it serves {served} for manifest {asked}")]
+    OtherManifest { asked: Digest, served: Digest },
+    #[error("it no longer has blob {0}")]
+    BlobGone(Digest),
+    #[error("its blob {digest} has {served} bytes, not {expected}")]
+    BlobSize {
+        digest: Digest,
+        served: u64,
+        expected: u64,
+    },
 }
 
 impl PushJob {
@@ -79,7 +85,8 @@ impl PushJob {
             );
             match self.fetch_the_rest(&partial, &origin).await {
                 Ok(fetched) => return Ok(partial.complete(fetched, Some(&origin))),
-                Err(Unavailable(cause)) => {
+                Err(unavailable) => {
+                    let cause = unavailable.to_string();
                     tracing::info!(origin = %format!("{origin_host}/{origin_path}"), %cause, "cannot complete the index from its origin");
                     failure.get_or_insert(cause);
                 }
@@ -166,19 +173,19 @@ impl PushJob {
     ) -> Result<FetchedManifest, Unavailable> {
         let digest = &descriptor.digest;
         if !media::is_manifest(&descriptor.media_type) {
-            return Err(Unavailable(format!(
-                "{digest} is a {}, which hoist does not complete",
-                descriptor.media_type
-            )));
+            return Err(Unavailable::NotAManifest {
+                digest: digest.clone(),
+                media_type: descriptor.media_type.clone(),
+            });
         }
         let fetched = self
             .ask_origin(origin.host(), || origin.get_manifest(digest.as_str()))
             .await?;
         if fetched.digest != *digest {
-            return Err(Unavailable(format!(
-                "it serves {} for manifest {digest}",
-                fetched.digest
-            )));
+            return Err(Unavailable::OtherManifest {
+                asked: digest.clone(),
+                served: fetched.digest,
+            });
         }
         let blobs = manifest_blobs(digest, &fetched.bytes)?;
         let store = self.engine.store.clone();
@@ -211,12 +218,13 @@ impl PushJob {
             .ask_origin(origin.host(), || origin.blob_exists(digest))
             .await?
         {
-            None => Err(Unavailable(format!("it no longer has blob {digest}"))),
+            None => Err(Unavailable::BlobGone(digest.clone())),
             // A registry that does not say the size (0) is taken at its word.
-            Some(size) if size != blob.size && size != 0 => Err(Unavailable(format!(
-                "its blob {digest} has {size} bytes, not {}",
-                blob.size
-            ))),
+            Some(size) if size != blob.size && size != 0 => Err(Unavailable::BlobSize {
+                digest: digest.clone(),
+                served: size,
+                expected: blob.size,
+            }),
             Some(_) => Ok(()),
         }
     }
