@@ -343,15 +343,10 @@ impl PushJob {
             digest: plan.root.digest.clone(),
             size: plan.root.size,
         });
-        // Store writes are fsync'd; keep them off the async threads. Blobs relayed from elsewhere
-        // are not here to be labelled; the manifest pushed under the tag is.
-        let blobs: Vec<Digest> = plan
-            .blobs
-            .iter()
-            .filter(|b| b.relay_from.is_none())
-            .map(|b| b.descriptor.digest.clone())
-            .chain(std::iter::once(plan.root.digest.clone()))
-            .collect();
+        // Store writes are fsync'd; keep them off the async threads. Each blob's new home was
+        // recorded as its upload ended (`transfer_blob`); the manifest pushed under the tag is
+        // recorded now.
+        let blobs = vec![plan.root.digest.clone()];
         let repo_digest = (plan.root.digest == item.image.digest).then(|| {
             (
                 names::digest_record_name(&item.tag, &plan.root.digest),
@@ -538,8 +533,8 @@ fn descriptor_json(entry: &IndexEntry) -> serde_json::Value {
 }
 
 impl Engine {
-    /// Remembers where pushed blobs now live (for later cross-repository mounts) and, when the
-    /// image itself was pushed, its `repo@digest` name (RepoDigests).
+    /// Remembers where pushed content now lives (for later cross-repository mounts and
+    /// completions) and, when the image itself was pushed, its `repo@digest` name (RepoDigests).
     fn record_push(
         &self,
         host: &str,
