@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use hoist_testkit::archive::{ArchiveBuilder, ArchiveFormat};
 use hoist_testkit::docker::{CliOutput, DockerCli};
 use hoist_testkit::hoistd::Hoistd;
-use hoist_testkit::image::{Compression, Flavor, Image, ImageBuilder, LayerSpec};
+use hoist_testkit::image::{Flavor, Image, ImageBuilder};
 use hoist_testkit::proxy::{FaultAction, FaultProxy, FaultRule};
 use hoist_testkit::registry::{RegistryOptions, TestRegistry};
 use hoist_testkit::token_server::{TokenServer, TokenServerOptions};
@@ -257,14 +257,7 @@ fn hoistd_with(config: serde_json::Value) -> Hoistd {
 }
 
 fn image(flavor: Flavor, seed: u64, sizes: &[u64]) -> Image {
-    ImageBuilder::new(flavor)
-        .seed(seed)
-        .layers(
-            sizes
-                .iter()
-                .map(|&s| LayerSpec::single(s).compression(Compression::Gzip { level: 0 })),
-        )
-        .build()
+    ImageBuilder::gzip_layers(flavor, seed, sizes)
 }
 
 /// The error line the CLI printed (stderr), which must have failed.

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use hoist_testkit::archive::ArchiveFormat;
 use hoist_testkit::docker::DockerCli;
 use hoist_testkit::hoistd::{Hoistd, HoistdOptions};
-use hoist_testkit::image::{Compression, Flavor, Image, ImageBuilder, LayerSpec};
+use hoist_testkit::image::{Flavor, Image, ImageBuilder};
 use hoist_testkit::process::{free_port, require_program};
 use hoist_testkit::proxy::{FaultAction, FaultProxy, FaultRule};
 use hoist_testkit::registry::{RegistryAuth, RegistryOptions, TestRegistry};
@@ -25,14 +25,7 @@ const USER: &str = "metrics-user";
 const PASSWORD: &str = "s3cret-Pa55word!";
 
 fn image(seed: u64, sizes: &[u64]) -> Image {
-    ImageBuilder::new(Flavor::Docker)
-        .seed(seed)
-        .layers(
-            sizes
-                .iter()
-                .map(|&s| LayerSpec::single(s).compression(Compression::Gzip { level: 0 })),
-        )
-        .build()
+    ImageBuilder::gzip_layers(Flavor::Docker, seed, sizes)
 }
 
 fn blob_bytes(image: &Image) -> u64 {

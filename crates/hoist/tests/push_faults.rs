@@ -8,21 +8,14 @@ use std::time::{Duration, Instant};
 
 use hoist_testkit::archive::ArchiveFormat;
 use hoist_testkit::docker::DockerCli;
-use hoist_testkit::image::{Compression, Flavor, Image, ImageBuilder, LayerSpec};
+use hoist_testkit::image::{Flavor, Image, ImageBuilder, LayerSpec};
 use hoist_testkit::proxy::{FaultAction, FaultProxy, FaultRule, RequestRecord};
 use hoist_testkit::registry::TestRegistry;
 use push_support::*;
 use serde_json::json;
 
 fn image(seed: u64, sizes: &[u64]) -> Image {
-    ImageBuilder::new(Flavor::Docker)
-        .seed(seed)
-        .layers(
-            sizes
-                .iter()
-                .map(|&s| LayerSpec::single(s).compression(Compression::Gzip { level: 0 })),
-        )
-        .build()
+    ImageBuilder::gzip_layers(Flavor::Docker, seed, sizes)
 }
 
 /// A blob upload's final PUT (the one carrying `digest=`) for `digest`.

@@ -65,6 +65,20 @@ impl ImageBuilder {
         }
     }
 
+    /// An image of one gzip layer per size (stored blocks, level 0: as fast to make as plain
+    /// bytes, and the size is close to the layer's), reproducible from `seed`: what transfer
+    /// tests push and pull.
+    pub fn gzip_layers(flavor: Flavor, seed: u64, sizes: &[u64]) -> Image {
+        ImageBuilder::new(flavor)
+            .seed(seed)
+            .layers(
+                sizes
+                    .iter()
+                    .map(|&s| LayerSpec::single(s).compression(Compression::Gzip { level: 0 })),
+            )
+            .build()
+    }
+
     /// Makes the content reproducible: the same builder calls with the same seed give the same
     /// bytes and digests. Without it, a random seed is drawn (see [`Image::seed`]).
     pub fn seed(mut self, seed: u64) -> ImageBuilder {
