@@ -9,7 +9,7 @@ use std::time::Instant;
 use hoist_testkit::archive::ArchiveFormat;
 use hoist_testkit::docker::DockerCli;
 use hoist_testkit::image::{Compression, Flavor, ImageBuilder, LayerSpec};
-use hoist_testkit::proxy::FaultProxy;
+use hoist_testkit::proxy::{FaultAction, FaultProxy, FaultRule};
 use hoist_testkit::registry::TestRegistry;
 use push_support::*;
 
@@ -48,6 +48,16 @@ fn a_one_gib_push_uses_bounded_memory_sends_stored_bytes_and_runs_in_parallel() 
         hoistd.peak_rss_kib()
     );
 
+    // Each upload body waits (up to a minute) until five are open, so a push that runs its
+    // uploads in parallel is seen doing so however quickly the small layers would finish.
+    proxy.add_rule(FaultRule::new(
+        "PUT",
+        "/blobs/uploads/",
+        FaultAction::GatherUploads {
+            count: 5,
+            at_most: std::time::Duration::from_secs(60),
+        },
+    ));
     // A fresh process, so the high-water mark measures the push alone.
     hoistd.restart();
     let started = Instant::now();

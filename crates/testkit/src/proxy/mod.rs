@@ -59,6 +59,8 @@ struct Shared {
     rules: Mutex<Vec<RuleSlot>>,
     next_rule: AtomicU64,
     seen: Mutex<Observations>,
+    /// Woken whenever an upload body starts.
+    upload_started: Notify,
 }
 
 impl FaultProxy {
@@ -86,6 +88,7 @@ impl FaultProxy {
             rules: Mutex::new(Vec::new()),
             next_rule: AtomicU64::new(0),
             seen: Mutex::new(Observations::default()),
+            upload_started: Notify::new(),
         });
         runtime.spawn(accept_loop(listener, shared.clone()));
         FaultProxy {
@@ -340,6 +343,7 @@ struct BodyPlan {
     reset_fired: Arc<AtomicBool>,
     bytes_per_second: Option<u64>,
     stall: bool,
+    gather: Option<(usize, Duration)>,
 }
 
 async fn handle(
@@ -399,6 +403,7 @@ async fn handle(
                 plan.bytes_per_second = Some(bytes_per_second.max(1))
             }
             FaultAction::StallBody => plan.stall = true,
+            FaultAction::GatherUploads { count, at_most } => plan.gather = Some((count, at_most)),
             FaultAction::AddResponseHeader(name, value) => added_headers.push((name, value)),
             FaultAction::RelativeLocation => relative_location = true,
             FaultAction::ResetBeforeResponse => reset_before_response = true,
@@ -553,6 +558,7 @@ impl InFlight {
         let mut seen = shared.seen.lock().expect("observations lock");
         seen.uploads_in_flight += 1;
         seen.max_uploads_in_flight = seen.max_uploads_in_flight.max(seen.uploads_in_flight);
+        shared.upload_started.notify_waiters();
         InFlight {
             shared: shared.clone(),
         }
@@ -569,6 +575,30 @@ impl Drop for InFlight {
     }
 }
 
+/// Returns once `count` upload bodies have been in flight at the same time, or after `at_most`.
+async fn gather_uploads(shared: &Shared, count: usize, at_most: Duration) {
+    let deadline = tokio::time::Instant::now() + at_most;
+    loop {
+        // Registered before looking, so a start between the look and the wait is not missed.
+        let started = shared.upload_started.notified();
+        tokio::pin!(started);
+        started.as_mut().enable();
+        if shared
+            .seen
+            .lock()
+            .expect("observations lock")
+            .max_uploads_in_flight
+            >= count
+        {
+            return;
+        }
+        tokio::select! {
+            () = started => {}
+            () = tokio::time::sleep_until(deadline) => return,
+        }
+    }
+}
+
 /// Moves the client's request body to the upstream request, applying the body faults.
 async fn pump(
     mut incoming: Incoming,
@@ -580,6 +610,9 @@ async fn pump(
     abort: Arc<Notify>,
 ) {
     let _in_flight = is_upload.then(|| InFlight::begin(&shared));
+    if let Some((count, at_most)) = plan.gather.filter(|_| is_upload) {
+        gather_uploads(&shared, count, at_most).await;
+    }
     if plan.stall {
         // Never read: the client's upload stalls until it (or the test) gives up.
         tx.closed().await;

@@ -25,6 +25,10 @@ pub enum FaultAction {
     SlowBody { bytes_per_second: u64 },
     /// Never read the request body: the upload stalls until the client gives up.
     StallBody,
+    /// Hold the upload body until this many upload bodies are in flight at once (or `at_most`
+    /// has passed): uploads a client runs in parallel are then seen overlapping however fast
+    /// each one would finish on its own.
+    GatherUploads { count: usize, at_most: Duration },
     /// Add this header to the response.
     AddResponseHeader(String, String),
     /// Rewrite an absolute `Location` (`http://host/path?q`) to its path and query.
