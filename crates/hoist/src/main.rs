@@ -1,5 +1,6 @@
 //! hoistd: the daemon binary. Flags and config in, listeners up, the engine behind them.
 
+mod allocator;
 mod check;
 mod cli;
 mod config;
@@ -30,6 +31,7 @@ use shutdown::{Drained, Request, Signals};
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 fn main() -> ExitCode {
+    allocator::tune();
     let cli = cli::Cli::parse();
     if cli.version {
         println!(
