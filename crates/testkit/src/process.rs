@@ -6,9 +6,10 @@
 //! lives as long as the test binary.
 
 use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::sync::mpsc;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Mutex, Once, OnceLock};
 
 type SpawnRequest = (Command, mpsc::Sender<std::io::Result<Child>>);
 
@@ -210,4 +211,31 @@ pub fn run_with_timeout(
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+}
+
+/// Directories to remove when the test binary exits.
+static REMOVE_AT_EXIT: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// Removes `dir` when the test binary exits, if nothing removed it before: the storage of a
+/// child kept in a static (a shared registry), whose destructor never runs, would otherwise stay
+/// behind after every run.
+pub fn remove_at_exit(dir: PathBuf) {
+    static REGISTER: Once = Once::new();
+    extern "C" fn remove_all() {
+        // try_lock: a thread still holding the lock at exit must not hang the exit.
+        if let Ok(dirs) = REMOVE_AT_EXIT.try_lock() {
+            for dir in dirs.iter() {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+    }
+    // SAFETY: atexit stores a function pointer to call at exit; `remove_all` takes no arguments,
+    // does not unwind (it ignores every error) and touches only its own static.
+    REGISTER.call_once(|| unsafe {
+        libc::atexit(remove_all);
+    });
+    REMOVE_AT_EXIT
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(dir);
 }

@@ -93,6 +93,7 @@ impl TestRegistry {
             .prefix("hoist-registry-")
             .tempdir()
             .expect("registry temp dir");
+        crate::process::remove_at_exit(dir.path().to_owned());
         let port = free_port();
         let auth = match &opts.auth {
             RegistryAuth::Anonymous => String::new(),

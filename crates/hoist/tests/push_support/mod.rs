@@ -53,6 +53,7 @@ pub fn load_image(cli: &DockerCli, image: &Image, tags: &[&str], format: Archive
     let path = archive_path(tags.first().copied().unwrap_or("untagged"));
     ArchiveBuilder::new(format).image(image, tags).write(&path);
     let out = cli.run(&["load", "-i", path.to_str().expect("utf-8 path")]);
+    std::fs::remove_file(&path).expect("remove the loaded archive");
     out.assert_success("docker load");
     for tag in tags {
         assert!(
@@ -73,6 +74,7 @@ pub fn load_index(
     let path = archive_path(tags.first().copied().unwrap_or("untagged"));
     build(ArchiveBuilder::new(ArchiveFormat::Oci).index(index, tags)).write(&path);
     let out = cli.run(&["load", "-i", path.to_str().expect("utf-8 path")]);
+    std::fs::remove_file(&path).expect("remove the loaded archive");
     out.assert_success("docker load");
     let _ = std::fs::remove_file(path);
 }
