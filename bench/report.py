@@ -322,6 +322,8 @@ def targets(d):
         else:
             measured = f"{fmt(plain)} s"
         row(name, measured, ok, detail)
+    for name, measured, ok, detail in save_target_rows(d, ratio_text):
+        row(name, measured, ok, detail)
     for tool, h, fastest, peer, r in copy_target_row(d) or []:
         row(f"copy of the 3-platform index between registries ({tool}) ≤ 1.2× the faster of "
             "skopeo and ctr", ratio_text(r, ratio(h, peer)), None if r is None else r <= 1.2,
@@ -398,6 +400,72 @@ def pull_target_rows(d):
                  None if per_gib is None else per_gib <= 1.2,
                  "hoistd's utime+stime during the pull (median), docker CLI not counted"))
     return rows
+
+
+SAVE_TOOLS = ["baseline", "verify-baseline", "hoistd", "podman", "dockerd"]
+SAVE_LABEL = {
+    "baseline": "baseline: blob files to the same tar, fsync, rename (the limit)",
+    "verify-baseline": "the baseline, plus sha256 of each blob",
+    "hoistd": "**hoistd** + docker CLI",
+    "podman": "podman compat API + docker CLI",
+    "dockerd": "dockerd 20.10 + docker CLI",
+}
+
+
+def save_target_rows(d, ratio_text):
+    """(name, measured text, ok, detail) for the save targets, or nothing without a hoistd save."""
+    h = d.median("hoistd", "save", "save")
+    if h is None:
+        return []
+    rows = []
+    base = d.median("baseline", "save", "save")
+    r = d.paired_ratio("hoistd", "baseline", "save", "save")
+    rows.append(("docker save of the 1 GiB image ≤ 1.2× the baseline", ratio_text(r, ratio(h, base)),
+                 None if r is None else r <= 1.2, f"hoistd {fmt(h)} s vs baseline {fmt(base)} s"))
+    peers = {p: d.median(p, "save", "save") for p in ("podman", "dockerd")
+             if d.median(p, "save", "save") is not None}
+    missing = [p for p in ("podman", "dockerd") if p not in peers]
+    if peers:
+        fastest = min(peers, key=peers.get)
+        detail = ", ".join(f"{p} {fmt(v)} s" for p, v in peers.items())
+        detail += "".join(f", {p} {d.why_missing(p, 'save', 'save')}" for p in missing)
+        rows.append(("docker save of the 1 GiB image faster than podman and dockerd 20.10",
+                     f"{peers[fastest] / h:.2f}× faster than {fastest}",
+                     all(h < v for v in peers.values()), detail))
+    else:
+        rows.append(("docker save of the 1 GiB image faster than podman and dockerd 20.10", "–",
+                     None, ", ".join(f"{p} {d.why_missing(p, 'save', 'save')}" for p in missing)))
+    verify = d.median("verify-baseline", "save", "save")
+    r = d.paired_ratio("hoistd", "verify-baseline", "save", "save")
+    rows.append(("docker save of the 1 GiB image against the baseline that also hashes each blob",
+                 ratio_text(r, ratio(h, verify)), None,
+                 f"hoistd {fmt(h)} s vs {fmt(verify)} s"))
+    return rows
+
+
+def save_table(d):
+    out = ["| tool | median s | MiB/s | × baseline | daemon CPU s | client CPU s | "
+           "CPU s per GiB (daemon / client) | detail |",
+           "|---|---:|---:|---:|---:|---:|---:|---|"]
+    size = d.meta.get("images", {}).get("big", {}).get("archive_bytes")
+    base = d.median("baseline", "save", "save")
+    for tool in SAVE_TOOLS:
+        m = d.median(tool, "save", "save")
+        if m is None:
+            out.append(f"| {SAVE_LABEL[tool]} | {d.why_missing(tool, 'save', 'save')} | | | | | | |")
+            continue
+        daemon = d.daemon_value(tool, "save", "save", "cpu_s") if tool in DAEMON else None
+        client = d.median(tool, "save", "save", lambda r: r["client_cpu_s"])
+        gib = size / GIB if size else None
+        per_gib = (f"{fmt(daemon / gib) if daemon is not None else '–'} / "
+                   f"{fmt(client / gib) if client is not None else '–'}") if gib else "–"
+        rss = d.daemon_max(tool, "save", "save", "peak_rss_kib") if tool in DAEMON else None
+        detail = d.spread(tool, "save", "save")
+        if rss:
+            detail += f", daemon peak RSS {rss / 1024:.0f} MiB"
+        out.append(f"| {SAVE_LABEL[tool]} | {fmt(m)} | {fmt(size / m / MIB if size else None)} | "
+                   f"{fmt(ratio(m, base))} | {fmt(daemon)} | {fmt(client)} | {per_gib} | {detail} |")
+    return out
 
 
 COPY_TOOLS = ["hoistd-all", "hoistd-relay", "skopeo", "ctr"]
@@ -622,6 +690,14 @@ def main():
                   "big (1 GiB, 5 layers) pulled from the registry into an empty store on the "
                   "same disk (bench/work), interleaved. CPU: the daemon's for hoistd, containerd "
                   "and dockerd, the client's (with children) for the others.", ""] + pull_table(d) + [""]
+    if any(d.count(tool, "save", "save") for tool in SAVE_TOOLS):
+        lines += ["## Save", "",
+                  "`docker save -o` of big (1 GiB, 5 layers) to a file on the daemons' disk "
+                  "(bench/work), removed after each save, `sync` before each; interleaved. The "
+                  "docker CLI writes a temporary file beside the output, fsyncs it and renames "
+                  "it; the baselines write the same tar from hoistd's blob files the same way. "
+                  "Client CPU is the docker CLI's (or the baseline's); MiB/s of the archive's "
+                  "bytes.", ""] + save_table(d) + [""]
     if any(d.count(tool, "copy", "copy") for tool in COPY_TOOLS):
         lines += ["## Copying an index between registries", "",
                   "The multi index (3 platforms × 100 MiB) copied from a second registry (the "

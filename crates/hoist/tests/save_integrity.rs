@@ -1,5 +1,7 @@
-//! `docker save` never exports a blob whose bytes no longer match its digest: the transfer fails,
-//! the CLI exits non-zero and leaves no output file. Intact images still save byte-identically.
+//! `docker save` never exports a blob whose bytes no longer match its digest: the transfer fails
+//! inside that blob (its last part is held back until the whole blob hashed right), the CLI
+//! exits non-zero and what it kept is not a whole archive. Intact images still save
+//! byte-identically, blobs of several read chunks included.
 
 mod foundation_support;
 
@@ -15,10 +17,14 @@ fn a_blob_damaged_on_disk_fails_the_save_and_an_intact_image_still_saves() {
     let daemon = start_daemon();
     let docker = DockerCli::new(&daemon.socket());
     let scratch = Scratch::new();
+    // The damaged layer spans several of the daemon's 1 MiB read chunks, damaged in the first,
+    // so that chunks before the damage is known go out; the intact image has a layer of several
+    // chunks that is not a multiple of one, and one smaller than a chunk.
     let damaged = ImageBuilder::new(Flavor::Oci)
-        .layer(LayerSpec::single(300_000))
+        .layer(LayerSpec::single(3_500_000))
         .build();
     let intact = ImageBuilder::new(Flavor::Oci)
+        .layer(LayerSpec::single(5_300_000))
         .layer(LayerSpec::single(200_000))
         .build();
     let damaged_tag = format!("{}:1", unique_repo("damaged"));
@@ -38,8 +44,9 @@ fn a_blob_damaged_on_disk_fails_the_save_and_an_intact_image_still_saves() {
         layer.blob.bytes(),
         "the stored layer is the generator's"
     );
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0x01;
+    assert!(bytes.len() > 3 << 20, "the layer spans several chunks");
+    let early = 100_000;
+    bytes[early] ^= 0x01;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
     std::fs::write(&path, &bytes).unwrap();
 
@@ -89,26 +96,30 @@ fn a_blob_damaged_on_disk_fails_the_save_and_an_intact_image_still_saves() {
 }
 
 /// `bytes` is a cut-short archive: the metadata written after the blobs never arrived, and the
-/// damaged blob, if it began, is not there whole.
+/// damaged blob, if it began, ends early: fewer bytes than its header says.
 fn assert_incomplete_archive(bytes: &[u8], damaged: &str) {
     let mut archive = tar::Archive::new(bytes);
     let mut names = Vec::new();
+    let hex = damaged.trim_start_matches("sha256:");
     if let Ok(entries) = archive.entries() {
         for entry in entries {
             let Ok(mut entry) = entry else { break };
             let name = entry.path().unwrap().display().to_string();
+            let size = entry.header().size().unwrap();
             let mut content = Vec::new();
-            if std::io::Read::read_to_end(&mut entry, &mut content).is_err() {
-                break;
-            }
-            if name.ends_with(damaged.trim_start_matches("sha256:")) {
-                assert_ne!(
-                    digest_of(&content),
-                    damaged,
-                    "the damaged blob arrived intact?"
+            let whole = std::io::Read::read_to_end(&mut entry, &mut content).is_ok()
+                && content.len() as u64 == size;
+            if name.ends_with(hex) {
+                assert!(
+                    !whole,
+                    "the damaged blob arrived whole ({} of {size} bytes)",
+                    content.len()
                 );
             }
             names.push(name);
+            if !whole {
+                break;
+            }
         }
     }
     for metadata in ["index.json", "manifest.json", "oci-layout"] {

@@ -5,7 +5,6 @@ use axum::extract::{Extension, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
-use tokio_util::io::ReaderStream;
 
 use crate::error::ApiError;
 use crate::params::Params;
@@ -42,23 +41,16 @@ pub(super) async fn save(
         None
     };
     let plan = state.engine.prepare_save(&names, platform.as_ref())?;
-    let (writer, reader) = tokio::io::duplex(1 << 20);
-    let written = tokio::spawn(plan.write(writer));
     // A failure after the response started cannot change its status: the body ends with an
     // error instead, so the connection is cut before the final chunk and the client sees a
-    // truncated transfer (the docker CLI then fails and keeps no output file) rather than an
-    // archive that merely looks short.
-    let outcome = futures_util::stream::once(async move {
-        let error = match written.await {
-            Ok(Ok(())) => return None,
-            Ok(Err(e)) => e.to_string(),
-            Err(e) => format!("the archive writer stopped: {e}"),
-        };
-        tracing::warn!(error = %error, "saving images failed after the response started");
-        Some(Err(std::io::Error::other(error)))
-    })
-    .filter_map(std::future::ready);
-    let body = ReaderStream::with_capacity(reader, 1 << 18).chain(outcome);
+    // truncated transfer (the docker CLI then fails) rather than an archive that merely looks
+    // short.
+    let body = plan.into_stream().map(|chunk| {
+        chunk.map_err(|error| {
+            tracing::warn!(%error, "saving images failed after the response started");
+            std::io::Error::other(error.to_string())
+        })
+    });
     let mut response = Body::from_stream(body).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

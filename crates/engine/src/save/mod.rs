@@ -3,9 +3,12 @@
 //! `index.json` plus a docker-archive `manifest.json` over the same `blobs/sha256/` files.
 //! Blobs go out byte-identical; a partial index is written with the content that is present.
 
-use std::collections::BTreeSet;
-use std::io::Write;
+mod stream;
 
+use std::collections::BTreeSet;
+
+use bytes::Bytes;
+use futures_util::Stream;
 use hoist_reference::{Digest, Reference};
 use hoist_store::{Descriptor, StoreError};
 use serde::Serialize;
@@ -15,6 +18,7 @@ use crate::image_content::{describe_target, platform_not_provided, present_manif
 use crate::names::{self, ImageView, Lookup};
 use crate::platform::{Matching, Platform};
 use crate::{Engine, EngineError};
+use stream::ArchiveWriter;
 
 /// Images resolved for saving; resolution errors (404) come before any output.
 pub struct SavePlan {
@@ -154,32 +158,26 @@ fn blob_path(digest: &Digest) -> String {
 }
 
 impl SavePlan {
-    pub async fn write<W>(self, out: W) -> Result<(), EngineError>
-    where
-        W: tokio::io::AsyncWrite + Send + Unpin + 'static,
-    {
-        let writer = tokio_util::io::SyncIoBridge::new(out);
-        let engine = self.engine.clone();
-        engine.blocking(move || self.write_blocking(writer)).await
+    /// The archive's bytes, produced on the blocking pool while the stream is read. A failure
+    /// after the first bytes (a damaged blob, a read error) is the stream's last item, before
+    /// the archive's end, so that what arrived cannot pass for a whole archive.
+    pub fn into_stream(self) -> impl Stream<Item = Result<Bytes, EngineError>> + Send + 'static {
+        stream::spawn_archive(move |archive| self.write_archive(archive))
     }
 
-    fn write_blocking(self, writer: impl Write) -> Result<(), EngineError> {
+    fn write_archive(&self, archive: &mut ArchiveWriter) -> Result<(), EngineError> {
         let store = &self.engine.store;
         let mut blobs: BTreeSet<Digest> = BTreeSet::new();
         for entry in &self.entries {
             self.collect(&entry.target, &mut blobs, 0)?;
         }
-        let mut tar = tar::Builder::new(writer);
-        let io = |e: std::io::Error| EngineError::io("writing the image archive", e);
-        append_dir(&mut tar, "blobs/").map_err(io)?;
-        append_dir(&mut tar, "blobs/sha256/").map_err(io)?;
+        archive.directory("blobs/")?;
+        archive.directory("blobs/sha256/")?;
         for digest in &blobs {
             // Verified as it streams: a blob damaged on disk ends the archive with an error
             // instead of going out as if it were whole.
-            let blob = store.open_verified_blob(digest)?;
-            let mut header = file_header(blob.size());
-            tar.append_data(&mut header, blob_path(digest), blob)
-                .map_err(io)
+            archive
+                .blob(store, digest, &blob_path(digest))
                 .inspect_err(|e| {
                     if let EngineError::Store(StoreError::CorruptBlob { .. }) = e {
                         tracing::error!(blob = %digest, error = %e, "refusing to save a damaged blob");
@@ -238,15 +236,9 @@ impl SavePlan {
             }
         }
         let docker: Vec<&DockerArchiveEntry> = docker_entries.iter().map(|(_, e)| e).collect();
-        append_json(&mut tar, "index.json", to_json(&index)?)?;
-        append_json(&mut tar, "manifest.json", to_json(&docker)?)?;
-        append_json(
-            &mut tar,
-            "oci-layout",
-            br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(),
-        )?;
-        tar.into_inner().map_err(io)?.flush().map_err(io)?;
-        Ok(())
+        archive.file("index.json", &to_json(&index)?)?;
+        archive.file("manifest.json", &to_json(&docker)?)?;
+        archive.file("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)
     }
 
     /// Every present blob reachable from `desc`.
@@ -270,32 +262,4 @@ impl SavePlan {
 fn to_json(value: &impl Serialize) -> Result<Vec<u8>, EngineError> {
     serde_json::to_vec(value)
         .map_err(|e| EngineError::Internal(format!("encoding archive metadata: {e}")))
-}
-
-fn file_header(size: u64) -> tar::Header {
-    let mut header = tar::Header::new_ustar();
-    header.set_size(size);
-    header.set_mode(0o644);
-    header.set_mtime(0);
-    header.set_entry_type(tar::EntryType::Regular);
-    header
-}
-
-fn append_dir<W: Write>(tar: &mut tar::Builder<W>, path: &str) -> std::io::Result<()> {
-    let mut header = tar::Header::new_ustar();
-    header.set_size(0);
-    header.set_mode(0o755);
-    header.set_mtime(0);
-    header.set_entry_type(tar::EntryType::Directory);
-    tar.append_data(&mut header, path, std::io::empty())
-}
-
-fn append_json<W: Write>(
-    tar: &mut tar::Builder<W>,
-    path: &str,
-    bytes: Vec<u8>,
-) -> Result<(), EngineError> {
-    let mut header = file_header(bytes.len() as u64);
-    tar.append_data(&mut header, path, bytes.as_slice())
-        .map_err(|e| EngineError::io("writing the image archive", e))
 }
