@@ -324,6 +324,14 @@ def targets(d):
         row(name, measured, ok, detail)
     for name, measured, ok, detail in save_target_rows(d, ratio_text):
         row(name, measured, ok, detail)
+    for name, paired, plain, ok, detail in tls_target_rows(d):
+        if paired is not None:
+            measured = ratio_text(paired, plain)
+        elif "faster" in name:
+            measured = f"{plain:.2f}× faster than the fastest" if plain else "–"
+        else:
+            measured = f"{fmt(plain)} s"
+        row(name, measured, ok, detail)
     for tool, h, fastest, peer, r in copy_target_row(d) or []:
         row(f"copy of the 3-platform index between registries ({tool}) ≤ 1.2× the faster of "
             "skopeo and ctr", ratio_text(r, ratio(h, peer)), None if r is None else r <= 1.2,
@@ -466,6 +474,83 @@ def save_table(d):
         out.append(f"| {SAVE_LABEL[tool]} | {fmt(m)} | {fmt(size / m / MIB if size else None)} | "
                    f"{fmt(ratio(m, base))} | {fmt(daemon)} | {fmt(client)} | {per_gib} | {detail} |")
     return out
+
+
+TLS_TOOLS = ["raw-tls", "hoistd", "skopeo", "ctr", "podman", "dockerd"]
+TLS_LABEL = {
+    "raw-tls": "raw TLS client, 5 in parallel (Python `ssl`; the limit)",
+    "hoistd": "**hoistd** + docker CLI",
+    "skopeo": "skopeo copy",
+    "ctr": "containerd ctr push",
+    "podman": "podman compat API + docker CLI",
+    "dockerd": "dockerd 20.10 + docker CLI",
+}
+TLS_IMAGES = ["big", "small"]
+TLS_CPU_TARGET = {"big": 0.5, "small": 1.0}  # hoistd CPU-s per GiB
+
+
+def tls_cpu(d, tool, image):
+    """The daemon's CPU for a daemon, the client's (with children) for the others."""
+    daemon = DAEMON.get(tool)
+    if daemon:
+        return d.daemon_value(tool, f"tls-{image}", "first", "cpu_s", daemon)
+    return d.median(tool, f"tls-{image}", "first", lambda r: r["client_cpu_s"])
+
+
+def tls_table(d):
+    out = ["| tool | image | median s | MiB/s | × the raw TLS client | CPU s per GiB | "
+           "registry CPU s | pushed digest | detail |",
+           "|---|---|---:|---:|---:|---:|---:|---|---|"]
+    for image in TLS_IMAGES:
+        key = f"tls-{image}"
+        size = d.blob_bytes(image)
+        limit = d.median("raw-tls", key, "first")
+        original = d.meta.get("images", {}).get(image, {}).get("digest")
+        for tool in TLS_TOOLS:
+            m = d.median(tool, key, "first")
+            if m is None:
+                out.append(f"| {TLS_LABEL[tool]} | {image} | {d.why_missing(tool, key, 'first')} "
+                           "| | | | | | |")
+                continue
+            cpu = tls_cpu(d, tool, image)
+            per_gib = cpu / (size / GIB) if cpu is not None and size else None
+            registry_cpu = d.daemon_value(tool, key, "first", "cpu_s", "registry-tls")
+            seen = d.digests.get((tool, key), set()) - {""}
+            pushed = "–" if not seen else "original" if seen == {original} else "rewritten"
+            out.append(f"| {TLS_LABEL[tool]} | {image} | {fmt(m)} | "
+                       f"{fmt(size / m / MIB if size else None)} | {fmt(ratio(m, limit))} | "
+                       f"{fmt(per_gib)} | {fmt(registry_cpu)} | {pushed} | {d.spread(tool, key, 'first')} |")
+    return out
+
+
+def tls_target_rows(d):
+    """(name, paired, plain, ok, detail) for the TLS targets, or nothing without a hoistd TLS push."""
+    rows = []
+    for image in TLS_IMAGES:
+        key = f"tls-{image}"
+        h = d.median("hoistd", key, "first")
+        if h is None:
+            continue
+        size = d.blob_bytes(image)
+        cpu = tls_cpu(d, "hoistd", image)
+        per_gib = cpu / (size / GIB) if cpu is not None and size else None
+        limit = TLS_CPU_TARGET[image]
+        rows.append((f"TLS push of {IMAGE_LABEL[image]}: hoistd CPU per GiB ≤ {limit:.1f} s", None,
+                     per_gib, None if per_gib is None else per_gib <= limit,
+                     "hoistd's utime+stime during the first push to the TLS registry (median)"))
+        raw = d.median("raw-tls", key, "first")
+        if raw is not None:
+            r = d.paired_ratio("hoistd", "raw-tls", key, "first")
+            rows.append((f"TLS push of {IMAGE_LABEL[image]} ≤ 1.10× the raw TLS client", r,
+                         ratio(h, raw), None if r is None else r <= 1.10,
+                         f"hoistd {fmt(h)} s vs {fmt(raw)} s"))
+        peers = {p: d.median(p, key, "first") for p in PEERS if d.median(p, key, "first") is not None}
+        if peers:
+            fastest = min(peers, key=peers.get)
+            rows.append((f"TLS push of {IMAGE_LABEL[image]} faster than every peer", None,
+                         peers[fastest] / h, all(h < v for v in peers.values()),
+                         ", ".join(f"{p} {fmt(v)} s" for p, v in peers.items())))
+    return rows
 
 
 COPY_TOOLS = ["hoistd-all", "hoistd-relay", "skopeo", "ctr"]
@@ -705,6 +790,14 @@ def main():
                   "daemon starts every copy with an empty store. Medians; MiB/s of the index's "
                   "blob bytes; daemon CPU is hoistd's or containerd's (the registries' is not "
                   "counted).", ""] + copy_table(d) + [""]
+    if any(d.count(tool, f"tls-{image}", "first") for tool in TLS_TOOLS for image in TLS_IMAGES):
+        lines += ["## Push over TLS", "",
+                  "First pushes of big and small to a second registry serving HTTPS (its own "
+                  "self-signed certificate, trusted by every tool through certs.d or a CA flag; "
+                  "storage on tmpfs, emptied and restarted before each push), interleaved. "
+                  "CPU: the daemon's for hoistd, containerd, podman and dockerd, the client's (with "
+                  "children) for skopeo and the raw client. Kernel TLS was not available on the "
+                  "bench machine: every tool encrypts in user space.", ""] + tls_table(d) + [""]
     store = load_jsonl(args.store) if args.store and os.path.exists(args.store) else []
     if store:
         lines += ["## Metadata store", "",

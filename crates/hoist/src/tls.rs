@@ -18,7 +18,7 @@ pub fn server_config(settings: &Settings) -> anyhow::Result<Arc<rustls::ServerCo
     }
     let key = PrivateKeyDer::from_pem_file(&settings.tlskey)
         .with_context(|| format!("cannot read TLS key {}", settings.tlskey.display()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
         .context("TLS protocol versions")?;

@@ -59,7 +59,7 @@ fn leaf(
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
 /// An HTTPS server answering 200 to everything, counting the requests that got through TLS.

@@ -12,7 +12,7 @@ use super::verifier::{AcceptAnyCertificate, CertsDirVerifier};
 use crate::config::ConfigError;
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    Arc::new(super::crypto_provider())
 }
 
 /// What a host's certs.d directory holds.
