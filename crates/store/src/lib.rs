@@ -59,4 +59,4 @@ pub use removal::BlobRemoval;
 pub use space::{FreeSpaceReserve, StoreOptions};
 pub use store::Store;
 pub use verify::{Problem, VerifyReport};
-pub use writer::BlobWriter;
+pub use writer::{BlobWriter, StagedBlobs};
