@@ -11,6 +11,8 @@
 //! - small:  OCI, 50 layers of 1 MiB
 //! - multi:  OCI index of 3 platforms (linux/amd64, linux/arm64, linux/arm/v7), 100 MiB each
 //! - conc-K: OCI, 2 layers of 64 MiB (K = 0..7, for the concurrent pushes)
+//! - tiny:   OCI, 1,000 layers whose tar is 4 KiB (see `tiny_layer`), for per-blob costs
+//! - layers10k: OCI, 10,000 such layers, for `docker load` of many blobs
 
 #![forbid(unsafe_code)]
 
@@ -27,6 +29,14 @@ const MIB: u64 = 1 << 20;
 /// codes them with static Huffman tables instead, 5.5 % larger.
 fn layer(size: u64) -> LayerSpec {
     LayerSpec::single(size).compression(Compression::Gzip { level: 0 })
+}
+
+/// A layer whose tar is exactly 4 KiB: headers of two directories and one file (512 bytes
+/// each), the file's 1.5 KiB and the 1 KiB end of archive; stored in gzip, the blob is about
+/// 4.1 KiB. What a push or load of such layers
+/// costs is almost all per-blob overhead.
+fn tiny_layer() -> LayerSpec {
+    layer(1536)
 }
 
 fn main() -> Result<()> {
@@ -85,7 +95,11 @@ fn main() -> Result<()> {
                     .collect(),
                 "small" => (0..50).map(|_| layer(MIB)).collect(),
                 conc if conc.starts_with("conc-") => (0..2).map(|_| layer(64 * MIB)).collect(),
-                other => bail!("unknown image {other} (big, small, multi, conc-K)"),
+                "tiny" => (0..1_000).map(|_| tiny_layer()).collect(),
+                "layers10k" => (0..10_000).map(|_| tiny_layer()).collect(),
+                other => {
+                    bail!("unknown image {other} (big, small, multi, conc-K, tiny, layers10k)")
+                }
             };
             let image = ImageBuilder::new(Flavor::Oci)
                 .seed(image_seed)

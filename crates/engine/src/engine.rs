@@ -77,6 +77,8 @@ pub struct Engine {
     pub(crate) registries: Registries,
     pub(crate) uploads: Arc<Uploads>,
     pub(crate) unsettled_pushes: UnsettledPushes,
+    /// Blob homes a push waits to have recorded (see `provenance`).
+    pub(crate) pending_sources: crate::source_queue::SourceQueue,
     pub(crate) downloads: Arc<Downloads>,
     pub(crate) retry: RetryPolicy,
     pub(crate) host_platform: Platform,
@@ -150,6 +152,7 @@ impl Engine {
             registries,
             uploads,
             unsettled_pushes: UnsettledPushes::default(),
+            pending_sources: Default::default(),
             downloads,
             retry,
             host_platform: Platform::host(),

@@ -4,7 +4,9 @@
 //!
 //! The copy that feeds a [`LayerCheck`] hands it each chunk through a bounded channel; a thread of
 //! the blocking pool decompresses, walks and hashes in parallel, so a layer costs one pass over
-//! its bytes and memory bounded by the channel.
+//! its bytes and memory bounded by the channel. A layer known to be small is kept and checked on
+//! the caller's thread when it ends: for a few KiB, starting a thread and handing it the bytes
+//! costs more than the check.
 
 use std::io::{self, BufReader, Read};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -17,6 +19,8 @@ use sha2::{Digest as _, Sha256};
 const CHANNEL_CHUNKS: usize = 8;
 /// Read buffer of the decompressors.
 const DECODE_BUFFER_BYTES: usize = 256 * 1024;
+/// Layers up to this size are checked on the caller's thread, from memory.
+const INLINE_UP_TO: u64 = 256 * 1024;
 
 /// What the check found: the layer's DiffID, or why its content is not a usable layer.
 pub(crate) type Unpacked = Result<Digest, NotALayer>;
@@ -33,12 +37,28 @@ pub(crate) enum NotALayer {
 }
 
 /// A check in progress; feed it the layer's bytes as they are, then [`LayerCheck::finish`].
-pub(crate) struct LayerCheck {
-    chunks: Option<SyncSender<Vec<u8>>>,
-    outcome: Receiver<Unpacked>,
+pub(crate) enum LayerCheck {
+    /// On a thread of its own, fed through a channel.
+    Threaded {
+        chunks: Option<SyncSender<Vec<u8>>>,
+        outcome: Receiver<Unpacked>,
+    },
+    /// A small layer, kept to be checked at the end.
+    Inline(Vec<u8>),
 }
 
 impl LayerCheck {
+    /// Starts the check of a layer of `size` bytes: [`LayerCheck::start`], or for a small one
+    /// nothing until [`LayerCheck::finish`].
+    pub fn for_size(size: u64) -> LayerCheck {
+        if size <= INLINE_UP_TO {
+            // Bounded: `size` is at most INLINE_UP_TO.
+            LayerCheck::Inline(Vec::with_capacity(size as usize))
+        } else {
+            LayerCheck::start()
+        }
+    }
+
     /// Starts the checking thread: on the blocking pool inside a runtime, else a thread of its own.
     pub fn start() -> LayerCheck {
         let (chunks, input) = sync_channel::<Vec<u8>>(CHANNEL_CHUNKS);
@@ -52,7 +72,7 @@ impl LayerCheck {
             Ok(runtime) => drop(runtime.spawn_blocking(work)),
             Err(_) => drop(std::thread::spawn(work)),
         }
-        LayerCheck {
+        LayerCheck::Threaded {
             chunks: Some(chunks),
             outcome,
         }
@@ -61,21 +81,34 @@ impl LayerCheck {
     /// Hands the next bytes of the layer to the check. Once the check has reached its verdict
     /// (content that is not a tar is refused at once) the rest is not needed and is dropped.
     pub fn feed(&mut self, bytes: &[u8]) {
-        if let Some(chunks) = &self.chunks
-            && chunks.send(bytes.to_vec()).is_err()
-        {
-            self.chunks = None;
+        match self {
+            LayerCheck::Threaded { chunks, .. } => {
+                if let Some(sender) = chunks
+                    && sender.send(bytes.to_vec()).is_err()
+                {
+                    *chunks = None;
+                }
+            }
+            // An archive entry yields at most its declared size, so this stays within the bound.
+            LayerCheck::Inline(kept) => kept.extend_from_slice(bytes),
         }
     }
 
     /// Ends the input and waits for the verdict.
-    pub fn finish(mut self) -> Unpacked {
-        self.chunks = None;
-        self.outcome.recv().unwrap_or_else(|_| {
-            Err(NotALayer::Tar(
-                "the layer check stopped unexpectedly".into(),
-            ))
-        })
+    pub fn finish(self) -> Unpacked {
+        match self {
+            LayerCheck::Threaded {
+                chunks, outcome, ..
+            } => {
+                drop(chunks);
+                outcome.recv().unwrap_or_else(|_| {
+                    Err(NotALayer::Tar(
+                        "the layer check stopped unexpectedly".into(),
+                    ))
+                })
+            }
+            LayerCheck::Inline(kept) => check(kept.as_slice()),
+        }
     }
 }
 
@@ -228,12 +261,20 @@ mod tests {
         builder.into_inner().unwrap()
     }
 
+    /// The verdict of the threaded check, after asserting that the inline check of a small
+    /// layer reaches the same one.
     fn checked(bytes: &[u8]) -> Unpacked {
-        let mut check = LayerCheck::start();
-        for chunk in bytes.chunks(1000) {
-            check.feed(chunk);
-        }
-        check.finish()
+        let run = |mut check: LayerCheck| {
+            for chunk in bytes.chunks(1000) {
+                check.feed(chunk);
+            }
+            check.finish()
+        };
+        let threaded = run(LayerCheck::start());
+        let inline = LayerCheck::for_size(bytes.len() as u64);
+        assert!(matches!(inline, LayerCheck::Inline(_)));
+        assert_eq!(run(inline), threaded, "inline and threaded checks agree");
+        threaded
     }
 
     fn sha(bytes: &[u8]) -> Digest {

@@ -39,6 +39,7 @@ mod push;
 mod retry;
 mod save;
 mod search;
+mod source_queue;
 mod summary;
 mod system;
 mod transfer;

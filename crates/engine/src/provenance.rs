@@ -4,10 +4,11 @@
 //! configs and layers; a push mounts a blob from one of them instead of uploading it again, and
 //! completes a partly pulled index from where the index is.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use hoist_reference::Digest;
 
+use crate::source_queue::{PendingSource, SourceQueue};
 use crate::{Engine, EngineError};
 
 /// What every source label's key starts with; the registry's host follows.
@@ -26,13 +27,81 @@ impl Engine {
         repository: &str,
         blobs: &[Digest],
     ) -> Result<(), EngineError> {
-        let key = source_label(host);
+        self.record_many(blobs.iter().map(|d| (host, repository, d)))
+    }
+
+    /// Records that `repository` of `host` holds `digest`, durably when it returns, in a commit
+    /// shared with the records other uploads asked for meanwhile.
+    pub(crate) async fn record_source(
+        &self,
+        host: &str,
+        repository: &str,
+        digest: &Digest,
+    ) -> Result<(), EngineError> {
+        let (lead, outcome) = self.pending_sources.push(host, repository, digest);
+        if lead {
+            // Not tied to this caller: the others' records go on if it is cancelled.
+            let engine = self.clone();
+            tokio::task::spawn_blocking(move || engine.drain_pending_sources());
+        }
+        match outcome.await {
+            Ok(result) => result.map_err(EngineError::Internal),
+            Err(_) => Err(EngineError::Internal(
+                "recording where a blob went stopped unexpectedly".into(),
+            )),
+        }
+    }
+
+    /// Records what is queued, in one commit per round, until the queue is empty. A round that
+    /// fails (a blob removed meanwhile) is recorded again blob by blob, so that one blob's
+    /// failure is only its own.
+    fn drain_pending_sources(&self) {
+        struct Abandon<'a>(&'a SourceQueue);
+        impl Drop for Abandon<'_> {
+            fn drop(&mut self) {
+                if std::thread::panicking() {
+                    self.0.abandon();
+                }
+            }
+        }
+        let _abandon = Abandon(&self.pending_sources);
+        fn home(p: &PendingSource) -> (&str, &str, &Digest) {
+            (p.host.as_str(), p.repository.as_str(), &p.digest)
+        }
+        while let Some(batch) = self.pending_sources.take() {
+            if batch.len() > 1 && self.record_many(batch.iter().map(home)).is_ok() {
+                for pending in batch {
+                    let _ = pending.recorded.send(Ok(()));
+                }
+                continue;
+            }
+            for pending in batch {
+                let result = self
+                    .record_many(std::iter::once(home(&pending)))
+                    .map_err(|e| e.to_string());
+                let _ = pending.recorded.send(result);
+            }
+        }
+    }
+
+    /// Records each (host, repository, digest) in one metadata transaction; several
+    /// repositories of one blob on one host are merged into its one label.
+    fn record_many<'a>(
+        &self,
+        homes: impl Iterator<Item = (&'a str, &'a str, &'a Digest)>,
+    ) -> Result<(), EngineError> {
+        let mut added: BTreeMap<(&str, &Digest), BTreeSet<&str>> = BTreeMap::new();
+        for (host, repository, digest) in homes {
+            added.entry((host, digest)).or_default().insert(repository);
+        }
         let mut changes = Vec::new();
-        for digest in blobs {
+        for ((host, digest), repositories) in added {
             let mut repos = self.known_sources(host, digest);
-            if repos.insert(repository.to_owned()) {
+            let before = repos.len();
+            repos.extend(repositories.into_iter().map(str::to_owned));
+            if repos.len() != before {
                 let value = repos.into_iter().collect::<Vec<_>>().join(",");
-                changes.push((digest.clone(), key.clone(), Some(value)));
+                changes.push((digest.clone(), source_label(host), Some(value)));
             }
         }
         self.store.set_blob_labels(changes)?;

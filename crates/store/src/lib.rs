@@ -4,7 +4,8 @@
 //!
 //! Crash safety, at any instant including `kill -9`:
 //! - no partially written file is ever visible under `blobs/` (blobs are written in `ingest/`,
-//!   fsynced, verified and renamed into place, then the directory is fsynced);
+//!   fsynced, verified and renamed into place, then the directory is fsynced; a staged batch is
+//!   made durable by one `syncfs` before any of its renames);
 //! - no record points at a blob that is not fully written (records are committed after their
 //!   blobs, in `meta.db` transactions that are durable and all-or-nothing);
 //! - leftovers are cleaned on the next [`Store::open`]: temp files are wiped, records whose
@@ -59,4 +60,4 @@ pub use removal::BlobRemoval;
 pub use space::{FreeSpaceReserve, StoreOptions};
 pub use store::Store;
 pub use verify::{Problem, VerifyReport};
-pub use writer::BlobWriter;
+pub use writer::{BlobWriter, StagedBlobs};

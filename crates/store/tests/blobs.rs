@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 
 use common::*;
 use hoist_oci::media;
-use hoist_store::{Descriptor, Store, StoreError};
+use hoist_store::{BlobWriter, Descriptor, Store, StoreError};
 
 #[test]
 fn handles_cross_threads() {
@@ -219,4 +219,139 @@ fn children_follow_media_types() {
         store.children(&manifest_as_index),
         Err(StoreError::InvalidManifest { .. })
     ));
+}
+
+fn staged_writer(store: &Store, lease: &hoist_store::Lease, bytes: &[u8]) -> BlobWriter {
+    let mut writer = store.blob_writer(lease).unwrap();
+    writer.write_all(bytes).unwrap();
+    writer
+}
+
+#[test]
+fn staged_blobs_are_invisible_until_their_batch_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let lease = store.lease();
+    let mut staged = store.staged_blobs(&lease).unwrap();
+    let contents: Vec<Vec<u8>> = (0..50u32)
+        .map(|i| {
+            format!("small blob {i}")
+                .repeat(i as usize + 1)
+                .into_bytes()
+        })
+        .collect();
+    for bytes in &contents {
+        let writer = staged_writer(&store, &lease, bytes);
+        let (digest, size) = staged.add(writer, Some(&sha256(bytes))).unwrap();
+        assert_eq!((digest.clone(), size), (sha256(bytes), bytes.len() as u64));
+        assert!(!store.has_blob(&digest), "a staged blob is not visible yet");
+    }
+    assert_eq!(staged.len(), contents.len());
+    assert_eq!(ingest_entries(dir.path()), contents.len());
+
+    assert_eq!(staged.commit().unwrap(), contents.len());
+    for bytes in &contents {
+        let digest = sha256(bytes);
+        assert_eq!(store.read_blob(&digest, 1 << 20).unwrap(), *bytes);
+        let mode = std::fs::metadata(store.blob_path(&digest))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o222, 0, "committed blobs are read-only");
+    }
+    assert_eq!(ingest_entries(dir.path()), 0);
+    // The lease protects them: a GC while it lives keeps them all.
+    store.gc().unwrap();
+    assert_eq!(blobs_on_disk(dir.path()).len(), contents.len());
+}
+
+#[test]
+fn a_staged_blob_with_the_wrong_digest_is_refused_and_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let lease = store.lease();
+    let mut staged = store.staged_blobs(&lease).unwrap();
+    let writer = staged_writer(&store, &lease, b"actual");
+    let err = staged.add(writer, Some(&sha256(b"expected"))).unwrap_err();
+    assert!(matches!(err, StoreError::DigestMismatch { .. }), "{err:?}");
+    assert!(staged.is_empty());
+    assert_eq!(ingest_entries(dir.path()), 0);
+    assert_eq!(staged.commit().unwrap(), 0);
+    assert!(blobs_on_disk(dir.path()).is_empty());
+}
+
+#[test]
+fn a_large_blob_added_to_a_batch_is_committed_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let lease = store.lease();
+    let mut staged = store.staged_blobs(&lease).unwrap();
+    let large: Vec<u8> = (0..9_000_001u32).map(|i| (i * 11 % 241) as u8).collect();
+    let writer = staged_writer(&store, &lease, &large);
+    let (digest, _) = staged.add(writer, None).unwrap();
+    assert_eq!(digest, sha256(&large));
+    assert!(
+        store.has_blob(&digest),
+        "over 8 MiB: durable and visible at once"
+    );
+    assert!(staged.is_empty());
+}
+
+#[test]
+fn a_batch_dropped_or_lost_in_a_crash_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    {
+        let store = Store::open(root).unwrap();
+        let lease = store.lease();
+        let mut staged = store.staged_blobs(&lease).unwrap();
+        let writer = staged_writer(&store, &lease, b"dropped");
+        staged.add(writer, None).unwrap();
+        drop(staged);
+        assert_eq!(
+            ingest_entries(root),
+            0,
+            "dropping a batch removes its files"
+        );
+
+        // What kill -9 before the commit leaves: the staged temp files, nothing under blobs/.
+        let mut staged = store.staged_blobs(&lease).unwrap();
+        let writer = staged_writer(&store, &lease, b"crashed");
+        staged.add(writer, None).unwrap();
+        assert!(blobs_on_disk(root).is_empty());
+        let leftovers: Vec<(std::path::PathBuf, Vec<u8>)> = std::fs::read_dir(root.join("ingest"))
+            .unwrap()
+            .map(|e| {
+                let path = e.unwrap().path();
+                let bytes = std::fs::read(&path).unwrap();
+                (path, bytes)
+            })
+            .collect();
+        assert_eq!(leftovers.len(), 1);
+        drop(staged);
+        drop(lease);
+        drop(store);
+        for (path, bytes) in leftovers {
+            std::fs::write(path, bytes).unwrap();
+        }
+    }
+    let store = Store::open(root).unwrap();
+    assert_eq!(ingest_entries(root), 0);
+    assert!(blobs_on_disk(root).is_empty());
+    assert!(!store.has_blob(&sha256(b"crashed")));
+}
+
+#[test]
+fn a_batch_refuses_a_writer_of_another_store() {
+    let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (store_one, store_two) = (
+        Store::open(one.path()).unwrap(),
+        Store::open(two.path()).unwrap(),
+    );
+    let (lease_one, lease_two) = (store_one.lease(), store_two.lease());
+    let mut staged = store_one.staged_blobs(&lease_one).unwrap();
+    let writer = staged_writer(&store_two, &lease_two, b"elsewhere");
+    let err = staged.add(writer, None).unwrap_err();
+    assert!(matches!(err, StoreError::ForeignLease { .. }), "{err:?}");
+    assert!(store_two.staged_blobs(&lease_one).is_err());
 }

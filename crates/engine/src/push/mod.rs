@@ -428,14 +428,8 @@ impl PushJob {
         // Recorded while this push still holds the upload: an upload of the blob to another
         // repository of the registry starting now finds it either running or recorded, and
         // mounts it from here.
-        let (host, path, digest) = (
-            repository.host().to_owned(),
-            repository.path().to_owned(),
-            desc.digest.clone(),
-        );
-        let recorder = engine.clone();
         if let Err(e) = engine
-            .blocking(move || recorder.record_sources(&host, &path, &[digest]))
+            .record_source(repository.host(), repository.path(), &desc.digest)
             .await
         {
             tracing::warn!(error = %e, "could not record where a pushed blob went");

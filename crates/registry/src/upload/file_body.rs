@@ -6,8 +6,14 @@
 //! Files are mapped a window at a time, on the blocking pool with the pages pre-faulted, so a
 //! cold disk never stalls the async workers; each window is unmapped once hyper has written it,
 //! which keeps the file's pages out of the daemon's resident memory.
+//!
+//! A range of one slice or less is read instead, opened and read in one trip to the blocking
+//! pool: for a small blob, mapping and unmapping (a TLB flush on every runtime thread) and the
+//! separate trips to open and to map cost more than copying its bytes.
 
 use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -34,6 +40,20 @@ pub(crate) async fn file_body(range: &FileRange<'_>) -> Result<reqwest::Body, Re
         progress,
         read_failure,
     } = *range;
+    if len <= SLICE as u64 {
+        let path = source.path().to_owned();
+        let bytes = tokio::task::spawn_blocking(move || read_range(&path, offset, len))
+            .await
+            .map_err(|e| source.read_error(std::io::Error::other(e)))?
+            .map_err(|e| source.read_error(e))?;
+        let progress = progress.clone();
+        // Counted as hyper takes it, as a window's slices are.
+        let body = futures_util::stream::once(async move {
+            progress.add(bytes.len() as u64);
+            Ok::<_, std::io::Error>(bytes)
+        });
+        return Ok(reqwest::Body::wrap_stream(body));
+    }
     let file = Arc::new(
         tokio::fs::File::open(source.path())
             .await
@@ -80,6 +100,14 @@ async fn next_slice(mut windows: Windows) -> std::io::Result<Option<(Bytes, Wind
     let slice = windows.current.split_to(windows.current.len().min(SLICE));
     windows.progress.add(slice.len() as u64);
     Ok(Some((slice, windows)))
+}
+
+/// Reads `len` bytes of the file at `path` from `offset`; a file that ends sooner is an error.
+fn read_range(path: &Path, offset: u64, len: u64) -> std::io::Result<Bytes> {
+    let file = File::open(path)?;
+    let mut bytes = vec![0; usize::try_from(len).map_err(std::io::Error::other)?];
+    file.read_exact_at(&mut bytes, offset)?;
+    Ok(Bytes::from(bytes))
 }
 
 /// Maps `len` bytes of a blob source's file from `offset`, within the blob's size.
