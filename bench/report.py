@@ -314,24 +314,20 @@ def targets(d):
         row("20 concurrent pushes of big to 20 repositories ≤ 1.5× the same to one repository",
             ratio_text(paired, ratio(many, one)), None if paired is None else paired <= 1.5,
             f"{fmt(many)} s vs {fmt(one)} s")
-    for name, paired, plain, ok, detail in pull_target_rows(d):
+    def measured_text(name, paired, plain):
+        """A paired ratio, a "faster than" factor, or CPU seconds, as the row's name says."""
         if paired is not None:
-            measured = ratio_text(paired, plain)
-        elif "faster" in name:
-            measured = f"{plain:.2f}× faster than the fastest" if plain else "–"
-        else:
-            measured = f"{fmt(plain)} s"
-        row(name, measured, ok, detail)
+            return ratio_text(paired, plain)
+        if "faster" in name:
+            return f"{plain:.2f}× faster than the fastest" if plain else "–"
+        return f"{fmt(plain)} s"
+
+    for name, paired, plain, ok, detail in pull_target_rows(d):
+        row(name, measured_text(name, paired, plain), ok, detail)
     for name, measured, ok, detail in save_target_rows(d, ratio_text):
         row(name, measured, ok, detail)
     for name, paired, plain, ok, detail in tls_target_rows(d):
-        if paired is not None:
-            measured = ratio_text(paired, plain)
-        elif "faster" in name:
-            measured = f"{plain:.2f}× faster than the fastest" if plain else "–"
-        else:
-            measured = f"{fmt(plain)} s"
-        row(name, measured, ok, detail)
+        row(name, measured_text(name, paired, plain), ok, detail)
     for name, paired, plain, ok, detail in small_blob_target_rows(d):
         row(name, ratio_text(paired, plain), ok, detail)
     for tool, h, fastest, peer, r in copy_target_row(d) or []:
