@@ -833,40 +833,45 @@ def main():
               "The digest of the pushed tag after each first push, against the generated image's.", ""]
     lines += digests_table(d) + [""]
     lines += ["## docker load and concurrent pushes", ""] + load_and_concurrency(d) + [""]
-    if any(d.count(tool, "big", "pull") for tool in PULL_TOOLS):
-        lines += ["## Pull", "",
-                  "big (1 GiB, 5 layers) pulled from the registry into an empty store on the "
-                  "same disk (bench/work), interleaved. CPU: the daemon's for hoistd, containerd "
-                  "and dockerd, the client's (with children) for the others.", ""] + pull_table(d) + [""]
-    if any(d.count(tool, "save", "save") for tool in SAVE_TOOLS):
-        lines += ["## Save", "",
-                  "`docker save -o` of big (1 GiB, 5 layers) to a file on the daemons' disk "
-                  "(bench/work), removed after each save, `sync` before each; interleaved. The "
-                  "docker CLI writes a temporary file beside the output, fsyncs it and renames "
-                  "it; the baselines write the same tar from hoistd's blob files the same way. "
-                  "Client CPU is the docker CLI's (or the baseline's); MiB/s of the archive's "
-                  "bytes.", ""] + save_table(d) + [""]
-    if any(d.count(tool, "copy", "copy") for tool in COPY_TOOLS):
-        lines += ["## Copying an index between registries", "",
-                  "The multi index (3 platforms × 100 MiB) copied from a second registry (the "
-                  "origin, on tmpfs too) to the target registry, emptied before each copy; each "
-                  "daemon starts every copy with an empty store. Medians; MiB/s of the index's "
-                  "blob bytes; daemon CPU is hoistd's or containerd's (the registries' is not "
-                  "counted).", ""] + copy_table(d) + [""]
-    if any(d.count(tool, f"tls-{image}", "first") for tool in TLS_TOOLS for image in TLS_IMAGES):
-        lines += ["## Push over TLS", "",
-                  "First pushes of big and small to a second registry serving HTTPS (its own "
-                  "self-signed certificate, trusted by every tool through certs.d or a CA flag; "
-                  "storage on tmpfs, emptied and restarted before each push), interleaved. "
-                  "CPU: the daemon's for hoistd, containerd, podman and dockerd, the client's (with "
-                  "children) for skopeo and the raw client. Kernel TLS was not available on the "
-                  "bench machine: every tool encrypts in user space.", ""] + tls_table(d) + [""]
-    if d.count("hoistd", "tiny", "first") or d.count("hoistd", "layers10k", "load"):
-        lines += ["## Many small blobs", "",
-                  "tiny (1,000 layers of 4 KiB) pushed to an emptied registry, hoistd each round to "
-                  "a repository it has not pushed to; layers10k (10,000 such layers) loaded into a "
-                  "fresh hoistd and by the baselines onto the same disk. CPU: hoistd's for hoistd, "
-                  "the client's otherwise.", ""] + small_blobs_table(d) + [""]
+    def section(measured, title, intro, table):
+        """A phase's section, when the run measured it: heading, what was done, its table."""
+        return [f"## {title}", "", intro, ""] + table(d) + [""] if measured else []
+
+    lines += section(
+        any(d.count(tool, "big", "pull") for tool in PULL_TOOLS), "Pull",
+        "big (1 GiB, 5 layers) pulled from the registry into an empty store on the "
+        "same disk (bench/work), interleaved. CPU: the daemon's for hoistd, containerd "
+        "and dockerd, the client's (with children) for the others.", pull_table)
+    lines += section(
+        any(d.count(tool, "save", "save") for tool in SAVE_TOOLS), "Save",
+        "`docker save -o` of big (1 GiB, 5 layers) to a file on the daemons' disk "
+        "(bench/work), removed after each save, `sync` before each; interleaved. The "
+        "docker CLI writes a temporary file beside the output, fsyncs it and renames "
+        "it; the baselines write the same tar from hoistd's blob files the same way. "
+        "Client CPU is the docker CLI's (or the baseline's); MiB/s of the archive's "
+        "bytes.", save_table)
+    lines += section(
+        any(d.count(tool, "copy", "copy") for tool in COPY_TOOLS), "Copying an index between registries",
+        "The multi index (3 platforms × 100 MiB) copied from a second registry (the "
+        "origin, on tmpfs too) to the target registry, emptied before each copy; each "
+        "daemon starts every copy with an empty store. Medians; MiB/s of the index's "
+        "blob bytes; daemon CPU is hoistd's or containerd's (the registries' is not "
+        "counted).", copy_table)
+    lines += section(
+        any(d.count(tool, f"tls-{image}", "first") for tool in TLS_TOOLS for image in TLS_IMAGES),
+        "Push over TLS",
+        "First pushes of big and small to a second registry serving HTTPS (its own "
+        "self-signed certificate, trusted by every tool through certs.d or a CA flag; "
+        "storage on tmpfs, emptied and restarted before each push), interleaved. "
+        "CPU: the daemon's for hoistd, containerd, podman and dockerd, the client's (with "
+        "children) for skopeo and the raw client. Kernel TLS was not available on the "
+        "bench machine: every tool encrypts in user space.", tls_table)
+    lines += section(
+        d.count("hoistd", "tiny", "first") or d.count("hoistd", "layers10k", "load"), "Many small blobs",
+        "tiny (1,000 layers of 4 KiB) pushed to an emptied registry, hoistd each round to "
+        "a repository it has not pushed to; layers10k (10,000 such layers) loaded into a "
+        "fresh hoistd and by the baselines onto the same disk. CPU: hoistd's for hoistd, "
+        "the client's otherwise.", small_blobs_table)
     store = load_jsonl(args.store) if args.store and os.path.exists(args.store) else []
     if store:
         lines += ["## Metadata store", "",

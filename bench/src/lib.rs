@@ -1,3 +1,5 @@
 //! What the benchmark's programs share.
 
 pub mod http;
+
+pub mod workers;

@@ -13,7 +13,6 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use anyhow::{Context, Result, bail, ensure};
 use hoist_bench::http::Conn;
@@ -86,30 +85,11 @@ fn main() -> Result<()> {
     blobs.sort_by_key(|b| b.size);
     blobs.dedup_by(|a, b| a.digest == b.digest);
     let count = blobs.len();
-    let queue = Mutex::new(blobs);
-    let bytes = std::thread::scope(|scope| -> Result<u64> {
-        let workers: Vec<_> = (0..parallel)
-            .map(|_| {
-                scope.spawn(|| -> Result<u64> {
-                    let mut conn = Conn::open(&registry)?;
-                    let mut bytes = 0;
-                    loop {
-                        // Largest first, taken from the back.
-                        let Some(blob) = queue.lock().expect("queue lock").pop() else {
-                            return Ok(bytes);
-                        };
-                        fetch_blob(&mut conn, repo, &blob, &out, sync)
-                            .with_context(|| format!("fetch blob {}", blob.digest))?;
-                        bytes += blob.size;
-                    }
-                })
-            })
-            .collect();
-        let mut total = 0;
-        for worker in workers {
-            total += worker.join().expect("worker panicked")?;
-        }
-        Ok(total)
+    // Largest first, taken from the back.
+    let bytes = hoist_bench::workers::drain(&registry, parallel, blobs, |conn, blob| {
+        fetch_blob(conn, repo, &blob, &out, sync)
+            .with_context(|| format!("fetch blob {}", blob.digest))?;
+        Ok(blob.size)
     })?;
     if sync == Sync::End {
         let dir = File::open(&out).with_context(|| format!("open {}", out.display()))?;

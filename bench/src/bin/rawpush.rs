@@ -11,7 +11,6 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use anyhow::{Context, Result, bail, ensure};
 use hoist_bench::http::{Body, Conn};
@@ -94,31 +93,10 @@ fn main() -> Result<()> {
 
     // Largest first, taken from the back.
     blobs.sort_by_key(|b| b.size);
-    let queue = Mutex::new(blobs);
-    let uploaded = std::thread::scope(|scope| -> Result<u64> {
-        let workers: Vec<_> = (0..parallel)
-            .map(|_| {
-                scope.spawn(|| -> Result<u64> {
-                    let mut conn = Conn::open(&registry)?;
-                    let mut bytes = 0;
-                    loop {
-                        let Some(blob) = queue.lock().unwrap().pop() else {
-                            return Ok(bytes);
-                        };
-                        if push_blob(&mut conn, &blob, head).with_context(|| {
-                            format!("push blob {} to {}", blob.digest, blob.repo)
-                        })? {
-                            bytes += blob.size;
-                        }
-                    }
-                })
-            })
-            .collect();
-        let mut total = 0;
-        for worker in workers {
-            total += worker.join().expect("worker panicked")?;
-        }
-        Ok(total)
+    let uploaded = hoist_bench::workers::drain(&registry, parallel, blobs, |conn, blob| {
+        let pushed = push_blob(conn, &blob, head)
+            .with_context(|| format!("push blob {} to {}", blob.digest, blob.repo))?;
+        Ok(if pushed { blob.size } else { 0 })
     })?;
 
     let mut conn = Conn::open(&registry)?;
