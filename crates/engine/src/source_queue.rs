@@ -1,5 +1,5 @@
-//! Blob homes waiting to be recorded. Uploads that end together share one metadata commit (an
-//! fsync) instead of one each: the first to arrive drains the queue on the blocking pool,
+//! Blob homes waiting to be recorded. Uploads that end together share one metadata commit
+//! instead of one each: the first to arrive drains the queue on the blocking pool,
 //! recording everything queued in one commit per round until it is empty; the others wait for
 //! the commit that holds theirs (`provenance`).
 

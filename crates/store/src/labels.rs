@@ -18,13 +18,15 @@ impl Store {
         })
     }
 
-    /// Sets (`Some`) or removes (`None`) labels, all or nothing, in one metadata transaction.
+    /// Sets (`Some`) or removes (`None`) labels, all or nothing, in one metadata transaction,
+    /// durable when it returns or, for labels that are only hints, `Deferred`.
     ///
     /// Setting a label on an absent blob fails with [`StoreError::NotFound`]: such a label would
     /// never be collected. Removing one from an absent blob is a no-op.
     pub fn set_blob_labels(
         &self,
         changes: Vec<(Digest, String, Option<String>)>,
+        durability: Durability,
     ) -> Result<(), StoreError> {
         let inner = &self.inner;
         // Held throughout, so a GC cannot remove a blob between the check and the write.
@@ -55,8 +57,22 @@ impl Store {
             }
         }
         if dirty {
-            write.commit()?;
+            match durability {
+                Durability::Immediate => write.commit()?,
+                Durability::Deferred => write.commit_deferred()?,
+            }
         }
         Ok(())
     }
+}
+
+/// When a metadata change reaches the disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// Before the call returns.
+    Immediate,
+    /// With the next durable commit of any change, without waiting for the disk now: visible at
+    /// once, lost in a crash before that commit. For what costs only an optimisation when lost,
+    /// and is written often enough that an fsync each would dominate.
+    Deferred,
 }

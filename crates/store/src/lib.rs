@@ -55,6 +55,7 @@ pub use gc::GcStats;
 pub use hoist_reference::Digest;
 pub use images::{ImageChange, ImageRecord};
 pub use integrity::VerifiedBlob;
+pub use labels::Durability;
 pub use lease::Lease;
 pub use removal::BlobRemoval;
 pub use space::{FreeSpaceReserve, StoreOptions};

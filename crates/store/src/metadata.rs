@@ -395,6 +395,16 @@ impl MetadataWrite<'_> {
             .map_err(|e| self.meta.error("committing to", e))
     }
 
+    /// Makes every change visible at once and durable with the next durable commit, without
+    /// waiting for the disk: a crash before that commit loses these changes, never the earlier
+    /// ones, and never leaves them half applied.
+    pub fn commit_deferred(mut self) -> Result<(), StoreError> {
+        self.txn
+            .set_durability(redb::Durability::None)
+            .map_err(|e| self.meta.error("deferring a commit to", e))?;
+        self.commit()
+    }
+
     fn images(&self) -> Result<redb::Table<'_, &'static str, &'static [u8]>, StoreError> {
         self.txn
             .open_table(IMAGES)

@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use common::*;
 use hoist_oci::media;
-use hoist_store::{Descriptor, Digest, GcStats, ImageChange, Store, StoreError};
+use hoist_store::{Descriptor, Digest, Durability, GcStats, ImageChange, Store, StoreError};
 
 #[test]
 fn put_and_delete_return_what_was_there_and_keep_creation_time() {
@@ -199,11 +199,14 @@ fn labels_persist_and_go_with_their_blob() {
         let store = Store::open(dir.path()).unwrap();
         image.load(&store, "a");
         store
-            .set_blob_labels(vec![
-                (layer.clone(), source.clone(), Some("team/a,team/b".into())),
-                (layer.clone(), "drop-me".into(), Some("x".into())),
-                (layer.clone(), "drop-me".into(), None),
-            ])
+            .set_blob_labels(
+                vec![
+                    (layer.clone(), source.clone(), Some("team/a,team/b".into())),
+                    (layer.clone(), "drop-me".into(), Some("x".into())),
+                    (layer.clone(), "drop-me".into(), None),
+                ],
+                Durability::Immediate,
+            )
             .unwrap();
         assert_eq!(
             store.blob_labels(&layer).into_iter().collect::<Vec<_>>(),
@@ -213,10 +216,13 @@ fn labels_persist_and_go_with_their_blob() {
         // Labelling an absent blob fails and, all or nothing, leaves the rest unchanged.
         let absent = sha256(b"absent");
         let err = store
-            .set_blob_labels(vec![
-                (layer.clone(), source.clone(), None),
-                (absent.clone(), source.clone(), Some("x".into())),
-            ])
+            .set_blob_labels(
+                vec![
+                    (layer.clone(), source.clone(), None),
+                    (absent.clone(), source.clone(), Some("x".into())),
+                ],
+                Durability::Immediate,
+            )
             .unwrap_err();
         assert!(matches!(err, StoreError::NotFound(d) if d == absent));
         assert_eq!(store.blob_labels(&layer).len(), 1);
@@ -235,6 +241,35 @@ fn labels_persist_and_go_with_their_blob() {
     drop(store);
     let store = Store::open(dir.path()).unwrap();
     assert!(store.blob_labels(&layer).is_empty());
+}
+
+#[test]
+fn deferred_labels_are_visible_at_once_and_kept_by_the_next_durable_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = "containerd.io/distribution.source.registry.example:5000".to_owned();
+    let image = Image::new("a", &[b"hinted layer"]);
+    let layer = image.layers[0].0.digest.clone();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        image.load(&store, "a");
+        for repository in ["team/a", "team/a,team/b"] {
+            store
+                .set_blob_labels(
+                    vec![(layer.clone(), source.clone(), Some(repository.into()))],
+                    Durability::Deferred,
+                )
+                .unwrap();
+            assert_eq!(store.blob_labels(&layer)[&source], repository);
+        }
+        // Any durable commit carries the deferred ones with it.
+        image.load(&store, "b");
+    }
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.blob_labels(&layer)[&source], "team/a,team/b");
+    assert!(
+        store.image("b").is_some(),
+        "the durable commit itself survived"
+    );
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::{env, fs};
 
 use common::*;
-use hoist_store::{Store, StoreError};
+use hoist_store::{Durability, Store, StoreError};
 
 const HOLD_LOCK_ENV: &str = "HOIST_STORE_TEST_HOLD_LOCK";
 
@@ -143,7 +143,10 @@ fn a_record_whose_target_vanished_is_dropped_on_open() {
         kept.load(&store, "kept");
         let layer = gone.layers[0].0.digest.clone();
         store
-            .set_blob_labels(vec![(layer, "k".into(), Some("v".into()))])
+            .set_blob_labels(
+                vec![(layer, "k".into(), Some("v".into()))],
+                Durability::Immediate,
+            )
             .unwrap();
     }
     fs::remove_file(root.join("blobs/sha256").join(gone.manifest.0.digest.hex())).unwrap();
