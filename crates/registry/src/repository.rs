@@ -102,7 +102,6 @@ impl Repository {
         mode: UploadMode,
         progress: &Progress,
     ) -> Result<(), RegistryError> {
-        blob.check_length().await?;
         let uploads = self.uploads();
         match mode {
             UploadMode::Monolithic => uploads.monolithic(session, blob, progress).await,

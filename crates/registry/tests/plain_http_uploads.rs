@@ -241,3 +241,53 @@ async fn chunks_follow_relative_locations_and_commit_the_exact_bytes() {
     assert_eq!(*stored.lock().unwrap(), bytes);
     assert_eq!(progress.get(), bytes.len() as u64);
 }
+
+#[tokio::test]
+async fn a_file_whose_length_is_not_the_blobs_is_refused_before_any_body_goes_out() {
+    let (host, seen) = serve(|request: Request<Incoming>| async move {
+        match request.method().as_str() {
+            "POST" => full(202, &[("location", "/upload/1")], ""),
+            _ => full(500, &[], ""),
+        }
+    })
+    .await;
+    let repo = registries().repository(&host, REPO, Access::PullPush, Credentials::Anonymous);
+    let dir = tempfile::tempdir().unwrap();
+    // A small body (read in one trip), a mapped one and a sendfile one; each file one byte
+    // longer or shorter than the blob it claims to hold.
+    for (len, seed) in [(1000, 50), (300 * 1024, 51), (5 * 1024 * 1024, 52)] {
+        let bytes = pseudo_random(len, seed);
+        for file_len in [len - 1, len + 1] {
+            let good = blob_file(dir.path(), &bytes);
+            let mut content = bytes.clone();
+            content.resize(file_len, 7);
+            std::fs::write(good.path(), &content).unwrap();
+            for mode in [
+                UploadMode::Monolithic,
+                UploadMode::Chunked {
+                    chunk_size: 4 * 1024 * 1024,
+                },
+            ] {
+                let session = repo.start_upload().await.unwrap();
+                let error = repo
+                    .upload_blob(session, &good, mode, &Progress::default())
+                    .await
+                    .unwrap_err();
+                assert!(matches!(error, RegistryError::LocalIo { .. }), "{error:?}");
+                assert!(
+                    error
+                        .to_string()
+                        .contains(&format!("file holds {file_len} bytes")),
+                    "{error}"
+                );
+            }
+        }
+    }
+    let methods: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|s| s.method.clone())
+        .collect();
+    assert!(methods.iter().all(|m| m == "POST"), "{methods:?}");
+}

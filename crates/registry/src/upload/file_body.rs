@@ -13,13 +13,13 @@
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::TryStreamExt;
 
 use super::range::{FileRange, Progress};
+use super::source::BlobSource;
 use crate::RegistryError;
 
 /// How much of a file is mapped at once: large enough that mapping costs little per byte, small
@@ -41,8 +41,8 @@ pub(crate) async fn file_body(range: &FileRange<'_>) -> Result<reqwest::Body, Re
         read_failure,
     } = *range;
     if len <= SLICE as u64 {
-        let path = source.path().to_owned();
-        let bytes = tokio::task::spawn_blocking(move || read_range(&path, offset, len))
+        let source_file = source.clone();
+        let bytes = tokio::task::spawn_blocking(move || read_range(&source_file, offset, len))
             .await
             .map_err(|e| source.read_error(std::io::Error::other(e)))?
             .map_err(|e| source.read_error(e))?;
@@ -54,12 +54,12 @@ pub(crate) async fn file_body(range: &FileRange<'_>) -> Result<reqwest::Body, Re
         });
         return Ok(reqwest::Body::wrap_stream(body));
     }
+    let source_file = source.clone();
     let file = Arc::new(
-        tokio::fs::File::open(source.path())
+        tokio::task::spawn_blocking(move || source_file.open_checked())
             .await
-            .map_err(|e| source.read_error(e))?
-            .into_std()
-            .await,
+            .map_err(|e| source.read_error(std::io::Error::other(e)))?
+            .map_err(|e| source.read_error(e))?,
     );
     let windows = Windows {
         file,
@@ -102,9 +102,9 @@ async fn next_slice(mut windows: Windows) -> std::io::Result<Option<(Bytes, Wind
     Ok(Some((slice, windows)))
 }
 
-/// Reads `len` bytes of the file at `path` from `offset`; a file that ends sooner is an error.
-fn read_range(path: &Path, offset: u64, len: u64) -> std::io::Result<Bytes> {
-    let file = File::open(path)?;
+/// Reads `len` bytes of the source's file from `offset`, within the blob's size.
+fn read_range(source: &BlobSource, offset: u64, len: u64) -> std::io::Result<Bytes> {
+    let file = source.open_checked()?;
     let mut bytes = vec![0; usize::try_from(len).map_err(std::io::Error::other)?];
     file.read_exact_at(&mut bytes, offset)?;
     Ok(Bytes::from(bytes))
@@ -116,8 +116,8 @@ fn map(file: &File, offset: u64, len: u64) -> std::io::Result<Bytes> {
     // SAFETY: a file mapping is sound while the file neither changes nor shrinks. `file` is the
     // file of a `BlobSource`, whose constructor's contract is that it is never modified or
     // truncated while hoist may read it (unlinking or replacing it leaves this mapping intact),
-    // and the window lies within the blob's size, which the upload checked against the file's
-    // length before reading.
+    // and the window lies within the blob's size, which `open_checked` found to be the file's
+    // length when it opened it.
     let mapping = unsafe {
         memmap2::MmapOptions::new()
             .offset(offset)

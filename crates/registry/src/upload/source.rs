@@ -1,5 +1,6 @@
 //! The local file a blob is uploaded from.
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use hoist_reference::Digest;
@@ -36,26 +37,22 @@ impl BlobSource {
         &self.path
     }
 
-    /// Fails unless the file exists and holds exactly `size` bytes, so that no read goes past
-    /// its end.
-    pub(crate) async fn check_length(&self) -> Result<(), RegistryError> {
-        let local = |source| RegistryError::LocalIo {
-            path: self.path.clone(),
-            source,
-        };
-        let metadata = tokio::fs::metadata(&self.path).await.map_err(local)?;
-        if metadata.len() != self.size {
-            return Err(local(std::io::Error::new(
+    /// Opens the file, failing unless it holds exactly `size` bytes, so that no read or mapping
+    /// of it goes past its end. Blocking: call it on the blocking pool, in the same trip as the
+    /// first read, since a trip there costs more than the `open` and `fstat` themselves.
+    pub(crate) fn open_checked(&self) -> std::io::Result<File> {
+        let file = File::open(&self.path)?;
+        let len = file.metadata()?.len();
+        if len != self.size {
+            return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
                 format!(
-                    "file holds {} bytes but blob {} has {}",
-                    metadata.len(),
-                    self.digest,
-                    self.size
+                    "file holds {len} bytes but blob {} has {}",
+                    self.digest, self.size
                 ),
-            )));
+            ));
         }
-        Ok(())
+        Ok(file)
     }
 
     /// Where reading the file failed, as an error of ours rather than the registry's.

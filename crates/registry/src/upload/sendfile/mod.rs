@@ -68,11 +68,11 @@ pub(crate) async fn send(
     let host = url_host(request.url);
     let blob = request.body.source;
     let local = |source| blob.read_error(source);
-    let file = tokio::fs::File::open(blob.path())
+    let source = blob.clone();
+    let file = tokio::task::spawn_blocking(move || source.open_checked())
         .await
-        .map_err(local)?
-        .into_std()
-        .await;
+        .map_err(|e| local(io::Error::other(e)))?
+        .map_err(local)?;
     // Plain HTTP only, so `host[:port]` names the server unambiguously.
     let head = request_head(&request);
     let fresh = || async {
