@@ -28,6 +28,7 @@
 //! ```
 
 mod blob;
+mod checksum;
 mod descriptor;
 mod error;
 #[cfg(any(test, feature = "fuzzing"))]

@@ -1,5 +1,6 @@
-//! Writing a blob: into a temp file in `ingest/` while hashing, then fsync, verify, and rename
-//! into `blobs/`. A blob is visible under its digest only once it is complete and durable.
+//! Writing a blob: into a temp file in `ingest/` while hashing (and checksumming, see
+//! `checksum`), then fsync, verify, and rename into `blobs/`. A blob is visible under its
+//! digest only once it is complete and durable.
 //!
 //! Many small blobs (a `docker load` of thousands of layers) are instead staged in a
 //! [`StagedBlobs`] batch: each is written and verified, and the batch is made durable with one
@@ -17,6 +18,7 @@ use hoist_reference::Digest;
 use sha2::{Digest as _, Sha256};
 use tempfile::{NamedTempFile, TempPath};
 
+use crate::checksum::{self, Checksum};
 use crate::error::{IoContext, StoreError};
 use crate::layout::sync_dir;
 use crate::lease::{Lease, LeaseHandle};
@@ -44,6 +46,7 @@ const STAGE_BELOW: u64 = WRITEBACK_STEP;
 pub struct BlobWriter {
     file: BufWriter<NamedTempFile>,
     hasher: Sha256,
+    checksum: Checksum,
     written: u64,
     /// Bytes of the file whose writeback has been started.
     writeback_started: u64,
@@ -64,6 +67,7 @@ impl Store {
         Ok(BlobWriter {
             file: BufWriter::with_capacity(BUFFER_SIZE, temp),
             hasher: Sha256::new(),
+            checksum: Checksum::default(),
             written: 0,
             writeback_started: 0,
             next_space_check: 0,
@@ -98,6 +102,7 @@ impl BlobWriter {
         let BlobWriter {
             file,
             hasher,
+            checksum,
             written,
             lease,
             ..
@@ -107,6 +112,8 @@ impl BlobWriter {
             .map_err(|e| e.into_error())
             .context(|| "flushing a blob temp file".to_owned())?;
         let temp_path = temp.path().to_owned();
+        // Before the sync, which makes the attribute durable with the bytes.
+        checksum::record(temp.as_file(), checksum.value());
         match sync {
             Sync::File => temp
                 .as_file()
@@ -311,6 +318,7 @@ impl Write for BlobWriter {
         let n = self.file.write(buf)?;
         // Hash exactly what was accepted, so a short write cannot desynchronise hash and file.
         self.hasher.update(&buf[..n]);
+        self.checksum.update(&buf[..n]);
         self.written += n as u64;
         self.start_writeback();
         Ok(n)

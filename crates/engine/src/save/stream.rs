@@ -1,5 +1,5 @@
 //! The archive as the response body takes it: a stream of byte chunks produced on the blocking
-//! pool and handed over through a short queue, so that reading and hashing the next chunks
+//! pool and handed over through a short queue, so that reading and checking the next chunks
 //! overlaps with the socket taking this one.
 //!
 //! Tar headers, padding and the small metadata files are framed by the `tar` crate into one
@@ -7,8 +7,8 @@
 //! chunk buffers that the response hands back once written, so each byte is copied once out of
 //! the page cache and once into the socket, and no buffer is allocated per chunk.
 //!
-//! Each blob is hashed as it is read ([`VerifiedBlob`]) and its last chunk is handed over only
-//! once the whole blob matched its digest: a blob damaged on disk never arrives whole, and the
+//! Each blob is checked as it is read ([`VerifiedBlob`]) and its last chunk is handed over only
+//! once the whole blob matched: a blob damaged on disk never arrives whole, and the
 //! stream ends with the error there, before the archive's end.
 
 use std::io::{self, Read};
@@ -23,11 +23,11 @@ use tokio::sync::mpsc;
 use crate::EngineError;
 
 /// How much of a blob one read takes and one chunk of the response carries: a GiB is a
-/// thousand reads and hash calls rather than the hundred thousand of an 8 KiB copy loop, and
-/// the chunk is still in the CPU's cache when it is hashed right after the read.
+/// thousand reads and checksum calls rather than the hundred thousand of an 8 KiB copy loop, and
+/// the chunk is still in the CPU's cache when it is checked right after the read.
 const CHUNK: usize = 1 << 20;
 
-/// Chunks read ahead of the socket. The disk and sha256 work on these while the socket takes
+/// Chunks read ahead of the socket. The disk and the check work on these while the socket takes
 /// the current one; more would only hold memory, since the socket is the slower side.
 const AHEAD: usize = 4;
 
@@ -99,7 +99,7 @@ impl ArchiveWriter {
     }
 
     /// The stored blob `digest` under `path`, verified as it is read; its last chunk goes out
-    /// only once the whole blob hashed to `digest`.
+    /// only once the whole blob proved to be `digest`.
     pub fn blob(&mut self, store: &Store, digest: &Digest, path: &str) -> Result<(), EngineError> {
         let mut blob = store.open_verified_blob(digest)?;
         let size = blob.size();
@@ -159,8 +159,8 @@ impl ArchiveWriter {
 }
 
 /// After the last of a blob's bytes: the read that reaches the end, which is where
-/// [`VerifiedBlob`] compares the digest (an error if it does not match), and which must find
-/// nothing more.
+/// [`VerifiedBlob`] decides whether the bytes are the blob (an error if not), and which must
+/// find nothing more.
 fn verify_end(blob: &mut VerifiedBlob, digest: &Digest) -> io::Result<()> {
     match blob.read(&mut [0u8; 1])? {
         0 => Ok(()),
