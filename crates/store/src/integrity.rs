@@ -68,13 +68,21 @@ impl VerifiedBlob {
     fn check_end(&mut self) -> Result<(), StoreError> {
         let actual = match &mut self.check {
             Check::Checksum { running, recorded } if running.value() == *recorded => return Ok(()),
-            // The bytes or the attribute changed: the file's sha256 says which.
-            Check::Checksum { .. } => {
-                let actual = hash_open_file(&self.file)
-                    .context(|| format!("hashing blob {} again", self.digest))?
-                    .0;
-                if actual == self.digest {
+            // The bytes or the attribute changed: the file's sha256 says which. The bytes read
+            // again must also be the ones just read (the same checksum), or the ones read out
+            // were not the file's and cannot be vouched for.
+            Check::Checksum { running, .. } => {
+                let (actual, again) = hash_open_file(&self.file)
+                    .context(|| format!("hashing blob {} again", self.digest))?;
+                if actual == self.digest && again.value() == running.value() {
                     tracing::warn!(digest = %self.digest, "a blob's checksum attribute is wrong; its bytes are whole");
+                    return Ok(());
+                }
+                if actual == self.digest {
+                    return Err(StoreError::Io {
+                        context: format!("reading blob {}", self.digest),
+                        source: io::Error::other("its bytes changed while they were read"),
+                    });
                 }
                 actual
             }
@@ -108,24 +116,54 @@ impl Read for VerifiedBlob {
 
 /// The sha256 digest of a file's content and its length.
 pub(crate) fn hash_file(path: &Path) -> io::Result<(Digest, u64)> {
-    hash_open_file(&File::open(path)?)
+    let mut file = File::open(path)?;
+    let mut hasher = Sha256::new();
+    let total = read_all(&mut file, |bytes| hasher.update(bytes))?;
+    Ok((Digest::sha256_from_bytes(&hasher.finalize().into()), total))
 }
 
-/// The sha256 digest of an open file's whole content, whatever its read position, and its
-/// length.
-fn hash_open_file(file: &File) -> io::Result<(Digest, u64)> {
+/// The sha256 digest and the checksum of an open file's whole content, whatever its read
+/// position.
+fn hash_open_file(file: &File) -> io::Result<(Digest, Checksum)> {
     let mut hasher = Sha256::new();
+    let mut checksum = Checksum::default();
+    let mut from_start = FromStart { file, position: 0 };
+    read_all(&mut from_start, |bytes| {
+        hasher.update(bytes);
+        checksum.update(bytes);
+    })?;
+    Ok((
+        Digest::sha256_from_bytes(&hasher.finalize().into()),
+        checksum,
+    ))
+}
+
+/// Hands everything `reader` yields to `take`, in large reads; the number of bytes.
+fn read_all(reader: &mut impl Read, mut take: impl FnMut(&[u8])) -> io::Result<u64> {
     let mut buf = vec![0u8; HASH_CHUNK];
     let mut total = 0u64;
     loop {
-        let n = match file.read_at(&mut buf, total) {
-            Ok(0) => break,
+        let n = match reader.read(&mut buf) {
+            Ok(0) => return Ok(total),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
-        hasher.update(&buf[..n]);
+        take(&buf[..n]);
         total += n as u64;
     }
-    Ok((Digest::sha256_from_bytes(&hasher.finalize().into()), total))
+}
+
+/// A file read from its start with positioned reads, leaving its own offset alone.
+struct FromStart<'a> {
+    file: &'a File,
+    position: u64,
+}
+
+impl Read for FromStart<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read_at(buf, self.position)?;
+        self.position += n as u64;
+        Ok(n)
+    }
 }

@@ -129,3 +129,22 @@ fn a_wrong_attribute_on_whole_bytes_lets_the_sha256_decide() {
     assert!(result.is_ok(), "{result:?}");
     assert_eq!(out, bytes);
 }
+
+#[test]
+fn bytes_that_changed_while_read_are_refused_even_if_the_file_is_whole_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _lease, digest, bytes, path) = stored(dir.path());
+    damage(&path, &bytes);
+    let mut blob = store.open_verified_blob(&digest).unwrap();
+    let mut out = vec![0u8; bytes.len()];
+    blob.read_exact(&mut out).unwrap();
+    assert_ne!(out, bytes, "the damaged bytes were read out");
+    // Whole again before the read that reaches the end: the bytes sent were still not the blob.
+    std::fs::write(&path, &bytes).unwrap();
+    let error = blob.read(&mut [0u8; 1]).unwrap_err();
+    let error = StoreError::from_io(error).unwrap_or_else(|e| panic!("not a store error: {e}"));
+    assert!(
+        error.to_string().contains("changed while they were read"),
+        "{error}"
+    );
+}

@@ -54,13 +54,7 @@ pub(crate) async fn file_body(range: &FileRange<'_>) -> Result<reqwest::Body, Re
         });
         return Ok(reqwest::Body::wrap_stream(body));
     }
-    let source_file = source.clone();
-    let file = Arc::new(
-        tokio::task::spawn_blocking(move || source_file.open_checked())
-            .await
-            .map_err(|e| source.read_error(std::io::Error::other(e)))?
-            .map_err(|e| source.read_error(e))?,
-    );
+    let file = Arc::new(source.open().await?);
     let windows = Windows {
         file,
         next: offset,

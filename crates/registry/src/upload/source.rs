@@ -55,6 +55,15 @@ impl BlobSource {
         Ok(file)
     }
 
+    /// [`BlobSource::open_checked`] on the blocking pool.
+    pub(crate) async fn open(&self) -> Result<File, RegistryError> {
+        let source = self.clone();
+        tokio::task::spawn_blocking(move || source.open_checked())
+            .await
+            .map_err(|e| self.read_error(std::io::Error::other(e)))?
+            .map_err(|e| self.read_error(e))
+    }
+
     /// Where reading the file failed, as an error of ours rather than the registry's.
     pub(crate) fn read_error(&self, source: std::io::Error) -> RegistryError {
         RegistryError::LocalIo {

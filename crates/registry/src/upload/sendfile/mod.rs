@@ -68,11 +68,7 @@ pub(crate) async fn send(
     let host = url_host(request.url);
     let blob = request.body.source;
     let local = |source| blob.read_error(source);
-    let source = blob.clone();
-    let file = tokio::task::spawn_blocking(move || source.open_checked())
-        .await
-        .map_err(|e| local(io::Error::other(e)))?
-        .map_err(local)?;
+    let file = blob.open().await?;
     // Plain HTTP only, so `host[:port]` names the server unambiguously.
     let head = request_head(&request);
     let fresh = || async {
