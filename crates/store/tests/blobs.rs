@@ -20,9 +20,7 @@ fn handles_cross_threads() {
 
 #[test]
 fn written_blobs_read_back_under_their_independently_computed_digest() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    let lease = store.lease();
+    let (dir, store, lease) = open_store();
     // Empty, tiny, larger than the writer's buffer, and over twice the size after which the
     // writer starts writeback early, written in odd-sized chunks.
     let big: Vec<u8> = (0..1_000_003u32).map(|i| (i * 7 % 251) as u8).collect();
@@ -62,9 +60,7 @@ fn written_blobs_read_back_under_their_independently_computed_digest() {
 
 #[test]
 fn committing_with_the_expected_digest_and_again_is_idempotent() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    let lease = store.lease();
+    let (dir, store, lease) = open_store();
     let want = sha256(b"same bytes");
     for _ in 0..2 {
         let mut writer = store.blob_writer(&lease).unwrap();
@@ -84,9 +80,7 @@ fn committing_with_the_expected_digest_and_again_is_idempotent() {
 
 #[test]
 fn digest_mismatch_reports_both_digests_and_leaves_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    let lease = store.lease();
+    let (dir, store, lease) = open_store();
     let mut writer = store.blob_writer(&lease).unwrap();
     writer.write_all(b"tampered").unwrap();
     let expected = sha256(b"original");
@@ -107,9 +101,7 @@ fn digest_mismatch_reports_both_digests_and_leaves_nothing() {
 
 #[test]
 fn dropped_writer_leaves_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    let lease = store.lease();
+    let (dir, store, lease) = open_store();
     let mut writer = store.blob_writer(&lease).unwrap();
     writer.write_all(&[1; 100_000]).unwrap();
     assert_eq!(ingest_entries(dir.path()), 1);
@@ -120,9 +112,7 @@ fn dropped_writer_leaves_nothing() {
 
 #[test]
 fn reads_of_absent_or_oversized_blobs_fail_with_typed_errors() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    let lease = store.lease();
+    let (_dir, store, lease) = open_store();
     let absent = sha256(b"absent");
     assert!(!store.has_blob(&absent));
     assert_eq!(store.blob_size(&absent), None);
@@ -229,9 +219,7 @@ fn staged_writer(store: &Store, lease: &hoist_store::Lease, bytes: &[u8]) -> Blo
 
 #[test]
 fn staged_blobs_are_invisible_until_their_batch_commits() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    let lease = store.lease();
+    let (dir, store, lease) = open_store();
     let mut staged = store.staged_blobs(&lease).unwrap();
     let contents: Vec<Vec<u8>> = (0..50u32)
         .map(|i| {
@@ -267,9 +255,7 @@ fn staged_blobs_are_invisible_until_their_batch_commits() {
 
 #[test]
 fn a_staged_blob_with_the_wrong_digest_is_refused_and_removed() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    let lease = store.lease();
+    let (dir, store, lease) = open_store();
     let mut staged = store.staged_blobs(&lease).unwrap();
     let writer = staged_writer(&store, &lease, b"actual");
     let err = staged.add(writer, Some(&sha256(b"expected"))).unwrap_err();
@@ -282,9 +268,7 @@ fn a_staged_blob_with_the_wrong_digest_is_refused_and_removed() {
 
 #[test]
 fn a_large_blob_added_to_a_batch_is_committed_at_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    let lease = store.lease();
+    let (_dir, store, lease) = open_store();
     let mut staged = store.staged_blobs(&lease).unwrap();
     let large: Vec<u8> = (0..9_000_001u32).map(|i| (i * 11 % 241) as u8).collect();
     let writer = staged_writer(&store, &lease, &large);

@@ -153,9 +153,7 @@ fn gc_keeps_partial_indexes_and_reports_what_it_removed() {
 
 #[test]
 fn docker_schema2_images_are_walked_too() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    let lease = store.lease();
+    let (dir, store, lease) = open_store();
     let config = descriptor(
         "application/vnd.docker.container.image.v1+json",
         br#"{"config":{}}"#,

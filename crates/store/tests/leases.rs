@@ -100,9 +100,7 @@ fn protection_walks_indexes_and_manifests_without_a_media_type_field() {
 
 #[test]
 fn a_clone_or_an_open_writer_keeps_the_lease_alive() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    let lease = store.lease();
+    let (_dir, store, lease) = open_store();
     let clone = lease.clone();
     let (first, _) = store.put_blob(&lease, b"first").unwrap();
     let mut writer = store.blob_writer(&lease).unwrap();

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::Path;
 
 use hoist_oci::media;
-use hoist_store::{Descriptor, Digest, ImageChange, Store};
+use hoist_store::{Descriptor, Digest, ImageChange, Lease, Store};
 use sha2::{Digest as _, Sha256};
 
 pub const LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
@@ -159,4 +159,12 @@ pub fn legacy_metadata(records: &[(&str, &Descriptor)]) -> String {
 pub fn write_blob(root: &Path, bytes: &[u8]) {
     fs::create_dir_all(root.join("blobs/sha256")).unwrap();
     fs::write(root.join("blobs/sha256").join(sha256(bytes).hex()), bytes).unwrap();
+}
+
+/// A store in a fresh temporary directory and a lease on it: the directory goes when dropped.
+pub fn open_store() -> (tempfile::TempDir, Store, Lease) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let lease = store.lease();
+    (dir, store, lease)
 }
