@@ -24,6 +24,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use hoist_engine::{EngineError, ProgressBoard};
+use tokio::sync::mpsc::PermitIterator;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::io::StreamReader;
 use tokio_util::sync::CancellationToken;
@@ -96,19 +97,37 @@ where
     json_stream_response(stream)
 }
 
+/// Chunks of the request body that may wait for the engine.
+const BODY_CHUNKS_AHEAD: usize = 32;
+/// Free places the forwarder waits for before it reads on. An engine slower than the client
+/// frees one place per chunk; waking the forwarder for each (a thread wakeup per ~32 KiB chunk
+/// of a `docker load`) cost more CPU than moving the bytes, so it is woken once per this many.
+const BODY_REFILL_CHUNKS: usize = BODY_CHUNKS_AHEAD / 2;
+
 /// The request body as a reader for the engine. The body is always read to its end, even after
 /// the engine stopped reading (a failed load or import), so that a client still uploading gets
 /// to read the answer instead of a broken connection.
 pub fn request_body_reader(body: Body) -> impl tokio::io::AsyncRead + Send + Unpin + 'static {
-    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(BODY_CHUNKS_AHEAD);
     tokio::spawn(async move {
         let mut chunks = body.into_data_stream();
+        let mut places = None;
         let mut forwarding = true;
         while let Some(chunk) = chunks.next().await {
             let chunk = chunk.map_err(std::io::Error::other);
             let failed = chunk.is_err();
-            if forwarding && tx.send(chunk).await.is_err() {
-                forwarding = false;
+            if forwarding {
+                if places
+                    .as_ref()
+                    .is_none_or(|left: &PermitIterator<'_, _>| left.len() == 0)
+                {
+                    places = tx.reserve_many(BODY_REFILL_CHUNKS).await.ok();
+                }
+                match places.as_mut().and_then(Iterator::next) {
+                    Some(place) => place.send(chunk),
+                    // The engine stopped reading.
+                    None => forwarding = false,
+                }
             }
             if failed {
                 break;
