@@ -286,6 +286,10 @@ fn blob_digest_from_path(path: &str) -> Result<Option<Digest>, EngineError> {
 
 /// Copies an entry into the store and into its layer check through `buffer`, telling the
 /// archive's failures (truncated, malformed) from the store's (a full disk is not a bad archive).
+///
+/// The buffer is filled before its bytes move on: the request body arrives in pieces of a few
+/// dozen KiB, and handing each to the layer check's thread on its own cost a thread wakeup
+/// per piece.
 fn copy_entry(
     entry: &mut impl Read,
     writer: &mut impl Write,
@@ -294,18 +298,30 @@ fn copy_entry(
 ) -> Result<u64, EngineError> {
     let mut copied = 0u64;
     loop {
-        let n = match entry.read(buffer) {
-            Ok(0) => return Ok(copied),
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(corrupt(e)),
-        };
+        let n = fill(entry, buffer).map_err(corrupt)?;
+        if n == 0 {
+            return Ok(copied);
+        }
         writer
             .write_all(&buffer[..n])
             .map_err(|e| EngineError::io("storing the archive's content", e))?;
         layer.feed(&buffer[..n]);
         copied += n as u64;
     }
+}
+
+/// Reads into `buffer` until it is full or the input ends; the bytes read.
+fn fill(input: &mut impl Read, buffer: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buffer.len() {
+        match input.read(&mut buffer[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
 }
 
 /// The request body under the archive reader: remembers the first error it gave, so that a
