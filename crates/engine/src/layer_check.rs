@@ -1,6 +1,8 @@
 //! Checking a layer as its bytes stream past: it must decompress (gzip, zstd or plain) to a
 //! well-formed tar, read entry by entry to its end, and its DiffID (the sha256 of the
-//! uncompressed bytes) comes out of the same pass.
+//! uncompressed bytes) comes out of the same pass. An uncompressed layer's DiffID is the digest
+//! of the very bytes fed, which every feeder computes anyway (it stores them by digest): the
+//! check does not hash them a second time, which for a 1 GiB plain layer is 0.6 CPU-s.
 //!
 //! The copy that feeds a [`LayerCheck`] hands it each chunk through a bounded channel; a thread of
 //! the blocking pool decompresses, walks and hashes in parallel, so a layer costs one pass over
@@ -22,8 +24,27 @@ const DECODE_BUFFER_BYTES: usize = 256 * 1024;
 /// Layers up to this size are checked on the caller's thread, from memory.
 const INLINE_UP_TO: u64 = 256 * 1024;
 
-/// What the check found: the layer's DiffID, or why its content is not a usable layer.
+/// What the check of a stored layer found: its DiffID, or why its content is not a usable layer.
 pub(crate) type Unpacked = Result<Digest, NotALayer>;
+
+/// A layer's DiffID as the check found it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum DiffId {
+    /// The layer is an uncompressed tar: its DiffID is the digest of the bytes fed.
+    OfContent,
+    /// The digest of the decompressed tar.
+    Decompressed(Digest),
+}
+
+impl DiffId {
+    /// The DiffID, given the digest of the bytes that were fed to the check.
+    pub fn given_content(self, content: &Digest) -> Digest {
+        match self {
+            DiffId::OfContent => content.clone(),
+            DiffId::Decompressed(digest) => digest,
+        }
+    }
+}
 
 /// Why content does not unpack.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -41,7 +62,7 @@ pub(crate) enum LayerCheck {
     /// On a thread of its own, fed through a channel.
     Threaded {
         chunks: Option<SyncSender<Vec<u8>>>,
-        outcome: Receiver<Unpacked>,
+        outcome: Receiver<Result<DiffId, NotALayer>>,
     },
     /// A small layer, kept to be checked at the end.
     Inline(Vec<u8>),
@@ -95,7 +116,7 @@ impl LayerCheck {
     }
 
     /// Ends the input and waits for the verdict.
-    pub fn finish(self) -> Unpacked {
+    pub fn finish(self) -> Result<DiffId, NotALayer> {
         match self {
             LayerCheck::Threaded {
                 chunks, outcome, ..
@@ -113,8 +134,8 @@ impl LayerCheck {
 }
 
 /// Decompresses `input`, walks its tar entries to the end of the archive, and hashes every
-/// uncompressed byte, trailing padding included.
-fn check(input: impl Read) -> Unpacked {
+/// decompressed byte, trailing padding included.
+fn check(input: impl Read) -> Result<DiffId, NotALayer> {
     let (compression, input) = compression::detect(input)
         .map_err(|e| NotALayer::Compression(format!("reading it failed: {e}")))?;
     let input = BufReader::with_capacity(DECODE_BUFFER_BYTES, input);
@@ -139,7 +160,7 @@ fn check(input: impl Read) -> Unpacked {
     };
     let mut archive = tar::Archive::new(HashingReader {
         inner: decoded,
-        hash: Sha256::new(),
+        hash: (compression != Compression::Uncompressed).then(Sha256::new),
         failed: false,
     });
     let walked = walk(&mut archive);
@@ -147,7 +168,10 @@ fn check(input: impl Read) -> Unpacked {
     walked
         .and_then(|()| io::copy(&mut rest, &mut io::sink()).map(drop))
         .map_err(|e| describe(compression, rest.failed, &e))?;
-    Ok(Digest::sha256_from_bytes(&rest.hash.finalize().into()))
+    Ok(match rest.hash {
+        Some(hash) => DiffId::Decompressed(Digest::sha256_from_bytes(&hash.finalize().into())),
+        None => DiffId::OfContent,
+    })
 }
 
 /// Reads every entry's header and content; the tar reader refuses a bad header checksum and an
@@ -223,11 +247,11 @@ impl Read for ChannelReader {
     }
 }
 
-/// The decompressed stream, hashed as the tar reader reads it; remembers that it failed, so
-/// that a corrupt stream is told from a bad tar.
+/// The decompressed stream, hashed (unless it is the content itself) as the tar reader reads
+/// it; remembers that it failed, so that a corrupt stream is told from a bad tar.
 struct HashingReader<R> {
     inner: R,
-    hash: Sha256,
+    hash: Option<Sha256>,
     failed: bool,
 }
 
@@ -236,7 +260,9 @@ impl<R: Read> Read for HashingReader<R> {
         let n = self.inner.read(buf).inspect_err(|e| {
             self.failed |= e.kind() != io::ErrorKind::Interrupted;
         })?;
-        self.hash.update(&buf[..n]);
+        if let Some(hash) = &mut self.hash {
+            hash.update(&buf[..n]);
+        }
         Ok(n)
     }
 }
@@ -262,7 +288,7 @@ mod tests {
     }
 
     /// The verdict of the threaded check, after asserting that the inline check of a small
-    /// layer reaches the same one.
+    /// layer reaches the same one; the DiffID as a feeder that hashed `bytes` takes it.
     fn checked(bytes: &[u8]) -> Unpacked {
         let run = |mut check: LayerCheck| {
             for chunk in bytes.chunks(1000) {
@@ -274,11 +300,24 @@ mod tests {
         let inline = LayerCheck::for_size(bytes.len() as u64);
         assert!(matches!(inline, LayerCheck::Inline(_)));
         assert_eq!(run(inline), threaded, "inline and threaded checks agree");
-        threaded
+        threaded.map(|id| id.given_content(&sha(bytes)))
     }
 
     fn sha(bytes: &[u8]) -> Digest {
         Digest::sha256_from_bytes(&Sha256::digest(bytes).into())
+    }
+
+    #[test]
+    fn only_compressed_layers_are_hashed_by_the_check() {
+        let tar = tar_of(&[("a", 3000)]);
+        let mut check = LayerCheck::start();
+        check.feed(&tar);
+        assert_eq!(check.finish(), Ok(DiffId::OfContent));
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&tar).unwrap();
+        let mut check = LayerCheck::start();
+        check.feed(&gz.finish().unwrap());
+        assert_eq!(check.finish(), Ok(DiffId::Decompressed(sha(&tar))));
     }
 
     #[test]

@@ -60,6 +60,23 @@ fn assert_refused(
     breakage: Breakage,
     expected_in_message: &[&str],
 ) {
+    assert_refused_with_layer(
+        Compression::GZIP,
+        format,
+        compression,
+        breakage,
+        expected_in_message,
+    );
+}
+
+/// [`assert_refused`] with the broken image's own layer compressed as `layer`.
+fn assert_refused_with_layer(
+    layer: Compression,
+    format: ArchiveFormat,
+    compression: ArchiveCompression,
+    breakage: Breakage,
+    expected_in_message: &[&str],
+) {
     let daemon = start_daemon();
     let docker = DockerCli::new(&daemon.socket());
     let scratch = Scratch::new();
@@ -73,7 +90,7 @@ fn assert_refused(
         Flavor::Oci
     };
     let broken_image = ImageBuilder::new(flavor)
-        .layer(LayerSpec::files(&[6000, 2000]).compression(Compression::GZIP))
+        .layer(LayerSpec::files(&[6000, 2000]).compression(layer))
         .existing_layer(&survivor.image.layers[0])
         .build();
     let tag = format!("{}:broken", unique_repo("broken"));
@@ -84,7 +101,7 @@ fn assert_refused(
     let path = scratch.raw_archive("broken.tar", &archive);
 
     let out = docker_fails(&docker, &["load", "-i", path.to_str().unwrap()]);
-    let what = format!("{breakage:?} in {format:?} ({compression:?})");
+    let what = format!("{breakage:?} in {format:?} ({compression:?}, layer {layer:?})");
     assert_eq!(out.stdout, "", "{what}: {out}");
     let message = out.stderr.trim_end();
     assert!(
@@ -273,6 +290,14 @@ fn layer_whose_tar_does_not_hash_to_its_diff_id_is_refused() {
         Breakage::LayerDiffIdMismatch,
         &["does not match image config", "its diff_id is sha256:"],
     );
+    // A plain tar's DiffID is its blob digest, which the damaged blob's name follows.
+    assert_refused_with_layer(
+        Compression::None,
+        ArchiveFormat::Oci,
+        ArchiveCompression::None,
+        Breakage::LayerDiffIdMismatch,
+        &["does not match image config", "its diff_id is sha256:"],
+    );
 }
 
 #[test]
@@ -288,6 +313,13 @@ fn layer_that_is_not_a_tar_is_refused() {
         ArchiveCompression::Zstd,
         Breakage::LayerNotTar,
         &["is not a valid layer", "tar"],
+    );
+    assert_refused_with_layer(
+        Compression::None,
+        ArchiveFormat::Oci,
+        ArchiveCompression::None,
+        Breakage::LayerNotTar,
+        &["is not a valid layer", "not a well-formed tar"],
     );
 }
 

@@ -7,6 +7,7 @@ use std::io::{BufReader, Read, Write};
 use hoist_oci::compression::{self, Compression};
 use hoist_reference::Digest;
 use hoist_store::{Descriptor, Lease, Store};
+use sha2::{Digest as _, Sha256};
 
 use crate::EngineError;
 use crate::layer_check::{LayerCheck, NotALayer};
@@ -29,9 +30,10 @@ pub(crate) fn store_layer(
     let (compression, input) = compression::detect(input).map_err(read_error)?;
     let mut input = BufReader::with_capacity(CHUNK, input);
     let writer = store.blob_writer(lease)?;
-    // The check reads the bytes as they come, compressed or not, and gives the DiffID.
+    // The check reads the bytes as they come, compressed or not, and gives the DiffID: for a
+    // plain tar that is the digest of the input, hashed here as it passes.
     let mut check = LayerCheck::start();
-    let (media_type, writer) = match compression {
+    let (media_type, writer, plain_digest) = match compression {
         Compression::Gzip | Compression::Zstd => {
             let mut writer = writer;
             copy_chunks(&mut input, |chunk| {
@@ -45,14 +47,16 @@ pub(crate) fn store_layer(
             } else {
                 OCI_LAYER_ZSTD
             };
-            (media_type, writer)
+            (media_type, writer, None)
         }
         Compression::Bzip2 => return Err(unsupported("bzip2")),
         Compression::Xz => return Err(unsupported("xz")),
         Compression::Uncompressed => {
             let mut encoder = flate2::write::GzEncoder::new(writer, flate2::Compression::default());
+            let mut plain = Sha256::new();
             copy_chunks(&mut input, |chunk| {
                 check.feed(chunk);
+                plain.update(chunk);
                 encoder
                     .write_all(chunk)
                     .map_err(|e| EngineError::io("compressing the imported layer", e))
@@ -60,17 +64,20 @@ pub(crate) fn store_layer(
             let writer = encoder
                 .finish()
                 .map_err(|e| EngineError::io("compressing the imported layer", e))?;
-            (OCI_LAYER_GZIP, writer)
+            let plain_digest = Digest::sha256_from_bytes(&plain.finalize().into());
+            (OCI_LAYER_GZIP, writer, Some(plain_digest))
         }
     };
     // moby unpacks the layer it imports; what does not unpack fails the import.
-    let diff_id = check.finish().map_err(|fault| match fault {
+    let found = check.finish().map_err(|fault| match fault {
         NotALayer::Compression(reason) => {
             EngineError::InvalidArgument(format!("the imported archive is corrupt: {reason}"))
         }
         NotALayer::Tar(reason) => EngineError::Unpack(format!("failed to extract layer: {reason}")),
     })?;
     let (digest, size) = writer.commit(None)?;
+    // A compressed input is stored as it came: its digest is that of the bytes the check read.
+    let diff_id = found.given_content(plain_digest.as_ref().unwrap_or(&digest));
     Ok(StoredLayer {
         descriptor: Descriptor {
             media_type: media_type.to_owned(),

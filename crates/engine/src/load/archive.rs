@@ -175,7 +175,10 @@ impl Engine {
         check_complete(path, copied, declared_size)?;
         let found = layer.finish();
         match staged.add(writer, expected.as_ref()) {
-            Ok((digest, size)) => Ok((ArchiveFile::Blob(digest, size), found)),
+            Ok((digest, size)) => {
+                let found = found.map(|id| id.given_content(&digest));
+                Ok((ArchiveFile::Blob(digest, size), found))
+            }
             Err(StoreError::DigestMismatch { expected, actual }) => {
                 Err(EngineError::BadArchive(format!(
                     "invalid archive: content of {path} does not match its digest {expected} (it hashes to {actual})"
