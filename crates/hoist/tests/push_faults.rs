@@ -863,11 +863,22 @@ fn blob_checks(proxy: &FaultProxy) -> Vec<String> {
         .collect()
 }
 
+/// `method` requests the proxy saw whose path (with its query) contains `fragment`.
+fn requests_to(proxy: &FaultProxy, method: &str, fragment: &str) -> Vec<String> {
+    proxy
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == method && r.path.contains(fragment))
+        .map(|r| r.path)
+        .collect()
+}
+
 #[test]
-fn a_repository_without_tags_gets_no_existence_checks_and_a_re_push_checks_every_blob() {
+fn a_repository_without_tags_gets_no_existence_checks_and_a_re_push_checks_the_manifest() {
     let s = Scenario::new("no-checks", 115, &[300_000, 200_000, 100_000], json!({}));
     let out = s.push();
     out.assert_success("first push");
+    assert_eq!(requests_to(&s.proxy, "GET", "/tags/list").len(), 1);
     assert_eq!(
         blob_checks(&s.proxy),
         Vec::<String>::new(),
@@ -883,10 +894,51 @@ fn a_repository_without_tags_gets_no_existence_checks_and_a_re_push_checks_every
     }
     s.assert_pushed();
 
-    // Now the repository has a tag: every blob is checked and found.
+    // hoistd pushed this manifest there: one look for it stands for the tag list and every blob.
     s.proxy.reset_observations();
     let out = s.push();
     out.assert_success("re-push");
+    assert_eq!(
+        requests_to(&s.proxy, "HEAD", "/manifests/"),
+        [format!("/v2/{}/manifests/{}", s.repo, s.image.digest())]
+    );
+    assert_eq!(
+        requests_to(&s.proxy, "GET", "/tags/list"),
+        Vec::<String>::new()
+    );
+    assert_eq!(blob_checks(&s.proxy), Vec::<String>::new());
+    assert_eq!(requests_to(&s.proxy, "PUT", "/manifests/1").len(), 1);
+    for blob in s.image.blobs() {
+        assert_eq!(
+            s.proxy.completed_uploads(&blob.digest),
+            0,
+            "{}",
+            blob.digest
+        );
+    }
+    for layer in &s.image.layers {
+        assert_eq!(
+            layer_lines(&out.stdout, layer_id(&layer.blob.digest)),
+            ["Preparing", "Layer already exists"],
+            "{}",
+            out.stdout
+        );
+    }
+    assert!(
+        out.stdout
+            .contains(&format!("1: digest: {}", s.image.digest())),
+        "{}",
+        out.stdout
+    );
+
+    // A daemon that never pushed there finds the repository tagged: every blob is checked and
+    // found.
+    let other = start_hoistd_with(json!({}));
+    let other_cli = DockerCli::new(&other.socket());
+    let name = load_through(&other_cli, &s.proxy, &s.image, &s.repo, "2");
+    s.proxy.reset_observations();
+    let out = other_cli.run(&["push", &name]);
+    out.assert_success("push by another daemon");
     let checked = blob_checks(&s.proxy);
     for blob in s.image.blobs() {
         assert!(

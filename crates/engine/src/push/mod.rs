@@ -21,14 +21,14 @@ use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::events::Action;
 use crate::image_content::{IndexEntry, read_manifest};
-use crate::observe::{Direction, Operation, RetryCause};
+use crate::observe::{Direction, Operation, RetryCause, SkipReason};
 use crate::platform::Platform;
 use crate::progress::ProgressBoard;
 use crate::retry::RetryPolicy;
 use crate::summary::{OperationReport, Tally};
 use crate::uploads::{BlobJob, BlobOutcome, Upload, UploadPhase, UploadSource, UploadState};
 use crate::{media, names};
-use plan::{PlanBlob, Planned, plan_push};
+use plan::{PlanBlob, Planned, PushPlan, plan_push};
 
 /// What the client asked for.
 #[derive(Debug)]
@@ -111,6 +111,13 @@ struct PushItem {
     image: Descriptor,
     /// What to push under the tag: the image, or the one platform manifest asked for.
     target: Descriptor,
+}
+
+/// Whether a push looks for blobs in the registry before sending them, decided once per push.
+struct ExistenceChecks {
+    /// A push of this daemon to the repository is running or ended without success.
+    unsettled: bool,
+    answer: tokio::sync::OnceCell<bool>,
 }
 
 impl Engine {
@@ -242,10 +249,14 @@ impl PushJob {
             .engine
             .unsettled_pushes
             .begin(repository.host(), repository.path());
-        let check_existing = unsettled || !self.repository_is_empty(&repository).await;
+        // Asked of the registry once, when a blob is about to be sent.
+        let existence_checks = ExistenceChecks {
+            unsettled,
+            answer: tokio::sync::OnceCell::new(),
+        };
         let mut confirmed: HashMap<Digest, BlobOutcome> = HashMap::new();
         for item in &self.items {
-            self.push_item(item, &repository, check_existing, &mut confirmed, board)
+            self.push_item(item, &repository, &existence_checks, &mut confirmed, board)
                 .await?;
         }
         settlement.succeeded();
@@ -264,11 +275,45 @@ impl PushJob {
         }
     }
 
+    /// Whether blobs are looked for in the registry before they are sent: always, unless the
+    /// repository has no tag and no push of this daemon to it is unsettled.
+    async fn check_existing(&self, repository: &Repository, checks: &ExistenceChecks) -> bool {
+        *checks
+            .answer
+            .get_or_init(|| async {
+                checks.unsettled || !self.repository_is_empty(repository).await
+            })
+            .await
+    }
+
+    /// Whether the registry already has the plan's root, which the store says this repository
+    /// held (pushed there, or pulled from there, before). A registry takes a manifest only once
+    /// what it references is in the repository, so its blobs need no checks of their own: one
+    /// HEAD instead of the tag list and a HEAD per blob. A failed HEAD answers no, and the usual
+    /// checks follow.
+    async fn registry_has_root(&self, plan: &PushPlan, repository: &Repository) -> bool {
+        let root = &plan.root.digest;
+        if !self
+            .engine
+            .known_sources(repository.host(), root)
+            .contains(repository.path())
+        {
+            return false;
+        }
+        match repository.manifest_digest(root.as_str()).await {
+            Ok(found) => found.as_ref() == Some(root),
+            Err(e) => {
+                tracing::debug!(repository = %self.repository, error = %e, "could not look for the pushed manifest; checking every blob");
+                false
+            }
+        }
+    }
+
     async fn push_item(
         &self,
         item: &PushItem,
         repository: &Repository,
-        check_existing: bool,
+        existence_checks: &ExistenceChecks,
         confirmed: &mut HashMap<Digest, BlobOutcome>,
         board: &ProgressBoard<PushEvent>,
     ) -> Result<(), EngineError> {
@@ -303,30 +348,24 @@ impl PushJob {
                 state: LayerState::Preparing,
             });
         }
-        let transfers = plan
-            .blobs
-            .iter()
-            .map(|blob| self.transfer_blob(blob, repository, check_existing, confirmed, board));
-        let outcomes = try_join_all(transfers).await?;
-        for (blob, outcome) in plan.blobs.iter().zip(outcomes) {
-            confirmed.insert(blob.descriptor.digest.clone(), outcome);
-        }
-        for (child, bytes) in &plan.child_manifests {
-            if repository
-                .manifest_digest(child.digest.as_str())
-                .await?
-                .is_none()
-            {
-                put_manifest(
-                    repository,
-                    child.digest.as_str(),
-                    child,
-                    bytes.clone(),
-                    &engine.retry,
-                    &self.tally,
-                )
-                .await?;
+        if self.registry_has_root(&plan, repository).await {
+            for blob in &plan.blobs {
+                if blob.is_layer {
+                    board.post(PushEvent::Layer {
+                        id: blob.descriptor.digest.short_id().to_owned(),
+                        state: LayerState::AlreadyExists,
+                    });
+                }
+                self.tally.present(1);
+                engine
+                    .retry
+                    .observer
+                    .blob_skipped(repository.host(), SkipReason::Exists);
+                confirmed.insert(blob.descriptor.digest.clone(), BlobOutcome::AlreadyExists);
             }
+        } else {
+            self.transfer_content(&plan, repository, existence_checks, confirmed, board)
+                .await?;
         }
         let tag = item.tag.tag().unwrap_or("latest");
         put_manifest(
@@ -367,6 +406,45 @@ impl PushJob {
         let tag = item.tag.familiar_string();
         self.engine
             .log_image_event(Action::Push, &tag, &item.tag.familiar_name());
+        Ok(())
+    }
+
+    /// Sends the plan's blobs (each checked for, mounted or uploaded) and its child manifests,
+    /// everything but the root.
+    async fn transfer_content(
+        &self,
+        plan: &PushPlan,
+        repository: &Repository,
+        existence_checks: &ExistenceChecks,
+        confirmed: &mut HashMap<Digest, BlobOutcome>,
+        board: &ProgressBoard<PushEvent>,
+    ) -> Result<(), EngineError> {
+        let check_existing = self.check_existing(repository, existence_checks).await;
+        let transfers = plan
+            .blobs
+            .iter()
+            .map(|blob| self.transfer_blob(blob, repository, check_existing, confirmed, board));
+        let outcomes = try_join_all(transfers).await?;
+        for (blob, outcome) in plan.blobs.iter().zip(outcomes) {
+            confirmed.insert(blob.descriptor.digest.clone(), outcome);
+        }
+        for (child, bytes) in &plan.child_manifests {
+            if repository
+                .manifest_digest(child.digest.as_str())
+                .await?
+                .is_none()
+            {
+                put_manifest(
+                    repository,
+                    child.digest.as_str(),
+                    child,
+                    bytes.clone(),
+                    &self.engine.retry,
+                    &self.tally,
+                )
+                .await?;
+            }
+        }
         Ok(())
     }
 
