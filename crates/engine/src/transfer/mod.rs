@@ -6,9 +6,9 @@
 //! tasks of one kind; a task holds one while it moves bytes and gives it up while it waits to
 //! retry.
 
+mod handles;
 mod scheduler;
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -19,6 +19,7 @@ use hoist_registry::Progress;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+pub(crate) use handles::Handles;
 pub(crate) use scheduler::{PriorityPermit, SlotLoad};
 
 use crate::error::EngineError;
@@ -144,7 +145,7 @@ pub(crate) struct SharedTransfers<K, P, O> {
     slots: Arc<PrioritySemaphore>,
     /// Fired when the daemon stops: every task ends at once with [`EngineError::ShuttingDown`].
     stop: CancellationToken,
-    active: Mutex<HashMap<K, Weak<Transfer<P, O>>>>,
+    active: Mutex<Handles<K, Weak<Transfer<P, O>>>>,
 }
 
 impl<K, P, O> SharedTransfers<K, P, O>
@@ -167,7 +168,7 @@ where
             what,
             slots: PrioritySemaphore::new(slots),
             stop,
-            active: Mutex::new(HashMap::new()),
+            active: Mutex::new(Handles::default()),
         }
     }
 
@@ -184,8 +185,8 @@ where
         F: FnOnce(Reporter<P, O>) -> Fut,
         Fut: Future<Output = Result<O, EngineError>> + Send + 'static,
     {
-        let mut active = self.active.lock().unwrap_or_else(|e| e.into_inner());
-        active.retain(|_, w| w.strong_count() > 0);
+        let mut handles = self.active.lock().unwrap_or_else(|e| e.into_inner());
+        let active = handles.swept(|w| w.strong_count() > 0);
         if let Some(existing) = active.get(&key).and_then(Weak::upgrade)
             && !existing.has_failed()
         {

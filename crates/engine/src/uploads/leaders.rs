@@ -7,12 +7,11 @@
 //! is refused, the follower uploads on its own. A follower is never a leader, so no upload waits
 //! on one that waits on it.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 
 use hoist_reference::Digest;
 
-use crate::transfer::Transfer;
+use crate::transfer::{Handles, Transfer};
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct BlobAtRegistry {
@@ -35,13 +34,13 @@ pub(super) struct Lead<P, O> {
 
 /// The leading upload of each blob, per registry; `P` and `O` are the uploads' phase and outcome.
 pub(super) struct Leaders<P, O> {
-    active: Mutex<HashMap<BlobAtRegistry, Leader<P, O>>>,
+    active: Mutex<Handles<BlobAtRegistry, Leader<P, O>>>,
 }
 
 impl<P, O> Default for Leaders<P, O> {
     fn default() -> Self {
         Leaders {
-            active: Mutex::new(HashMap::new()),
+            active: Mutex::new(Handles::default()),
         }
     }
 }
@@ -57,8 +56,8 @@ impl<P, O> Leaders<P, O> {
         digest: &Digest,
         start: impl FnOnce(Option<Lead<P, O>>) -> Arc<Transfer<P, O>>,
     ) -> Arc<Transfer<P, O>> {
-        let mut active = self.active.lock().unwrap_or_else(|e| e.into_inner());
-        active.retain(|_, leader| leader.upload.strong_count() > 0);
+        let mut handles = self.active.lock().unwrap_or_else(|e| e.into_inner());
+        let active = handles.swept(|leader| leader.upload.strong_count() > 0);
         let key = BlobAtRegistry {
             host: host.to_owned(),
             digest: digest.clone(),
