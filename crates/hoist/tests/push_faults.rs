@@ -484,6 +484,13 @@ fn a_lost_upload_session_is_retried_with_backoff_and_the_first_cause_reported() 
         "/blobs/uploads/",
         FaultAction::respond(404, &[("Content-Type", "application/json")], unknown),
     ));
+    // After the chunk: answered at once, the unread chunk's reset can reach hoistd before the
+    // answer does, and the last error is then a broken pipe.
+    s.proxy.add_rule(FaultRule::new(
+        "PATCH",
+        "/blobs/uploads/",
+        FaultAction::ReadBodyFirst,
+    ));
     let path = format!("/v1.50/images/{}/push", s.name);
     let answer = s
         .hoistd

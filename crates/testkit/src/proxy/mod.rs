@@ -388,6 +388,7 @@ async fn handle(
     let mut reset_before_response = false;
     let mut reset_response_after = None;
     let mut injected = None;
+    let mut read_body_first = false;
     for action in actions {
         match action {
             FaultAction::Delay(delay) => tokio::time::sleep(delay).await,
@@ -407,11 +408,16 @@ async fn handle(
             FaultAction::AddResponseHeader(name, value) => added_headers.push((name, value)),
             FaultAction::RelativeLocation => relative_location = true,
             FaultAction::ResetBeforeResponse => reset_before_response = true,
+            FaultAction::ReadBodyFirst => read_body_first = true,
             FaultAction::ResetAfterResponseBytes(limit) => reset_response_after = Some(limit),
         }
     }
 
     if let Some((status, headers, body)) = injected {
+        if read_body_first {
+            let mut incoming = req.into_body();
+            while let Some(Ok(_)) = incoming.frame().await {}
+        }
         let mut response = Response::builder().status(status);
         for (name, value) in headers.iter().chain(&added_headers) {
             response = response.header(name, value);

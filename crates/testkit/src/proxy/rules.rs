@@ -5,12 +5,17 @@ use std::time::Duration;
 /// What a rule does to a matching request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FaultAction {
-    /// Answer with this instead of forwarding (the request body is not read).
+    /// Answer with this instead of forwarding (the request body is not read, unless
+    /// `ReadBodyFirst` applies too).
     Respond {
         status: u16,
         headers: Vec<(String, String)>,
         body: Vec<u8>,
     },
+    /// With `Respond`: read the whole request body (and drop it) before answering, as a
+    /// registry that looks at an upload only once it has it. The client then finishes sending
+    /// before the answer comes, with no reset of the unread body racing the answer.
+    ReadBodyFirst,
     /// Forward, but after this many request-body bytes reset the client's connection
     /// (`SO_LINGER` 0, so the client sees a RST) and abort the upstream request.
     ResetAfterBodyBytes(u64),
