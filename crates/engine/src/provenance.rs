@@ -103,21 +103,32 @@ impl Engine {
         homes: impl Iterator<Item = (&'a str, &'a str, &'a Digest)>,
         durability: Durability,
     ) -> Result<(), EngineError> {
-        let mut added: BTreeMap<(&str, &Digest), BTreeSet<&str>> = BTreeMap::new();
+        let mut added: BTreeMap<&Digest, BTreeMap<&str, BTreeSet<&str>>> = BTreeMap::new();
         for (host, repository, digest) in homes {
-            added.entry((host, digest)).or_default().insert(repository);
+            added
+                .entry(digest)
+                .or_default()
+                .entry(host)
+                .or_default()
+                .insert(repository);
         }
-        let mut changes = Vec::new();
-        for ((host, digest), repositories) in added {
-            let mut repos = self.known_sources(host, digest);
-            let before = repos.len();
-            repos.extend(repositories.into_iter().map(str::to_owned));
-            if repos.len() != before {
-                let value = repos.into_iter().collect::<Vec<_>>().join(",");
-                changes.push((digest.clone(), source_label(host), Some(value)));
+        let digests: Vec<Digest> = added.keys().map(|d| (*d).clone()).collect();
+        let merge = |digest: &Digest, labels: &mut BTreeMap<String, String>| {
+            for (host, repositories) in added.get(digest).into_iter().flatten() {
+                let key = source_label(host);
+                let mut repos: BTreeSet<&str> = labels
+                    .get(&key)
+                    .map(|v| repositories_in(v).collect())
+                    .unwrap_or_default();
+                let before = repos.len();
+                repos.extend(repositories);
+                if repos.len() != before {
+                    let value = repos.into_iter().collect::<Vec<_>>().join(",");
+                    labels.insert(key, value);
+                }
             }
-        }
-        self.store.set_blob_labels(changes, durability)?;
+        };
+        self.store.update_blob_labels(&digests, merge, durability)?;
         Ok(())
     }
 
@@ -128,7 +139,7 @@ impl Engine {
             let Some(host) = key.strip_prefix(SOURCE_LABEL_PREFIX) else {
                 continue;
             };
-            for path in value.split(',').filter(|s| !s.is_empty()) {
+            for path in repositories_in(&value) {
                 sources.push((host.to_owned(), path.to_owned()));
             }
         }
@@ -140,12 +151,12 @@ impl Engine {
         self.store
             .blob_labels(digest)
             .get(&source_label(host))
-            .map(|v| {
-                v.split(',')
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned)
-                    .collect()
-            })
+            .map(|v| repositories_in(v).map(str::to_owned).collect())
             .unwrap_or_default()
     }
+}
+
+/// The repositories a source label's value lists, comma-separated.
+fn repositories_in(value: &str) -> impl Iterator<Item = &str> {
+    value.split(',').filter(|s| !s.is_empty())
 }

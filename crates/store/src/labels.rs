@@ -1,7 +1,7 @@
 //! Labels on blobs: opaque key/value pairs the engine attaches to content (for example where a
 //! layer was seen, for cross-repository mounts). They live and die with their blob.
 
-use std::collections::{BTreeMap, btree_map};
+use std::collections::BTreeMap;
 
 use hoist_reference::Digest;
 use tracing::warn;
@@ -28,33 +28,53 @@ impl Store {
         changes: Vec<(Digest, String, Option<String>)>,
         durability: Durability,
     ) -> Result<(), StoreError> {
+        let mut by_blob: BTreeMap<Digest, Vec<(String, Option<String>)>> = BTreeMap::new();
+        for (digest, key, value) in changes {
+            by_blob.entry(digest).or_default().push((key, value));
+        }
+        let digests: Vec<Digest> = by_blob.keys().cloned().collect();
+        self.update_blob_labels(
+            &digests,
+            |digest, labels| {
+                for (key, value) in by_blob.remove(digest).unwrap_or_default() {
+                    match value {
+                        Some(value) => labels.insert(key, value),
+                        None => labels.remove(&key),
+                    };
+                }
+            },
+            durability,
+        )
+    }
+
+    /// Changes the labels of each of `digests` with `update`, given the blob's current labels,
+    /// all or nothing, in one metadata transaction (no separate read before it), durable as
+    /// [`Store::set_blob_labels`]. A blob whose labels `update` leaves as they were is not
+    /// written; one it changes must be present ([`StoreError::NotFound`]: an absent blob has no
+    /// labels, so only a label set on it changes them).
+    pub fn update_blob_labels(
+        &self,
+        digests: &[Digest],
+        mut update: impl FnMut(&Digest, &mut BTreeMap<String, String>),
+        durability: Durability,
+    ) -> Result<(), StoreError> {
         let inner = &self.inner;
         // Held throughout, so a GC cannot remove a blob between the check and the write.
         let _state = inner.state();
         let write = inner.meta.write()?;
-        let mut changed: BTreeMap<Digest, BTreeMap<String, String>> = BTreeMap::new();
-        for (digest, key, value) in changes {
-            if value.is_some() && !inner.layout.blob_path(&digest).is_file() {
-                return Err(StoreError::NotFound(digest));
-            }
-            let labels = match changed.entry(digest) {
-                btree_map::Entry::Occupied(entry) => entry.into_mut(),
-                btree_map::Entry::Vacant(entry) => {
-                    let current = write.labels(entry.key())?;
-                    entry.insert(current)
-                }
-            };
-            match value {
-                Some(value) => labels.insert(key, value),
-                None => labels.remove(&key),
-            };
-        }
         let mut dirty = false;
-        for (digest, labels) in &changed {
-            if *labels != write.labels(digest)? {
-                write.set_labels(digest.as_str(), labels)?;
-                dirty = true;
+        for digest in digests {
+            let current = write.labels(digest)?;
+            let mut labels = current.clone();
+            update(digest, &mut labels);
+            if labels == current {
+                continue;
             }
+            if !inner.layout.blob_path(digest).is_file() {
+                return Err(StoreError::NotFound(digest.clone()));
+            }
+            write.set_labels(digest.as_str(), &labels)?;
+            dirty = true;
         }
         if dirty {
             match durability {
