@@ -880,6 +880,17 @@ fn requests_to(proxy: &FaultProxy, method: &str, fragment: &str) -> Vec<String> 
         .collect()
 }
 
+/// The push's output says of every layer of `image` that it was already in the registry.
+fn assert_every_layer_already_there(image: &Image, stdout: &str) {
+    for layer in &image.layers {
+        assert_eq!(
+            layer_lines(stdout, layer_id(&layer.blob.digest)),
+            ["Preparing", "Layer already exists"],
+            "{stdout}"
+        );
+    }
+}
+
 #[test]
 fn a_repository_without_tags_gets_no_existence_checks_and_a_re_push_checks_the_manifest() {
     let s = Scenario::new("no-checks", 115, &[300_000, 200_000, 100_000], json!({}));
@@ -923,14 +934,7 @@ fn a_repository_without_tags_gets_no_existence_checks_and_a_re_push_checks_the_m
             blob.digest
         );
     }
-    for layer in &s.image.layers {
-        assert_eq!(
-            layer_lines(&out.stdout, layer_id(&layer.blob.digest)),
-            ["Preparing", "Layer already exists"],
-            "{}",
-            out.stdout
-        );
-    }
+    assert_every_layer_already_there(&s.image, &out.stdout);
     assert!(
         out.stdout
             .contains(&format!("1: digest: {}", s.image.digest())),
@@ -962,14 +966,7 @@ fn a_repository_without_tags_gets_no_existence_checks_and_a_re_push_checks_the_m
             blob.digest
         );
     }
-    for layer in &s.image.layers {
-        assert_eq!(
-            layer_lines(&out.stdout, layer_id(&layer.blob.digest)),
-            ["Preparing", "Layer already exists"],
-            "{}",
-            out.stdout
-        );
-    }
+    assert_every_layer_already_there(&s.image, &out.stdout);
 }
 
 #[test]
