@@ -19,6 +19,10 @@ use sha2::{Digest as _, Sha256};
 
 /// Chunks in flight between the copy and the checking thread.
 const CHANNEL_CHUNKS: usize = 8;
+/// Bytes gathered before they go to the checking thread: feeders pass what they read, often a
+/// few dozen KiB of a request body at a time, and a thread wakeup per such piece (a futex round
+/// trip each side, ~25,000 per GiB) cost more than checking it.
+const CHUNK_BYTES: usize = 256 * 1024;
 /// Read buffer of the decompressors.
 const DECODE_BUFFER_BYTES: usize = 256 * 1024;
 /// Layers up to this size are checked on the caller's thread, from memory.
@@ -62,6 +66,8 @@ pub(crate) enum LayerCheck {
     /// On a thread of its own, fed through a channel.
     Threaded {
         chunks: Option<SyncSender<Vec<u8>>>,
+        /// Fed bytes not yet sent, fewer than [`CHUNK_BYTES`].
+        gathered: Vec<u8>,
         outcome: Receiver<Result<DiffId, NotALayer>>,
     },
     /// A small layer, kept to be checked at the end.
@@ -95,6 +101,7 @@ impl LayerCheck {
         }
         LayerCheck::Threaded {
             chunks: Some(chunks),
+            gathered: Vec::with_capacity(CHUNK_BYTES),
             outcome,
         }
     }
@@ -103,11 +110,16 @@ impl LayerCheck {
     /// (content that is not a tar is refused at once) the rest is not needed and is dropped.
     pub fn feed(&mut self, bytes: &[u8]) {
         match self {
-            LayerCheck::Threaded { chunks, .. } => {
-                if let Some(sender) = chunks
-                    && sender.send(bytes.to_vec()).is_err()
-                {
-                    *chunks = None;
+            LayerCheck::Threaded {
+                chunks, gathered, ..
+            } => {
+                if chunks.is_none() {
+                    return;
+                }
+                gathered.extend_from_slice(bytes);
+                if gathered.len() >= CHUNK_BYTES {
+                    let full = std::mem::replace(gathered, Vec::with_capacity(CHUNK_BYTES));
+                    send(chunks, full);
                 }
             }
             // An archive entry yields at most its declared size, so this stays within the bound.
@@ -119,8 +131,13 @@ impl LayerCheck {
     pub fn finish(self) -> Result<DiffId, NotALayer> {
         match self {
             LayerCheck::Threaded {
-                chunks, outcome, ..
+                mut chunks,
+                gathered,
+                outcome,
             } => {
+                if !gathered.is_empty() {
+                    send(&mut chunks, gathered);
+                }
                 drop(chunks);
                 outcome.recv().unwrap_or_else(|_| {
                     Err(NotALayer::Tar(
@@ -130,6 +147,15 @@ impl LayerCheck {
             }
             LayerCheck::Inline(kept) => check(kept.as_slice()),
         }
+    }
+}
+
+/// Sends `chunk` to the checking thread; once it has stopped reading, nothing more is sent.
+fn send(chunks: &mut Option<SyncSender<Vec<u8>>>, chunk: Vec<u8>) {
+    if let Some(sender) = chunks
+        && sender.send(chunk).is_err()
+    {
+        *chunks = None;
     }
 }
 
