@@ -19,6 +19,11 @@ pub struct RegistryConfig {
     /// dockerd's `proxies` (`--http-proxy`, `--https-proxy`, `--no-proxy`): each one given
     /// replaces its environment variable; the others still come from the environment.
     pub proxies: ProxyConfig,
+    /// Whether large upload bodies go with `sendfile(2)` to a registry on this host too. Off:
+    /// such a registry spends more CPU receiving pages handed over by `sendfile` than copying
+    /// them costs hoistd. Tests turn it on to run that sender against the registries they
+    /// start on 127.0.0.1.
+    pub sendfile_to_this_host: bool,
 }
 
 /// Proxy settings given to the daemon. Its `Debug` masks credentials in the URLs.
@@ -88,6 +93,7 @@ impl Default for RegistryConfig {
             chunk_sizes: HashMap::new(),
             user_agent: concat!("hoist/", env!("CARGO_PKG_VERSION")).to_owned(),
             proxies: ProxyConfig::default(),
+            sendfile_to_this_host: false,
         }
     }
 }

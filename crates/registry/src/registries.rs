@@ -31,7 +31,7 @@ impl std::fmt::Debug for Registries {
 impl Registries {
     pub fn new(config: RegistryConfig) -> Result<Registries, RegistryError> {
         let endpoints = Endpoints::new(&config)?;
-        let files = FileSender::new(config.user_agent.clone());
+        let files = FileSender::new(config.user_agent.clone(), config.sendfile_to_this_host);
         Ok(Registries {
             config: Arc::new(config),
             auth: Auth::new(endpoints.clone()),

@@ -1,5 +1,6 @@
-//! Blob uploads to a plain-HTTP registry go out with sendfile on connections of their own
-//! (`sendfile_upload.rs`). What must hold whichever way the bytes are sent: the registry's
+//! Large blob bodies to a plain-HTTP registry on another host go out with sendfile on
+//! connections of their own; these tests ask for that with their registries on 127.0.0.1
+//! too (`test_config`). What must hold whichever way the bytes are sent: the registry's
 //! answers are read however they are framed, a refusal sent before the body is read is
 //! reported as the refusal, and connections are kept alive between uploads.
 
@@ -11,7 +12,9 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use common::*;
-use hoist_registry::{Access, Credentials, Progress, RegistryError, UploadMode};
+use hoist_registry::{
+    Access, Credentials, Progress, Registries, RegistryConfig, RegistryError, UploadMode,
+};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
@@ -190,6 +193,68 @@ async fn uploads_one_after_another_share_a_kept_alive_connection() {
         .collect();
     assert_eq!(puts.len(), 3, "{seen:?}");
     assert!(puts.iter().all(|c| *c == puts[0]), "{seen:?}");
+}
+
+/// A server that accepts every upload and checks nothing; it records the connections.
+async fn accepting_server() -> (String, Arc<Mutex<Vec<Seen>>>) {
+    serve(|request: Request<Incoming>| async move {
+        match request.method().as_str() {
+            "POST" => full(202, &[("location", "/upload/1")], ""),
+            "PUT" => {
+                let digest = request
+                    .uri()
+                    .query()
+                    .unwrap_or_default()
+                    .split('&')
+                    .find_map(|pair| pair.strip_prefix("digest="))
+                    .unwrap_or_default()
+                    .replace("%3A", ":");
+                request.into_body().collect().await.unwrap();
+                let digest: &'static str = Box::leak(digest.into_boxed_str());
+                full(201, &[("docker-content-digest", digest)], "")
+            }
+            _ => full(404, &[], ""),
+        }
+    })
+    .await
+}
+
+/// Which connections carried the POST and the PUT of one upload of a 5 MiB blob.
+async fn upload_connections(config: RegistryConfig) -> (usize, usize) {
+    let (host, seen) = accepting_server().await;
+    let registries = Registries::new(config).unwrap();
+    let repo = registries.repository(&host, REPO, Access::PullPush, Credentials::Anonymous);
+    let dir = tempfile::tempdir().unwrap();
+    let blob = blob_file(dir.path(), &pseudo_random(5 * 1024 * 1024, 60));
+    let session = repo.start_upload().await.unwrap();
+    repo.upload_blob(session, &blob, UploadMode::Monolithic, &Progress::default())
+        .await
+        .unwrap();
+    let seen = seen.lock().unwrap().clone();
+    let on = |method: &str| {
+        let found: Vec<usize> = seen
+            .iter()
+            .filter(|s| s.method == method)
+            .map(|s| s.connection)
+            .collect();
+        assert_eq!(found.len(), 1, "{seen:?}");
+        found[0]
+    };
+    (on("POST"), on("PUT"))
+}
+
+#[tokio::test]
+async fn a_registry_on_this_host_gets_large_bodies_copied_unless_asked_for_sendfile() {
+    // Copied: reqwest sends the PUT on the connection the POST left idle.
+    let (post, put) = upload_connections(RegistryConfig {
+        sendfile_to_this_host: false,
+        ..test_config()
+    })
+    .await;
+    assert_eq!(post, put);
+    // With sendfile: on a connection of that path's own.
+    let (post, put) = upload_connections(test_config()).await;
+    assert_ne!(post, put);
 }
 
 #[tokio::test]

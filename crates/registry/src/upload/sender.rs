@@ -1,6 +1,6 @@
 //! Sending a range of a blob file as the body of a request whose credentials are attached:
-//! with `sendfile` over an unproxied plain-HTTP connection, otherwise as a streamed reqwest
-//! body.
+//! with `sendfile` over an unproxied plain-HTTP connection to another host, otherwise as a
+//! streamed reqwest body.
 
 use std::sync::Arc;
 
@@ -8,7 +8,7 @@ use reqwest::Response;
 
 use super::file_body::file_body;
 use super::range::FileRange;
-use super::sendfile::{self, ConnectionPool, FileRequest};
+use super::sendfile::{self, ConnectionPool, FileRequest, Sent, Serves};
 use crate::RegistryError;
 use crate::endpoint::CONNECT_TIMEOUT;
 use crate::http_util::url_host;
@@ -23,14 +23,21 @@ pub(crate) struct FileSender {
 
 struct Inner {
     connections: ConnectionPool,
+    serves: Serves,
     user_agent: String,
 }
 
 impl FileSender {
-    pub(crate) fn new(user_agent: String) -> FileSender {
+    /// `this_host_too`: whether registries on this host get `sendfile` too.
+    pub(crate) fn new(user_agent: String, this_host_too: bool) -> FileSender {
+        let serves = match this_host_too {
+            true => Serves::EveryHost,
+            false => Serves::OtherHosts,
+        };
         FileSender {
             inner: Arc::new(Inner {
                 connections: ConnectionPool::default(),
+                serves,
                 user_agent,
             }),
         }
@@ -59,7 +66,12 @@ impl FileSender {
                 user_agent: &self.inner.user_agent,
                 body,
             };
-            return sendfile::send(request, &self.inner.connections, CONNECT_TIMEOUT).await;
+            let inner = &self.inner;
+            match sendfile::send(request, &inner.connections, inner.serves, CONNECT_TIMEOUT).await?
+            {
+                Sent::Answered(response) => return Ok(response),
+                Sent::Declined => {}
+            }
         }
         let before = body.progress.get();
         let request = client

@@ -44,10 +44,12 @@ pub fn blob_file(dir: &Path, bytes: &[u8]) -> BlobSource {
     unsafe { BlobSource::new(path, digest, bytes.len() as u64) }
 }
 
-/// A config that ignores the machine's certs.d, so tests do not depend on it.
+/// A config that ignores the machine's certs.d, so tests do not depend on it, and sends large
+/// bodies with `sendfile` to the tests' registries on 127.0.0.1 as it would to remote ones.
 pub fn test_config() -> RegistryConfig {
     RegistryConfig {
         certs_dir: std::env::temp_dir().join("hoist-registry-tests-no-certs"),
+        sendfile_to_this_host: true,
         ..RegistryConfig::default()
     }
 }

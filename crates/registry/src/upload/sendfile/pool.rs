@@ -1,6 +1,6 @@
-//! Kept-alive connections of the sendfile upload path.
+//! Kept-alive connections of the sendfile upload path, and the hosts it found to be this one.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::ErrorKind;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,9 +22,21 @@ type IdleConnections = HashMap<String, Vec<(TcpStream, Instant)>>;
 #[derive(Default)]
 pub(crate) struct ConnectionPool {
     idle: Arc<Mutex<IdleConnections>>,
+    /// `host:port`s whose connections ended on this host, for which the path declines.
+    this_host: Mutex<HashSet<String>>,
 }
 
 impl ConnectionPool {
+    pub(super) fn is_this_host(&self, key: &str) -> bool {
+        let this_host = self.this_host.lock().unwrap_or_else(|p| p.into_inner());
+        this_host.contains(key)
+    }
+
+    pub(super) fn found_this_host(&self, key: String) {
+        let mut this_host = self.this_host.lock().unwrap_or_else(|p| p.into_inner());
+        this_host.insert(key);
+    }
+
     /// The most recently used live connection to `key`, if any.
     pub(super) fn take(&self, key: &str) -> Option<TcpStream> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
