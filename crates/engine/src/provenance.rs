@@ -5,15 +5,21 @@
 //! completes a partly pulled index from where the index is.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use hoist_reference::Digest;
 use hoist_store::Durability;
 
-use crate::source_queue::{PendingSource, SourceQueue};
+use crate::source_queue::PendingSource;
 use crate::{Engine, EngineError};
 
 /// What every source label's key starts with; the registry's host follows.
 const SOURCE_LABEL_PREFIX: &str = "containerd.io/distribution.source.";
+
+/// How long homes gather in the queue before they are committed together: long enough that a
+/// push of many small layers commits tens of homes at a time, short enough that a crash loses
+/// little. Readers do not wait for it.
+const GATHER: Duration = Duration::from_millis(50);
 
 /// The label naming the repositories of `host` that hold a blob.
 fn source_label(host: &str) -> String {
@@ -35,63 +41,55 @@ impl Engine {
         )
     }
 
-    /// Records that `repository` of `host` holds `digest`, visible to every later push when it
-    /// returns, in a commit shared with the records other uploads asked for meanwhile. The commit
-    /// is deferred (no fsync): a record is a hint whose loss in a crash costs a later push an
-    /// upload instead of a mount, and the push's own last record (`record_sources`) makes it
-    /// durable; an fsync per blob cost a push of 1,000 small layers a quarter of hoistd's CPU.
-    pub(crate) async fn record_source(
-        &self,
-        host: &str,
-        repository: &str,
-        digest: &Digest,
-    ) -> Result<(), EngineError> {
-        let (lead, outcome) = self.pending_sources.push(host, repository, digest);
-        if lead {
-            // Not tied to this caller: the others' records go on if it is cancelled.
-            let engine = self.clone();
-            tokio::task::spawn_blocking(move || engine.drain_pending_sources());
-        }
-        match outcome.await {
-            Ok(result) => result.map_err(EngineError::Internal),
-            Err(_) => Err(EngineError::Internal(
-                "recording where a blob went stopped unexpectedly".into(),
-            )),
+    /// Records that `repository` of `host` holds `digest`, seen by every later push at once
+    /// (through the queue) and committed within [`GATHER`], together with the other homes
+    /// pushes learned meanwhile. The commit is deferred (no fsync): a home is a hint whose loss
+    /// in a crash costs a later push an upload instead of a mount, and the push's own last
+    /// record (`record_sources`) makes it durable.
+    pub(crate) fn record_source(&self, host: &str, repository: &str, digest: &Digest) {
+        if self.pending_sources.push(host, repository, digest) {
+            // Not tied to the caller: the queued homes are committed if it is cancelled.
+            tokio::spawn(self.clone().drain_pending_sources());
         }
     }
 
-    /// Records what is queued, in one commit per round, until the queue is empty. A round that
+    /// Commits what is queued, a batch every [`GATHER`], until the queue is empty. A batch that
     /// fails (a blob removed meanwhile) is recorded again blob by blob, so that one blob's
     /// failure is only its own.
-    fn drain_pending_sources(&self) {
-        struct Abandon<'a>(&'a SourceQueue);
-        impl Drop for Abandon<'_> {
-            fn drop(&mut self) {
-                if std::thread::panicking() {
-                    self.0.abandon();
-                }
+    async fn drain_pending_sources(self) {
+        loop {
+            tokio::time::sleep(GATHER).await;
+            let Some(batch) = self.pending_sources.take() else {
+                return;
+            };
+            let engine = self.clone();
+            let committed = tokio::task::spawn_blocking(move || {
+                engine.commit_sources(&batch);
+                engine.pending_sources.settled(&batch);
+            })
+            .await;
+            if committed.is_err() {
+                // It panicked, and its batch is lost: the homes stay hints never recorded.
+                self.pending_sources.abandon();
+                return;
             }
         }
-        let _abandon = Abandon(&self.pending_sources);
+    }
+
+    fn commit_sources(&self, batch: &[PendingSource]) {
         fn home(p: &PendingSource) -> (&str, &str, &Digest) {
             (p.host.as_str(), p.repository.as_str(), &p.digest)
         }
-        while let Some(batch) = self.pending_sources.take() {
-            if batch.len() > 1
-                && self
-                    .record_many(batch.iter().map(home), Durability::Deferred)
-                    .is_ok()
-            {
-                for pending in batch {
-                    let _ = pending.recorded.send(Ok(()));
-                }
-                continue;
-            }
-            for pending in batch {
-                let result = self
-                    .record_many(std::iter::once(home(&pending)), Durability::Deferred)
-                    .map_err(|e| e.to_string());
-                let _ = pending.recorded.send(result);
+        if batch.len() > 1
+            && self
+                .record_many(batch.iter().map(home), Durability::Deferred)
+                .is_ok()
+        {
+            return;
+        }
+        for pending in batch {
+            if let Err(e) = self.record_many(std::iter::once(home(pending)), Durability::Deferred) {
+                tracing::warn!(error = %e, digest = %pending.digest, "could not record where a pushed blob went");
             }
         }
     }
@@ -132,15 +130,20 @@ impl Engine {
         Ok(())
     }
 
-    /// Every (registry host, repository) known to hold `digest`, in label order.
+    /// Every (registry host, repository) known to hold `digest`: queued homes first, then the
+    /// labels' in their order.
     pub(crate) fn sources_of(&self, digest: &Digest) -> Vec<(String, String)> {
-        let mut sources = Vec::new();
+        // The queue before the store: a home leaves the queue only once committed.
+        let mut sources = self.pending_sources.homes_of(digest);
         for (key, value) in self.store.blob_labels(digest) {
             let Some(host) = key.strip_prefix(SOURCE_LABEL_PREFIX) else {
                 continue;
             };
             for path in repositories_in(&value) {
-                sources.push((host.to_owned(), path.to_owned()));
+                let source = (host.to_owned(), path.to_owned());
+                if !sources.contains(&source) {
+                    sources.push(source);
+                }
             }
         }
         sources
@@ -148,11 +151,15 @@ impl Engine {
 
     /// The repositories of registry `host` known to hold `digest`.
     pub(crate) fn known_sources(&self, host: &str, digest: &Digest) -> BTreeSet<String> {
-        self.store
-            .blob_labels(digest)
-            .get(&source_label(host))
-            .map(|v| repositories_in(v).map(str::to_owned).collect())
-            .unwrap_or_default()
+        // The queue before the store: a home leaves the queue only once committed.
+        let mut known: BTreeSet<String> = (self.pending_sources.homes_of(digest).into_iter())
+            .filter(|(h, _)| h == host)
+            .map(|(_, repository)| repository)
+            .collect();
+        if let Some(value) = self.store.blob_labels(digest).get(&source_label(host)) {
+            known.extend(repositories_in(value).map(str::to_owned));
+        }
+        known
     }
 }
 

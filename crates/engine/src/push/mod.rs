@@ -506,12 +506,7 @@ impl PushJob {
         // Recorded while this push still holds the upload: an upload of the blob to another
         // repository of the registry starting now finds it either running or recorded, and
         // mounts it from here.
-        if let Err(e) = engine
-            .record_source(repository.host(), repository.path(), &desc.digest)
-            .await
-        {
-            tracing::warn!(error = %e, "could not record where a pushed blob went");
-        }
+        engine.record_source(repository.host(), repository.path(), &desc.digest);
         drop(upload);
         Ok(outcome)
     }
