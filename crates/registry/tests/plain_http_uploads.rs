@@ -148,9 +148,10 @@ async fn a_refusal_sent_before_the_body_is_read_is_the_error_even_when_chunked()
     }
 }
 
-#[tokio::test]
-async fn uploads_one_after_another_share_a_kept_alive_connection() {
-    let (host, seen) = serve(|request: Request<Incoming>| async move {
+/// A server that accepts every upload whose body has the digest its PUT names; it records
+/// the connections.
+async fn accepting_server() -> (String, Arc<Mutex<Vec<Seen>>>) {
+    serve(|request: Request<Incoming>| async move {
         match request.method().as_str() {
             "POST" => full(202, &[("location", "/upload/1")], ""),
             "PUT" => {
@@ -172,7 +173,12 @@ async fn uploads_one_after_another_share_a_kept_alive_connection() {
             _ => full(404, &[], ""),
         }
     })
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn uploads_one_after_another_share_a_kept_alive_connection() {
+    let (host, seen) = accepting_server().await;
     let repo = registries().repository(&host, REPO, Access::PullPush, Credentials::Anonymous);
     let dir = tempfile::tempdir().unwrap();
     for seed in 0..3 {
@@ -193,30 +199,6 @@ async fn uploads_one_after_another_share_a_kept_alive_connection() {
         .collect();
     assert_eq!(puts.len(), 3, "{seen:?}");
     assert!(puts.iter().all(|c| *c == puts[0]), "{seen:?}");
-}
-
-/// A server that accepts every upload and checks nothing; it records the connections.
-async fn accepting_server() -> (String, Arc<Mutex<Vec<Seen>>>) {
-    serve(|request: Request<Incoming>| async move {
-        match request.method().as_str() {
-            "POST" => full(202, &[("location", "/upload/1")], ""),
-            "PUT" => {
-                let digest = request
-                    .uri()
-                    .query()
-                    .unwrap_or_default()
-                    .split('&')
-                    .find_map(|pair| pair.strip_prefix("digest="))
-                    .unwrap_or_default()
-                    .replace("%3A", ":");
-                request.into_body().collect().await.unwrap();
-                let digest: &'static str = Box::leak(digest.into_boxed_str());
-                full(201, &[("docker-content-digest", digest)], "")
-            }
-            _ => full(404, &[], ""),
-        }
-    })
-    .await
 }
 
 /// Which connections carried the POST and the PUT of one upload of a 5 MiB blob.
