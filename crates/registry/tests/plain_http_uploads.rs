@@ -7,6 +7,7 @@
 mod common;
 
 use std::convert::Infallible;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -38,7 +39,16 @@ where
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: std::future::Future<Output = Response<Body>> + Send + 'static,
 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    serve_at(Ipv4Addr::LOCALHOST.into(), answer).await
+}
+
+/// [`serve`] at `ip`, one of this host's addresses.
+async fn serve_at<F, Fut>(ip: IpAddr, answer: F) -> (String, Arc<Mutex<Vec<Seen>>>)
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Response<Body>> + Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
     let host = listener.local_addr().unwrap().to_string();
     let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
     let log = seen.clone();
@@ -150,8 +160,8 @@ async fn a_refusal_sent_before_the_body_is_read_is_the_error_even_when_chunked()
 
 /// A server that accepts every upload whose body has the digest its PUT names; it records
 /// the connections.
-async fn accepting_server() -> (String, Arc<Mutex<Vec<Seen>>>) {
-    serve(|request: Request<Incoming>| async move {
+async fn accepting_server(ip: IpAddr) -> (String, Arc<Mutex<Vec<Seen>>>) {
+    serve_at(ip, |request: Request<Incoming>| async move {
         match request.method().as_str() {
             "POST" => full(202, &[("location", "/upload/1")], ""),
             "PUT" => {
@@ -178,7 +188,7 @@ async fn accepting_server() -> (String, Arc<Mutex<Vec<Seen>>>) {
 
 #[tokio::test]
 async fn uploads_one_after_another_share_a_kept_alive_connection() {
-    let (host, seen) = accepting_server().await;
+    let (host, seen) = accepting_server(Ipv4Addr::LOCALHOST.into()).await;
     let repo = registries().repository(&host, REPO, Access::PullPush, Credentials::Anonymous);
     let dir = tempfile::tempdir().unwrap();
     for seed in 0..3 {
@@ -202,9 +212,13 @@ async fn uploads_one_after_another_share_a_kept_alive_connection() {
 }
 
 /// Which connections carried the POST and the PUT of one upload of a 5 MiB blob.
-async fn upload_connections(config: RegistryConfig) -> (usize, usize) {
-    let (host, seen) = accepting_server().await;
-    let registries = Registries::new(config).unwrap();
+async fn upload_connections(config: RegistryConfig, ip: IpAddr) -> (usize, usize) {
+    let (host, seen) = accepting_server(ip).await;
+    let registries = Registries::new(RegistryConfig {
+        insecure_registries: vec![host.clone()],
+        ..config
+    })
+    .unwrap();
     let repo = registries.repository(&host, REPO, Access::PullPush, Credentials::Anonymous);
     let dir = tempfile::tempdir().unwrap();
     let blob = blob_file(dir.path(), &pseudo_random(5 * 1024 * 1024, 60));
@@ -227,16 +241,40 @@ async fn upload_connections(config: RegistryConfig) -> (usize, usize) {
 
 #[tokio::test]
 async fn a_registry_on_this_host_gets_large_bodies_copied_unless_asked_for_sendfile() {
+    let loopback = Ipv4Addr::LOCALHOST.into();
     // Copied: reqwest sends the PUT on the connection the POST left idle.
-    let (post, put) = upload_connections(RegistryConfig {
-        sendfile_to_this_host: false,
-        ..test_config()
-    })
-    .await;
+    let (post, put) = upload_connections(copying_to_this_host(), loopback).await;
     assert_eq!(post, put);
     // With sendfile: on a connection of that path's own.
-    let (post, put) = upload_connections(test_config()).await;
+    let (post, put) = upload_connections(test_config(), loopback).await;
     assert_ne!(post, put);
+}
+
+#[tokio::test]
+async fn a_registry_at_one_of_this_hosts_own_addresses_is_on_this_host() {
+    let own = own_address();
+    let (post, put) = upload_connections(copying_to_this_host(), own).await;
+    assert_eq!(post, put, "{own} is this host: the body is copied");
+    let (post, put) = upload_connections(test_config(), own).await;
+    assert_ne!(post, put);
+}
+
+fn copying_to_this_host() -> RegistryConfig {
+    RegistryConfig {
+        sendfile_to_this_host: false,
+        ..test_config()
+    }
+}
+
+/// The address this host sends from on its default route (a UDP "connect" sends nothing).
+fn own_address() -> IpAddr {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+    socket
+        .connect("192.0.2.1:9")
+        .expect("a route to another host, to learn this host's own address");
+    let ip = socket.local_addr().unwrap().ip();
+    assert!(!ip.is_loopback() && !ip.is_unspecified(), "{ip}");
+    ip
 }
 
 #[tokio::test]
