@@ -311,6 +311,10 @@ fn too_many_requests_waits_as_long_as_retry_after_says() {
         s.on_put_of(&layer, FaultAction::too_many_requests(3))
             .once(),
     );
+    // As a registry or proxy does when it refuses a body (Go's server and nginx linger to read
+    // it): answered at once, the unread body's reset can reach hoistd before the answer does.
+    s.proxy
+        .add_rule(s.on_put_of(&layer, FaultAction::ReadBodyFirst));
     let started = Instant::now();
     let out = s.push();
     out.assert_success("push after a 429");
