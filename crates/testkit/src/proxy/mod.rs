@@ -222,7 +222,7 @@ impl FaultProxy {
 
     /// Forgets everything observed (rules stay).
     pub fn reset_observations(&self) {
-        *self.shared.seen.lock().expect("observations lock") = Observations::default();
+        self.shared.seen.lock().expect("observations lock").reset();
     }
 
     /// Waits until `condition` holds on the request log (polling), or panics after `timeout`.
@@ -327,7 +327,7 @@ struct RecordEnd {
 impl Drop for RecordEnd {
     fn drop(&mut self) {
         let mut seen = self.shared.seen.lock().expect("observations lock");
-        if let Some(record) = seen.requests.get_mut(self.index)
+        if let Some(record) = seen.record_mut(self.index)
             && record.ended.is_none()
         {
             record.ended = Some(Instant::now());
@@ -360,7 +360,7 @@ async fn handle(
         .map_or_else(|| path.clone(), |pq| pq.as_str().to_owned());
     let index = {
         let mut seen = shared.seen.lock().expect("observations lock");
-        seen.requests.push(RequestRecord {
+        seen.begin(RequestRecord {
             method: method.clone(),
             path: path_and_query.clone(),
             status: None,
@@ -368,8 +368,7 @@ async fn handle(
             started: Instant::now(),
             ended: None,
             injected: false,
-        });
-        seen.requests.len() - 1
+        })
     };
     let record_end = RecordEnd {
         shared: shared.clone(),
@@ -426,8 +425,10 @@ async fn handle(
             .body(full(body))
             .expect("injected response is valid");
         let mut seen = shared.seen.lock().expect("observations lock");
-        seen.requests[index].status = Some(status);
-        seen.requests[index].injected = true;
+        if let Some(record) = seen.record_mut(index) {
+            record.status = Some(status);
+            record.injected = true;
+        }
         return Ok(response);
     }
 
@@ -477,7 +478,11 @@ async fn handle(
         }
         Err(error) => {
             let message = format!("proxy: upstream request failed: {error:?}");
-            shared.seen.lock().expect("observations lock").requests[index].status = Some(502);
+            let mut seen = shared.seen.lock().expect("observations lock");
+            if let Some(record) = seen.record_mut(index) {
+                record.status = Some(502);
+            }
+            drop(seen);
             return Ok(Response::builder()
                 .status(502)
                 .header("Content-Type", "text/plain")
@@ -497,7 +502,9 @@ async fn handle(
     let status = parts.status.as_u16();
     {
         let mut seen = shared.seen.lock().expect("observations lock");
-        seen.requests[index].status = Some(status);
+        if let Some(record) = seen.record_mut(index) {
+            record.status = Some(status);
+        }
         if status == 201
             && method == "PUT"
             && let Some(digest) = query_param(&query, "digest")
@@ -626,7 +633,9 @@ async fn pump(
     }
     let count = |n: usize| {
         let mut seen = shared.seen.lock().expect("observations lock");
-        seen.requests[index].request_body_bytes += n as u64;
+        if let Some(record) = seen.record_mut(index) {
+            record.request_body_bytes += n as u64;
+        }
         if is_upload {
             seen.upload_bytes += n as u64;
             seen.last_upload_byte = Some(Instant::now());

@@ -22,7 +22,11 @@ pub struct RequestRecord {
 
 #[derive(Default)]
 pub(crate) struct Observations {
+    /// Requests since the last reset. Each request keeps its number (`first_number` + its
+    /// place here) for its whole exchange, so one still running across a reset updates nothing.
     pub requests: Vec<RequestRecord>,
+    /// The number of `requests[0]`: how many were forgotten by resets.
+    pub first_number: usize,
     pub uploads: HashMap<String, usize>,
     pub mounts: HashMap<String, usize>,
     pub uploads_in_flight: usize,
@@ -30,6 +34,30 @@ pub(crate) struct Observations {
     pub last_upload_byte: Option<Instant>,
     pub upload_bytes: u64,
     pub tls_hellos_refused: usize,
+}
+
+impl Observations {
+    /// Records a new request; returns its number.
+    pub fn begin(&mut self, record: RequestRecord) -> usize {
+        self.requests.push(record);
+        self.first_number + self.requests.len() - 1
+    }
+
+    /// The record of request `number`, unless a reset forgot it.
+    pub fn record_mut(&mut self, number: usize) -> Option<&mut RequestRecord> {
+        let at = number.checked_sub(self.first_number)?;
+        self.requests.get_mut(at)
+    }
+
+    /// Forgets what was observed. Uploads still in flight stay counted: they end later.
+    pub fn reset(&mut self) {
+        *self = Observations {
+            first_number: self.first_number + self.requests.len(),
+            uploads_in_flight: self.uploads_in_flight,
+            max_uploads_in_flight: self.uploads_in_flight,
+            ..Observations::default()
+        };
+    }
 }
 
 /// The value of `name=` in a query string, percent-decoded.
@@ -76,5 +104,32 @@ mod tests {
             Some("a/b")
         );
         assert_eq!(query_param("a=1", "digest"), None);
+    }
+
+    fn record(method: &str) -> RequestRecord {
+        RequestRecord {
+            method: method.into(),
+            path: "/v2/".into(),
+            status: None,
+            request_body_bytes: 0,
+            started: Instant::now(),
+            ended: None,
+            injected: false,
+        }
+    }
+
+    #[test]
+    fn a_request_running_across_a_reset_updates_nothing_after_it() {
+        let mut seen = Observations::default();
+        let old = seen.begin(record("DELETE"));
+        seen.uploads_in_flight = 1;
+        seen.reset();
+        let new = seen.begin(record("PUT"));
+        assert_ne!(old, new);
+        assert!(seen.record_mut(old).is_none());
+        seen.record_mut(new).expect("the new request").status = Some(201);
+        assert_eq!(seen.requests.len(), 1);
+        assert_eq!(seen.requests[0].status, Some(201));
+        assert_eq!(seen.uploads_in_flight, 1, "still running, still counted");
     }
 }
