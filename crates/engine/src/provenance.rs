@@ -10,7 +10,7 @@ use std::time::Duration;
 use hoist_reference::Digest;
 use hoist_store::Durability;
 
-use crate::source_queue::PendingSource;
+use crate::source_queue::{PendingSource, SourceQueue};
 use crate::{Engine, EngineError};
 
 /// What every source label's key starts with; the registry's host follows.
@@ -64,12 +64,13 @@ impl Engine {
             };
             let engine = self.clone();
             let committed = tokio::task::spawn_blocking(move || {
+                // Settled however the commit ends, a panic included: the homes of a batch that
+                // was not recorded are hints lost, as in a crash.
+                let _settle = Settle(&engine.pending_sources, &batch);
                 engine.commit_sources(&batch);
-                engine.pending_sources.settled(&batch);
             })
             .await;
             if committed.is_err() {
-                // It panicked, and its batch is lost: the homes stay hints never recorded.
                 self.pending_sources.abandon();
                 return;
             }
@@ -160,6 +161,15 @@ impl Engine {
             known.extend(repositories_in(value).map(str::to_owned));
         }
         known
+    }
+}
+
+/// Tells the queue, when dropped, that the drainer is done with a batch.
+struct Settle<'a>(&'a SourceQueue, &'a [PendingSource]);
+
+impl Drop for Settle<'_> {
+    fn drop(&mut self) {
+        self.0.settled(self.1);
     }
 }
 
