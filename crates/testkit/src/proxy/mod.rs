@@ -327,11 +327,9 @@ struct RecordEnd {
 impl Drop for RecordEnd {
     fn drop(&mut self) {
         let mut seen = self.shared.seen.lock().expect("observations lock");
-        if let Some(record) = seen.record_mut(self.index)
-            && record.ended.is_none()
-        {
-            record.ended = Some(Instant::now());
-        }
+        seen.update(self.index, |record| {
+            record.ended.get_or_insert_with(Instant::now);
+        });
     }
 }
 
@@ -425,10 +423,10 @@ async fn handle(
             .body(full(body))
             .expect("injected response is valid");
         let mut seen = shared.seen.lock().expect("observations lock");
-        if let Some(record) = seen.record_mut(index) {
+        seen.update(index, |record| {
             record.status = Some(status);
             record.injected = true;
-        }
+        });
         return Ok(response);
     }
 
@@ -479,9 +477,7 @@ async fn handle(
         Err(error) => {
             let message = format!("proxy: upstream request failed: {error:?}");
             let mut seen = shared.seen.lock().expect("observations lock");
-            if let Some(record) = seen.record_mut(index) {
-                record.status = Some(502);
-            }
+            seen.update(index, |record| record.status = Some(502));
             drop(seen);
             return Ok(Response::builder()
                 .status(502)
@@ -502,9 +498,7 @@ async fn handle(
     let status = parts.status.as_u16();
     {
         let mut seen = shared.seen.lock().expect("observations lock");
-        if let Some(record) = seen.record_mut(index) {
-            record.status = Some(status);
-        }
+        seen.update(index, |record| record.status = Some(status));
         if status == 201
             && method == "PUT"
             && let Some(digest) = query_param(&query, "digest")
@@ -633,9 +627,7 @@ async fn pump(
     }
     let count = |n: usize| {
         let mut seen = shared.seen.lock().expect("observations lock");
-        if let Some(record) = seen.record_mut(index) {
-            record.request_body_bytes += n as u64;
-        }
+        seen.update(index, |record| record.request_body_bytes += n as u64);
         if is_upload {
             seen.upload_bytes += n as u64;
             seen.last_upload_byte = Some(Instant::now());

@@ -43,10 +43,13 @@ impl Observations {
         self.first_number + self.requests.len() - 1
     }
 
-    /// The record of request `number`, unless a reset forgot it.
-    pub fn record_mut(&mut self, number: usize) -> Option<&mut RequestRecord> {
-        let at = number.checked_sub(self.first_number)?;
-        self.requests.get_mut(at)
+    /// Changes the record of request `number`, unless a reset forgot it.
+    pub fn update(&mut self, number: usize, change: impl FnOnce(&mut RequestRecord)) {
+        let record =
+            (number.checked_sub(self.first_number)).and_then(|at| self.requests.get_mut(at));
+        if let Some(record) = record {
+            change(record);
+        }
     }
 
     /// Forgets what was observed. Uploads still in flight stay counted: they end later.
@@ -126,8 +129,8 @@ mod tests {
         seen.reset();
         let new = seen.begin(record("PUT"));
         assert_ne!(old, new);
-        assert!(seen.record_mut(old).is_none());
-        seen.record_mut(new).expect("the new request").status = Some(201);
+        seen.update(new, |r| r.status = Some(201));
+        seen.update(old, |r| r.status = Some(204));
         assert_eq!(seen.requests.len(), 1);
         assert_eq!(seen.requests[0].status, Some(201));
         assert_eq!(seen.uploads_in_flight, 1, "still running, still counted");

@@ -96,6 +96,11 @@ pub(crate) async fn send(
     if serves == Serves::OtherHosts && pool.is_this_host(&host) {
         return Ok(Sent::Declined);
     }
+    // A file that cannot be sent fails before any connection is made.
+    let blob = request.body.source;
+    let local = |source| blob.read_error(source);
+    let file = blob.open().await?;
+    let head = request_head(&request);
     let fresh = || async {
         let stream = connect(request.url, connect_timeout)
             .await
@@ -113,10 +118,6 @@ pub(crate) async fn send(
             None => return Ok(Sent::Declined),
         },
     };
-    let blob = request.body.source;
-    let local = |source| blob.read_error(source);
-    let file = blob.open().await?;
-    let head = request_head(&request);
     loop {
         match exchange(&stream, &head, &file, request.url, request.body).await {
             Ok((response, reusable)) => {
