@@ -27,18 +27,17 @@ fn source_label(host: &str) -> String {
 }
 
 impl Engine {
-    /// Records that `repository` of registry `host` holds each of `blobs`, durably when it
-    /// returns, with every deferred record before it.
+    /// Records that `repository` of registry `host` holds each of `blobs`: `Immediate`, durably
+    /// when it returns, with every deferred record before it; `Deferred` for a caller whose own
+    /// durable store write follows at once.
     pub(crate) fn record_sources(
         &self,
         host: &str,
         repository: &str,
         blobs: &[Digest],
+        durability: Durability,
     ) -> Result<(), EngineError> {
-        self.record_many(
-            blobs.iter().map(|d| (host, repository, d)),
-            Durability::Immediate,
-        )
+        self.record_many(blobs.iter().map(|d| (host, repository, d)), durability)
     }
 
     /// Records that `repository` of `host` holds `digest`, seen by every later push at once

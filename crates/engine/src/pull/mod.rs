@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use futures_util::{StreamExt, TryStreamExt};
 use hoist_reference::{Digest, Reference};
-use hoist_store::{Descriptor, Lease};
+use hoist_store::{Descriptor, Durability, Lease};
 
 pub use events::{PullEvent, PullLayerState};
 
@@ -294,7 +294,7 @@ impl PullJob {
         );
         let recorder = engine.clone();
         engine
-            .blocking(move || recorder.record_sources(&host, &path, &blobs))
+            .blocking(move || recorder.record_sources(&host, &path, &blobs, Durability::Immediate))
             .await?;
         if let [config] = configs.as_slice()
             && let Some(note) = self.platform_mismatch(image, config).await?

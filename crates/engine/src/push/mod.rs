@@ -13,7 +13,7 @@ use std::sync::Arc;
 use futures_util::future::try_join_all;
 use hoist_reference::{Digest, Reference};
 use hoist_registry::{Access, BlobSource, Credentials, Repository};
-use hoist_store::{Descriptor, ImageChange, Lease};
+use hoist_store::{Descriptor, Durability, ImageChange, Lease};
 
 use crate::auth::AuthConfig;
 use crate::blocking::BlockingDrop;
@@ -609,24 +609,27 @@ impl Engine {
         blobs: &[Digest],
         repo_digest: Option<(String, Descriptor)>,
     ) -> Result<(), EngineError> {
-        self.record_sources(host, repository, blobs)?;
-        if let Some((name, target)) = repo_digest {
-            let _guard = self
-                .names_lock
-                .lock()
-                .map_err(|_| EngineError::Internal("names lock poisoned".into()))?;
-            // Only an image that still has a name gets its RepoDigest: one removed while it was
-            // being pushed stays removed.
-            let still_stored = self
-                .store
-                .images()
-                .iter()
-                .any(|record| record.target.digest == target.digest);
-            if still_stored && self.store.image(&name).is_none() {
-                self.store.apply(vec![ImageChange::Put { name, target }])?;
-            }
+        let Some((name, target)) = repo_digest else {
+            return self.record_sources(host, repository, blobs, Durability::Immediate);
+        };
+        let _guard = self
+            .names_lock
+            .lock()
+            .map_err(|_| EngineError::Internal("names lock poisoned".into()))?;
+        // Only an image that still has a name gets its RepoDigest: one removed while it was
+        // being pushed stays removed.
+        let still_stored = self
+            .store
+            .images()
+            .iter()
+            .any(|record| record.target.digest == target.digest);
+        if still_stored && self.store.image(&name).is_none() {
+            // One wait for the disk: the name's durable commit takes the homes with it.
+            self.record_sources(host, repository, blobs, Durability::Deferred)?;
+            self.store.apply(vec![ImageChange::Put { name, target }])?;
+            return Ok(());
         }
-        Ok(())
+        self.record_sources(host, repository, blobs, Durability::Immediate)
     }
 
     /// Repositories on the same registry known to hold `digest`, the one sharing the longest

@@ -7,9 +7,11 @@
 //! cold disk never stalls the async workers; each window is unmapped once hyper has written it,
 //! which keeps the file's pages out of the daemon's resident memory.
 //!
-//! A range of one slice or less is read instead, opened and read in one trip to the blocking
-//! pool: for a small blob, mapping and unmapping (a TLB flush on every runtime thread) and the
-//! separate trips to open and to map cost more than copying its bytes.
+//! A range of one slice or less is read instead: for a small blob, mapping and unmapping (a TLB
+//! flush on every runtime thread) cost more than copying its bytes. It is read on the async
+//! worker itself when the kernel can answer from its caches without waiting for the disk (a
+//! pushed blob was usually just written or read), since the trip to the blocking pool (two
+//! thread wakeups) costs more than the read; otherwise it is opened and read in one trip there.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -44,11 +46,16 @@ pub(crate) async fn file_body(range: &FileRange<'_>) -> Result<reqwest::Body, Re
         read_failure,
     } = *range;
     if len <= SLICE as u64 {
-        let source_file = source.clone();
-        let bytes = tokio::task::spawn_blocking(move || read_range(&source_file, offset, len))
-            .await
-            .map_err(|e| source.read_error(std::io::Error::other(e)))?
-            .map_err(|e| source.read_error(e))?;
+        let bytes = match read_cached(source, offset, len) {
+            Some(bytes) => bytes,
+            None => {
+                let source_file = source.clone();
+                tokio::task::spawn_blocking(move || read_range(&source_file, offset, len))
+                    .await
+                    .map_err(|e| source.read_error(std::io::Error::other(e)))?
+                    .map_err(|e| source.read_error(e))?
+            }
+        };
         let progress = progress.clone();
         // Counted as hyper takes it, as a window's slices are.
         let body = futures_util::stream::once(async move {
@@ -107,6 +114,35 @@ fn read_range(source: &BlobSource, offset: u64, len: u64) -> std::io::Result<Byt
     Ok(Bytes::from(bytes))
 }
 
+/// [`read_range`] without blocking: `None` when the kernel would wait for the disk (a path
+/// component or page not cached), cannot promise not to (a kernel before 5.12, a filesystem
+/// without non-blocking reads), or anything else goes wrong, a length that is not the blob's
+/// included; [`read_range`] then does the read and reports what failed.
+fn read_cached(source: &BlobSource, offset: u64, len: u64) -> Option<Bytes> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    let file = rustix::fs::openat2(
+        rustix::fs::CWD,
+        source.path(),
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::CACHED,
+    )
+    .ok()?;
+    if rustix::fs::fstat(&file).ok()?.st_size != i64::try_from(source.size).ok()? {
+        return None;
+    }
+    let mut bytes = vec![0; usize::try_from(len).ok()?];
+    let read = rustix::io::preadv2(
+        &file,
+        &mut [std::io::IoSliceMut::new(&mut bytes)],
+        offset,
+        rustix::io::ReadWriteFlags::NOWAIT,
+    )
+    .ok()?;
+    // Short when only part of the range is cached.
+    (read == bytes.len()).then(|| Bytes::from(bytes))
+}
+
 /// Maps `len` bytes of a blob source's file from `offset`, within the blob's size.
 fn map(file: &File, offset: u64, len: u64) -> std::io::Result<Bytes> {
     let len = usize::try_from(len).map_err(std::io::Error::other)?;
@@ -123,4 +159,54 @@ fn map(file: &File, offset: u64, len: u64) -> std::io::Result<Bytes> {
             .map(file)?
     };
     Ok(Bytes::from_owner(mapping))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hoist_reference::Digest;
+
+    fn source(path: &std::path::Path, size: u64) -> BlobSource {
+        let digest = Digest::parse(&format!("sha256:{}", "a".repeat(64))).unwrap();
+        // SAFETY: the test's own file, not modified while the source is used.
+        #[allow(unsafe_code)]
+        unsafe {
+            BlobSource::new(path.to_owned(), digest, size)
+        }
+    }
+
+    #[test]
+    fn a_cached_range_is_read_without_the_blocking_pool() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("blob");
+        let bytes: Vec<u8> = (0..4096u32).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(&path, &bytes).unwrap();
+        let blob = source(&path, bytes.len() as u64);
+        // Just written, so in the page cache: the kernel answers without waiting.
+        assert_eq!(read_cached(&blob, 0, 4096).as_deref(), Some(&bytes[..]));
+        assert_eq!(
+            read_cached(&blob, 100, 50).as_deref(),
+            Some(&bytes[100..150])
+        );
+    }
+
+    #[test]
+    fn what_the_cached_read_cannot_vouch_for_is_left_to_the_blocking_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("blob");
+        std::fs::write(&path, [1u8; 100]).unwrap();
+        // A file whose length is not the blob's, a range past its end, a missing file.
+        assert_eq!(read_cached(&source(&path, 99), 0, 99), None);
+        assert_eq!(read_cached(&source(&path, 100), 90, 20), None);
+        assert_eq!(
+            read_cached(&source(&dir.path().join("gone"), 100), 0, 100),
+            None
+        );
+        // Which reports the length.
+        let error = read_range(&source(&path, 99), 0, 99).unwrap_err();
+        assert!(
+            error.to_string().contains("file holds 100 bytes"),
+            "{error}"
+        );
+    }
 }
