@@ -120,17 +120,17 @@ fn read_range(source: &BlobSource, offset: u64, len: u64) -> std::io::Result<Byt
 /// included; [`read_range`] then does the read and reports what failed.
 fn read_cached(source: &BlobSource, offset: u64, len: u64) -> Option<Bytes> {
     use rustix::fs::{Mode, OFlags, ResolveFlags};
-    let file = rustix::fs::openat2(
-        rustix::fs::CWD,
-        source.path(),
-        OFlags::RDONLY | OFlags::CLOEXEC,
-        Mode::empty(),
-        ResolveFlags::CACHED,
-    )
-    .ok()?;
-    if rustix::fs::fstat(&file).ok()?.st_size != i64::try_from(source.size).ok()? {
-        return None;
-    }
+    let file = File::from(
+        rustix::fs::openat2(
+            rustix::fs::CWD,
+            source.path(),
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::CACHED,
+        )
+        .ok()?,
+    );
+    source.check_length(&file).ok()?;
     let mut bytes = vec![0; usize::try_from(len).ok()?];
     let read = rustix::io::preadv2(
         &file,

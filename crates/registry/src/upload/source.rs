@@ -42,6 +42,12 @@ impl BlobSource {
     /// first read, since a trip there costs more than the `open` and `fstat` themselves.
     pub(crate) fn open_checked(&self) -> std::io::Result<File> {
         let file = File::open(&self.path)?;
+        self.check_length(&file)?;
+        Ok(file)
+    }
+
+    /// Fails unless the open `file` holds exactly `size` bytes.
+    pub(crate) fn check_length(&self, file: &File) -> std::io::Result<()> {
         let len = file.metadata()?.len();
         if len != self.size {
             return Err(std::io::Error::new(
@@ -52,7 +58,7 @@ impl BlobSource {
                 ),
             ));
         }
-        Ok(file)
+        Ok(())
     }
 
     /// [`BlobSource::open_checked`] on the blocking pool.
