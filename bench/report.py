@@ -803,6 +803,8 @@ def main():
         f"{max(run_loads, default=0):.2f}." + other_cpu_sentence(records, cpus),
         "",
     ]
+    if meta.get("guest_memory"):
+        lines += [f"Memory: {meta['guest_memory']} (see bench/README.md).", ""]
     lines += ["## Targets", "",
               "Each ratio is the median over rounds of the two tools' ratio within a round (they run "
               "minutes apart, while the machine's speed drifts between rounds); the ratio of the "
