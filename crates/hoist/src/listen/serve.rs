@@ -124,6 +124,7 @@ impl Bound {
         match self {
             Bound::Unix(listener, path) => {
                 let (stream, _) = listener.accept().await?;
+                enlarge_send_buffer(&stream);
                 let name = match path {
                     Some(path) => path.display().to_string(),
                     None => "an inherited unix socket".to_owned(),
@@ -135,6 +136,22 @@ impl Bound {
                 Ok((Box::new(stream), peer.to_string()))
             }
         }
+    }
+}
+
+/// The send buffer asked for on a unix socket connection. A bulk response (`docker save`) is
+/// written faster than the docker CLI copies it to its file; with the default buffer (208 KiB)
+/// the client empties it every few reads and waits for hoistd to be scheduled again, and a
+/// save of 1 GiB took 1.4 s instead of 1.07 s. The kernel doubles the value and caps it at
+/// `net.core.wmem_max`; memory is only taken by bytes the client has not read yet. TCP
+/// connections keep the kernel's autotuning, which a fixed size would turn off.
+const UNIX_SEND_BUFFER: usize = 1 << 20;
+
+fn enlarge_send_buffer(stream: &tokio::net::UnixStream) {
+    if let Err(error) = rustix::net::sockopt::set_socket_send_buffer_size(stream, UNIX_SEND_BUFFER)
+    {
+        // Advisory: the connection works with the default buffer, only slower for bulk bodies.
+        tracing::debug!(%error, "enlarging a connection's send buffer failed");
     }
 }
 
@@ -167,5 +184,33 @@ async fn serve_connection(
                 _ = stopping.abort.cancelled() => Ok(()),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn unix_connections_get_the_larger_send_buffer() {
+        let (ours, _theirs) = tokio::net::UnixStream::pair().unwrap();
+        let before = rustix::net::sockopt::socket_send_buffer_size(&ours).unwrap();
+        enlarge_send_buffer(&ours);
+        let after = rustix::net::sockopt::socket_send_buffer_size(&ours).unwrap();
+        // The kernel doubles the request and caps it at twice net.core.wmem_max.
+        let wmem_max: usize = std::fs::read_to_string("/proc/sys/net/core/wmem_max")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert_eq!(
+            after,
+            2 * UNIX_SEND_BUFFER.min(wmem_max),
+            "before: {before}"
+        );
+        assert!(
+            after > before || before >= 2 * wmem_max,
+            "{before} -> {after}"
+        );
     }
 }
