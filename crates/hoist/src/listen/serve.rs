@@ -141,10 +141,11 @@ impl Bound {
 
 /// The send buffer asked for on a unix socket connection. A bulk response (`docker save`) is
 /// written faster than the docker CLI copies it to its file; with the default buffer (208 KiB)
-/// the client empties it every few reads and waits for hoistd to be scheduled again, and a
-/// save of 1 GiB took 1.4 s instead of 1.07 s. The kernel doubles the value and caps it at
-/// `net.core.wmem_max`; memory is only taken by bytes the client has not read yet. TCP
-/// connections keep the kernel's autotuning, which a fixed size would turn off.
+/// the client empties it every few reads and waits for hoistd to be scheduled again, which
+/// makes a 1 GiB save about a quarter slower. The kernel doubles the value and caps it at
+/// `net.core.wmem_max`; memory is only taken by bytes a client has not read yet (at most
+/// 2 MiB a connection, within the connection cap). TCP connections keep the kernel's
+/// autotuning, which a fixed size would turn off.
 const UNIX_SEND_BUFFER: usize = 1 << 20;
 
 fn enlarge_send_buffer(stream: &tokio::net::UnixStream) {
