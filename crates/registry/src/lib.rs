@@ -17,7 +17,7 @@
 //! repository   one repository: ping, blobs; manifest, tags add their operations
 //! upload/      sessions, PUT/PATCH chunks, resume; BlobSource; relay (another registry's blob
 //!              as a body, verified on the way)
-//!   sender       a file range as a body: file_body (mmap windows) or sendfile/ (plain HTTP)
+//!   sender       a file range as a body: file_body (read, or mmap windows) or sendfile/ (plain HTTP)
 //! transport    one repository's requests: scheme fallback, credentials, 401 retry
 //! auth/        Authorization per request: remembered challenges, token fetch and cache
 //! error        RegistryError, distribution error bodies, classification
