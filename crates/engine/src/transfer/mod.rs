@@ -210,12 +210,15 @@ where
         active.insert(key, Arc::downgrade(&transfer));
         let state = tx.clone();
         let stop = self.stop.clone();
-        let task = work(Reporter {
+        // Boxed where it is made: the work's future is large (a whole upload, its requests
+        // included), and unboxed it would be copied again into the task below and into its
+        // first poll, a cost paid for every blob of a push.
+        let task = Box::pin(work(Reporter {
             state: tx,
             progress,
             retries,
             slots: Arc::clone(&self.slots),
-        });
+        }));
         tokio::spawn(async move {
             let outcome = tokio::select! {
                 outcome = cancel.run_until_cancelled(task) => outcome,
