@@ -220,12 +220,18 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_cached_range_is_read_without_the_blocking_pool() {
+    /// A file of `len` patterned bytes in a new directory (kept alive by the first value).
+    fn patterned_file(len: u32) -> (tempfile::TempDir, std::path::PathBuf, Vec<u8>) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("blob");
-        let bytes: Vec<u8> = (0..4096u32).map(|i| (i * 7 % 251) as u8).collect();
+        let bytes: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
         std::fs::write(&path, &bytes).unwrap();
+        (dir, path, bytes)
+    }
+
+    #[test]
+    fn a_cached_range_is_read_without_the_blocking_pool() {
+        let (_dir, path, bytes) = patterned_file(4096);
         let blob = source(&path, bytes.len() as u64);
         // Just written, so in the page cache: the kernel answers without waiting.
         assert_eq!(read_cached(&blob, 0, 4096).as_deref(), Some(&bytes[..]));
@@ -237,10 +243,7 @@ mod tests {
 
     #[test]
     fn a_read_gives_exactly_the_range_and_an_early_end_of_file_is_an_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("blob");
-        let bytes: Vec<u8> = (0..3_000_000u32).map(|i| (i * 13 % 251) as u8).collect();
-        std::fs::write(&path, &bytes).unwrap();
+        let (_dir, path, bytes) = patterned_file(3_000_000);
         let file = File::open(&path).unwrap();
         assert_eq!(read_exact(&file, 0, 3_000_000).unwrap(), bytes);
         assert_eq!(
