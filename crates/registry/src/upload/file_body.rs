@@ -7,9 +7,8 @@
 //! hyper has written it, which keeps the file's pages out of the daemon's resident memory.
 //!
 //! A range of one window or less is read instead: mapping and unmapping a blob (page-table work
-//! and a TLB flush on every runtime thread) cost more than copying its bytes (50 × 1 MiB to a
-//! TLS registry: 47 ms of hoistd CPU read, 64 ms mapped; 1 GiB in five layers: no better read).
-//! It is read on the async worker itself when the kernel can answer from its caches without
+//! and a TLB flush on every runtime thread) cost more than copying its bytes; for larger blobs,
+//! reading the windows was no cheaper, over TLS either. It is read on the async worker itself when the kernel can answer from its caches without
 //! waiting for the disk (a pushed blob was usually just written or read), since the trip to the
 //! blocking pool (two thread wakeups) costs more than the read; otherwise it is opened and read
 //! in one trip there. Either way into a buffer that is not zeroed first.
