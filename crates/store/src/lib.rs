@@ -31,6 +31,7 @@ mod blob;
 mod checksum;
 mod descriptor;
 mod error;
+mod file_sink;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;

@@ -1,6 +1,6 @@
 //! Writing a blob: into a temp file in `ingest/` while hashing (and checksumming, see
-//! `checksum`), then fsync, verify, and rename into `blobs/`. A blob is visible under its
-//! digest only once it is complete and durable.
+//! `checksum`; how the bytes reach the file, see `file_sink`), then fsync, verify, and rename
+//! into `blobs/`. A blob is visible under its digest only once it is complete and durable.
 //!
 //! Many small blobs (a `docker load` of thousands of layers) are instead staged in a
 //! [`StagedBlobs`] batch: each is written and verified, and the batch is made durable with one
@@ -9,26 +9,21 @@
 
 use std::fmt;
 use std::fs::{File, Permissions};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 
 use hoist_reference::Digest;
 use sha2::{Digest as _, Sha256};
-use tempfile::{NamedTempFile, TempPath};
+use tempfile::TempPath;
 
 use crate::checksum::{self, Checksum};
 use crate::error::{IoContext, StoreError};
+use crate::file_sink::{self, FileSink, LARGE_FROM, UNWRITTEN_MAX};
 use crate::layout::sync_dir;
 use crate::lease::{Lease, LeaseHandle};
 use crate::store::Store;
-
-/// Callers often write in small chunks (tar entries, HTTP frames); batching them saves syscalls.
-const BUFFER_SIZE: usize = 256 * 1024;
-
-/// Written data is handed to the disk every this many bytes instead of all at the final fsync.
-const WRITEBACK_STEP: u64 = 8 * 1024 * 1024;
 
 /// Free space is checked at a blob's first write and then at least every this many bytes (sooner
 /// when less than that is left above the reserve): the reserve stays intact, a blob that fits
@@ -36,20 +31,18 @@ const WRITEBACK_STEP: u64 = 8 * 1024 * 1024;
 const SPACE_CHECK_STEP: u64 = 4 * 1024 * 1024;
 
 /// Blobs smaller than this are staged by [`StagedBlobs::add`]; larger ones are committed at once.
-/// A blob under one writeback step never had its writes started early, so its own fsync waits
-/// for all of it plus a journal commit, which for small blobs is nearly all latency; a large
-/// blob's fsync waits only for its last few MiB and overlaps with the rest of the load.
-const STAGE_BELOW: u64 = WRITEBACK_STEP;
+/// A small blob never had its writes started early, so its own fsync waits for all of it plus a
+/// journal commit, which for small blobs is nearly all latency; a large blob's fsync waits only
+/// for its last few MiB and overlaps with the rest of the load.
+const STAGE_BELOW: u64 = LARGE_FROM;
 
 /// An in-progress blob. Implements [`std::io::Write`]; finish with [`BlobWriter::commit`].
 /// Dropping it without committing removes its temp file.
 pub struct BlobWriter {
-    file: BufWriter<NamedTempFile>,
+    file: FileSink,
     hasher: Sha256,
     checksum: Checksum,
     written: u64,
-    /// Bytes of the file whose writeback has been started.
-    writeback_started: u64,
     /// Bytes accepted when free space is next checked.
     next_space_check: u64,
     /// Keeps the lease alive until the blob is committed under it.
@@ -65,11 +58,10 @@ impl Store {
             .tempfile_in(ingest)
             .context(|| format!("creating a temp file in {}", ingest.display()))?;
         Ok(BlobWriter {
-            file: BufWriter::with_capacity(BUFFER_SIZE, temp),
+            file: FileSink::new(temp),
             hasher: Sha256::new(),
             checksum: Checksum::default(),
             written: 0,
-            writeback_started: 0,
             next_space_check: 0,
             lease: lease.handle.clone(),
         })
@@ -108,9 +100,8 @@ impl BlobWriter {
             ..
         } = self;
         let temp = file
-            .into_inner()
-            .map_err(|e| e.into_error())
-            .context(|| "flushing a blob temp file".to_owned())?;
+            .finish()
+            .context(|| "writing a blob temp file".to_owned())?;
         let temp_path = temp.path().to_owned();
         // Before the sync, which makes the attribute durable with the bytes.
         checksum::record(temp.as_file(), checksum.value());
@@ -119,7 +110,7 @@ impl BlobWriter {
                 .as_file()
                 .sync_all()
                 .context(|| format!("syncing {}", temp_path.display()))?,
-            Sync::Later => start_writeback(temp.as_file(), 0, written),
+            Sync::Later => file_sink::start_writeback(temp.as_file(), 0, written),
         }
 
         let actual = Digest::sha256_from_bytes(&hasher.finalize().into());
@@ -280,32 +271,15 @@ fn sync_filesystem(dir: &std::path::Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Starts writing `len` bytes of `file` from `offset` to disk, without waiting. Advisory: a
-/// failure here surfaces at the sync that makes the file durable.
-fn start_writeback(file: &File, offset: u64, len: u64) {
-    if len == 0 {
-        return;
-    }
-    // SAFETY: sync_file_range only reads its integer arguments; `file` keeps the descriptor open
-    // for the call.
-    let _ = unsafe {
-        libc::sync_file_range(
-            file.as_raw_fd(),
-            offset as libc::off64_t,
-            len as libc::off64_t,
-            libc::SYNC_FILE_RANGE_WRITE,
-        )
-    };
-}
-
 impl Write for BlobWriter {
     /// Fails with [`StoreError::NoSpace`] (inside the `io::Error`; see [`StoreError::from_io`])
     /// when the data root's free space would fall under the store's reserve.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if self.written + buf.len() as u64 > self.next_space_check {
-            // What this write and the buffer may put on the disk must fit above the reserve;
-            // the next check comes after a step, or sooner when the disk is nearly full.
-            let needed = (buf.len() + BUFFER_SIZE) as u64;
+            // What this write and the bytes not yet in the file may put on the disk must fit
+            // above the reserve; the next check comes after a step, or sooner when the disk is
+            // nearly full.
+            let needed = (buf.len() + UNWRITTEN_MAX) as u64;
             let allowed = self
                 .lease
                 .inner
@@ -320,37 +294,19 @@ impl Write for BlobWriter {
         self.hasher.update(&buf[..n]);
         self.checksum.update(&buf[..n]);
         self.written += n as u64;
-        self.start_writeback();
         Ok(n)
     }
 
+    /// Bytes reach the file when the buffer fills and at the commit.
     fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
-    }
-}
-
-impl BlobWriter {
-    /// Starts writing what reached the file to disk, without waiting, once a step's worth has
-    /// piled up. The final fsync then waits for the last few MiB instead of the whole blob, so a
-    /// large blob's disk writes overlap with receiving and hashing it (`docker load`, pull).
-    fn start_writeback(&mut self) {
-        let in_file = self.written - self.file.buffer().len() as u64;
-        if in_file - self.writeback_started < WRITEBACK_STEP {
-            return;
-        }
-        start_writeback(
-            self.file.get_ref().as_file(),
-            self.writeback_started,
-            in_file - self.writeback_started,
-        );
-        self.writeback_started = in_file;
+        Ok(())
     }
 }
 
 impl fmt::Debug for BlobWriter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BlobWriter")
-            .field("temp", &self.file.get_ref().path())
+            .field("temp", &self.file.path())
             .field("written", &self.written)
             .finish_non_exhaustive()
     }
