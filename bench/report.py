@@ -281,7 +281,7 @@ def targets(d):
     per_gib = cpu / (size / GIB) if cpu is not None and size else None
     row("hoistd CPU per GiB pushed ≤ 0.5 s", f"{fmt(per_gib)} s",
         None if per_gib is None else per_gib <= 0.5,
-        "hoistd's utime+stime during the 1 GiB first push (median), docker CLI not counted")
+        "hoistd's CPU time during the 1 GiB first push (median), docker CLI not counted")
     rss = d.daemon_max("hoistd", "big", "first", "peak_rss_kib")
     row("hoistd peak RSS during the 1 GiB push ≤ 64 MiB",
         "–" if rss is None else f"{rss / 1024:.1f} MiB",
@@ -404,7 +404,7 @@ def pull_target_rows(d):
     per_gib = cpu / (size / GIB) if cpu is not None and size else None
     rows.append(("hoistd CPU per GiB pulled ≤ 1.2 s", None, per_gib,
                  None if per_gib is None else per_gib <= 1.2,
-                 "hoistd's utime+stime during the pull (median), docker CLI not counted"))
+                 "hoistd's CPU time during the pull (median), docker CLI not counted"))
     return rows
 
 
@@ -535,7 +535,7 @@ def tls_target_rows(d):
         limit = TLS_CPU_TARGET[image]
         rows.append((f"TLS push of {IMAGE_LABEL[image]}: hoistd CPU per GiB ≤ {limit:.1f} s", None,
                      per_gib, None if per_gib is None else per_gib <= limit,
-                     "hoistd's utime+stime during the first push to the TLS registry (median)"))
+                     "hoistd's CPU time during the first push to the TLS registry (median)"))
         raw = d.median("raw-tls", key, "first")
         if raw is not None:
             r = d.paired_ratio("hoistd", "raw-tls", key, "first")
@@ -762,6 +762,20 @@ def other_cpu_sentence(records, cpus):
             f"{100 * max(shares):.0f}% of the machine.")
 
 
+def daemon_cpu_sentence(records):
+    """Where the daemons' CPU figures come from (see measure.rs)."""
+    sources = {d.get("cpu_source", "ticks") for r in records
+               for d in r.get("daemons", {}).values() if d.get("cpu_s") is not None}
+    if sources == {"cgroup"}:
+        return ("Daemon CPU: each daemon's own cgroup (`cpu.stat`, every thread it ever had, to "
+                "the microsecond).")
+    if sources == {"ticks"}:
+        return ("Daemon CPU: utime+stime from `/proc/PID/stat`, in clock ticks (10 ms where "
+                "`USER_HZ` is 100): figures of a few hundredths of a second are coarse.")
+    return ("Daemon CPU: from each daemon's own cgroup where it could be made, otherwise in clock "
+            "ticks of `/proc/PID/stat` (`cpu_source` in raw.json says which).")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--raw", required=True)
@@ -805,6 +819,7 @@ def main():
     ]
     if meta.get("guest_memory"):
         lines += [f"Memory: {meta['guest_memory']} (see bench/README.md).", ""]
+    lines += [daemon_cpu_sentence(records), ""]
     lines += ["## Targets", "",
               "Each ratio is the median over rounds of the two tools' ratio within a round (they run "
               "minutes apart, while the machine's speed drifts between rounds); the ratio of the "
