@@ -11,8 +11,11 @@
 //! manifests) stay in the page cache: they are made durable in batches by one `syncfs`, where
 //! a disk write each would cost more than it saves.
 //!
-//! Where the filesystem does not take `O_DIRECT` (refused when it is switched on, or a write
-//! refused for its alignment) the rest of the file goes through the page cache.
+//! Direct writes are used where the filesystem reports the alignment they need (`statx`'s
+//! `STATX_DIOALIGN`, Linux 6.1) and the buffer meets it: local disk filesystems. The others
+//! (tmpfs, network and FUSE filesystems, older kernels) keep the page cache, which there is the
+//! file itself or what makes writes fast. Where `O_DIRECT` is refused all the same (when it is
+//! switched on, or a write for its alignment) the rest of the file goes through the page cache.
 
 use std::fs::File;
 use std::io;
@@ -102,12 +105,15 @@ impl FileSink {
     fn hand_on_buffer(&mut self) -> io::Result<()> {
         if matches!(self.mode, Mode::Buffered) && self.in_file >= LARGE_FROM {
             self.start_writeback();
-            self.mode = match DirectWriter::start(self.file.as_file()) {
-                Ok(direct) => Mode::Direct(direct),
-                Err(e) => {
-                    tracing::debug!(error = %e, "blob written through the page cache: O_DIRECT refused");
-                    Mode::BufferedOnly
-                }
+            self.mode = match takes_direct_writes(self.file.as_file()) {
+                false => Mode::BufferedOnly,
+                true => match DirectWriter::start(self.file.as_file()) {
+                    Ok(direct) => Mode::Direct(direct),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "blob written through the page cache: O_DIRECT refused");
+                        Mode::BufferedOnly
+                    }
+                },
             };
         }
         let len = self.buffer.len() as u64;
@@ -278,6 +284,20 @@ fn write_direct(file: &File, bytes: &[u8], offset: u64) -> io::Result<()> {
     }
 }
 
+/// Whether `file`'s filesystem reports direct I/O alignments that every full buffer meets.
+fn takes_direct_writes(file: &File) -> bool {
+    use rustix::fs::{AtFlags, StatxFlags, statx};
+    match statx(file, c"", AtFlags::EMPTY_PATH, StatxFlags::DIOALIGN) {
+        Ok(stat) => {
+            let align = |a: u32| a != 0 && a as usize <= DIRECT_ALIGN;
+            stat.stx_mask & StatxFlags::DIOALIGN.bits() != 0
+                && align(stat.stx_dio_mem_align)
+                && align(stat.stx_dio_offset_align)
+        }
+        Err(_) => false,
+    }
+}
+
 /// Switches `O_DIRECT` on or off for `file`'s open file, shared by every descriptor of it.
 fn set_direct(file: &File, on: bool) -> io::Result<()> {
     let fd = file.as_raw_fd();
@@ -361,6 +381,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let bytes = patterned(LARGE_FROM as usize + 3 * BUFFER_SIZE + 4_321);
         let mut sink = FileSink::new(NamedTempFile::new_in(dir.path()).unwrap());
+        assert!(
+            takes_direct_writes(sink.file.as_file()),
+            "the temp directory must be on a disk filesystem that reports its direct I/O alignment"
+        );
         write_all(&mut sink, &bytes, 300_007);
         assert!(matches!(sink.mode, Mode::Direct(_)));
         assert!(direct_in_kernel(sink.file.as_file()));
@@ -368,6 +392,18 @@ mod tests {
         // The last piece, not a whole number of blocks, went through the page cache.
         assert!(!direct_in_kernel(file.as_file()));
         assert_eq!(read_back(file), bytes);
+    }
+
+    #[test]
+    fn a_file_on_tmpfs_stays_in_the_page_cache() {
+        let dir = tempfile::tempdir_in("/dev/shm").unwrap();
+        let bytes = patterned(LARGE_FROM as usize + 2 * BUFFER_SIZE + 17);
+        let mut sink = FileSink::new(NamedTempFile::new_in(dir.path()).unwrap());
+        assert!(!takes_direct_writes(sink.file.as_file()));
+        write_all(&mut sink, &bytes, 300_007);
+        assert!(matches!(sink.mode, Mode::BufferedOnly));
+        assert!(!direct_in_kernel(sink.file.as_file()));
+        assert_eq!(read_back(sink.finish().unwrap()), bytes);
     }
 
     #[test]
