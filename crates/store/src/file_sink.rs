@@ -7,9 +7,10 @@
 //! that costs a copy into fresh cache pages and then their writeback (delayed allocation, I/O
 //! set up page by page) for pages nothing is about to read; a direct write hands the buffer to
 //! the disk and costs neither, only the copy into the buffer. A direct write returns once the
-//! disk has the bytes, so the blob's thread does the waiting and the caller goes on hashing. Blobs under [`LARGE_FROM`] (most layers of a many-layer load, configs,
-//! manifests) stay in the page cache: they are made durable in batches by one `syncfs`, where
-//! a disk write each would cost more than it saves.
+//! disk has the bytes, so the blob's thread does the waiting and the caller goes on hashing.
+//! Blobs under [`LARGE_FROM`] (most layers of a many-layer load, configs, manifests) stay in the
+//! page cache: they are made durable in batches by one `syncfs`, where a disk write each would
+//! cost more than it saves.
 //!
 //! Direct writes are used where the filesystem reports the alignment they need (`statx`'s
 //! `STATX_DIOALIGN`, Linux 6.1) and the buffer meets it: local disk filesystems. The others
@@ -59,8 +60,8 @@ enum Mode {
     Buffered,
     /// Full buffers go to the direct writer.
     Direct(DirectWriter),
-    /// Through the page cache for good: the filesystem refused `O_DIRECT`, or the file is in
-    /// its last piece.
+    /// Through the page cache for good: the filesystem does not take direct writes, or the
+    /// file is in its last piece.
     BufferedOnly,
 }
 
