@@ -2,14 +2,22 @@
 //! pool and handed over through a short queue, so that reading and checking the next chunks
 //! overlaps with the socket taking this one.
 //!
-//! Tar headers, padding and the small metadata files are framed by the `tar` crate into one
-//! buffer that goes out ahead of the next blob chunk; blob contents are read straight into
-//! chunk buffers that the response hands back once written, so each byte is copied once out of
-//! the page cache and once into the socket, and no buffer is allocated per chunk.
+//! Every chunk but the last is [`CHUNK`] bytes and starts at a multiple of [`CHUNK`] in the
+//! archive, wherever tar's entries begin and end. A client that ends a read at a chunk's end
+//! (Go's `net/http`, so the docker CLI, whose `docker save -o` copies 32 KiB at a time) then
+//! writes its file at offsets that stay 32 KiB-aligned, which is what lets the page cache give
+//! each write one large folio; chunks cut at the entries' boundaries instead leave every later
+//! write straddling folios, split into four smaller ones, and cost the docker CLI about 40% more
+//! CPU.
 //!
-//! Each blob is checked as it is read ([`VerifiedBlob`]) and its last chunk is handed over only
-//! once the whole blob matched: a blob damaged on disk never arrives whole, and the
-//! stream ends with the error there, before the archive's end.
+//! Tar headers, padding and the small metadata files are framed by the `tar` crate and copied
+//! into the chunk being filled; blob contents are read straight into it. Chunk buffers come back
+//! once the response has written them, so each byte is copied once out of the page cache and once
+//! into the socket, and no buffer is allocated per chunk.
+//!
+//! Each blob is checked as it is read ([`VerifiedBlob`]) and the chunk holding its last bytes is
+//! handed over only once the whole blob matched: a blob damaged on disk never arrives whole, and
+//! the stream ends with the error there, before the archive's end.
 
 use std::io::{self, Read};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -22,9 +30,9 @@ use tokio::sync::mpsc;
 
 use crate::EngineError;
 
-/// How much of a blob one read takes and one chunk of the response carries: a GiB is a
-/// thousand reads and checksum calls rather than the hundred thousand of an 8 KiB copy loop, and
-/// the chunk is still in the CPU's cache when it is checked right after the read.
+/// The size of every chunk of the response but the last: a GiB is a thousand reads and checksum
+/// calls rather than the hundred thousand of an 8 KiB copy loop, and a multiple of the 32 KiB
+/// that clients copy at a time (see the module's documentation).
 const CHUNK: usize = 1 << 20;
 
 /// Chunks read ahead of the socket. The disk and the check work on these while the socket takes
@@ -65,18 +73,22 @@ where
 /// Writes tar entries into the stream of [`spawn_archive`].
 pub(super) struct ArchiveWriter {
     sender: mpsc::Sender<Bytes>,
-    /// Frames headers, padding and small files into its buffer, which goes out ahead of the
-    /// next blob chunk (or at the end).
+    /// Frames headers, padding and small files into its buffer, which is moved into `chunk`
+    /// before the next blob's contents (or at the end).
     framing: tar::Builder<Vec<u8>>,
     buffers: ChunkBuffers,
+    /// The chunk being filled; it goes out once full, or at the end.
+    chunk: Chunk,
 }
 
 impl ArchiveWriter {
     fn new(sender: mpsc::Sender<Bytes>) -> ArchiveWriter {
+        let buffers = ChunkBuffers::default();
         ArchiveWriter {
             sender,
             framing: tar::Builder::new(Vec::new()),
-            buffers: ChunkBuffers::default(),
+            chunk: buffers.take(),
+            buffers,
         }
     }
 
@@ -98,39 +110,41 @@ impl ArchiveWriter {
             .map_err(framing_error)
     }
 
-    /// The stored blob `digest` under `path`, verified as it is read; its last chunk goes out
-    /// only once the whole blob proved to be `digest`.
+    /// The stored blob `digest` under `path`, verified as it is read; the chunk with its last
+    /// bytes goes out only once the whole blob proved to be `digest`.
     pub fn blob(&mut self, store: &Store, digest: &Digest, path: &str) -> Result<(), EngineError> {
         let mut blob = store.open_verified_blob(digest)?;
         let size = blob.size();
         // With an empty reader the builder writes the header (after a long-name entry when the
-        // path needs one) and nothing else: the contents follow as chunks.
+        // path needs one) and nothing else: the contents follow, read into the chunks.
         self.framing
             .append_data(&mut file_header(size), path, io::empty())
             .map_err(framing_error)?;
+        self.put_framing()?;
         let read_error = |e: io::Error| EngineError::io(format!("reading blob {digest}"), e);
         let mut left = size;
         while left > 0 {
-            let mut chunk = self.buffers.take();
-            let len = usize::try_from(left).map_or(CHUNK, |left| left.min(CHUNK));
-            blob.read_exact(&mut chunk.buffer[..len])
-                .map_err(read_error)?;
-            chunk.len = len;
+            let space = self.chunk.space_mut();
+            let len = usize::try_from(left).map_or(space.len(), |left| left.min(space.len()));
+            blob.read_exact(&mut space[..len]).map_err(read_error)?;
+            self.chunk.len += len;
             left -= len as u64;
             if left == 0 {
                 verify_end(&mut blob, digest).map_err(read_error)?;
             }
-            self.flush_framing()?;
-            self.send(Bytes::from_owner(chunk))?;
+            if self.chunk.is_full() {
+                self.send_chunk()?;
+            }
         }
         self.pad(size);
         Ok(())
     }
 
-    /// The end-of-archive blocks and whatever framing is still held.
+    /// The end-of-archive blocks and whatever is still held.
     fn finish(mut self) -> Result<(), EngineError> {
         self.framing.finish().map_err(framing_error)?;
-        self.flush_framing()
+        self.put_framing()?;
+        self.send_chunk()
     }
 
     /// Zeros after `size` bytes of contents, up to the next 512-byte block.
@@ -143,17 +157,34 @@ impl ArchiveWriter {
         }
     }
 
-    fn flush_framing(&mut self) -> Result<(), EngineError> {
-        let framing = std::mem::take(self.framing.get_mut());
-        if framing.is_empty() {
-            return Ok(());
+    /// Moves what the framing holds into the chunks, sending each that fills.
+    fn put_framing(&mut self) -> Result<(), EngineError> {
+        let mut framing = std::mem::take(self.framing.get_mut());
+        let mut rest = framing.as_slice();
+        while !rest.is_empty() {
+            let space = self.chunk.space_mut();
+            let len = rest.len().min(space.len());
+            space[..len].copy_from_slice(&rest[..len]);
+            self.chunk.len += len;
+            rest = &rest[len..];
+            if self.chunk.is_full() {
+                self.send_chunk()?;
+            }
         }
-        self.send(Bytes::from(framing))
+        framing.clear();
+        // Back into the builder, so that the next entry's header reuses the allocation.
+        *self.framing.get_mut() = framing;
+        Ok(())
     }
 
-    fn send(&self, bytes: Bytes) -> Result<(), EngineError> {
+    /// Hands the chunk being filled to the response (unless it is empty) and starts the next.
+    fn send_chunk(&mut self) -> Result<(), EngineError> {
+        if self.chunk.len == 0 {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.chunk, self.buffers.take());
         self.sender
-            .blocking_send(bytes)
+            .blocking_send(Bytes::from_owner(chunk))
             .map_err(|_| EngineError::Internal("the client stopped reading the archive".to_owned()))
     }
 }
@@ -211,6 +242,17 @@ struct Chunk {
     home: ChunkBuffers,
 }
 
+impl Chunk {
+    /// The part of the buffer not filled yet.
+    fn space_mut(&mut self) -> &mut [u8] {
+        &mut self.buffer[self.len..]
+    }
+
+    fn is_full(&self) -> bool {
+        self.len == self.buffer.len()
+    }
+}
+
 impl AsRef<[u8]> for Chunk {
     fn as_ref(&self) -> &[u8] {
         &self.buffer[..self.len]
@@ -225,5 +267,68 @@ impl Drop for Chunk {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(buffer);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn every_chunk_but_the_last_is_whole_wherever_the_entries_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let lease = store.lease();
+        // Sizes that end entries off any chunk boundary: a blob over a chunk and a half, a small
+        // one, a file between them.
+        let big: Vec<u8> = (0..CHUNK + CHUNK / 2 + 333)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let small = vec![9u8; 700];
+        let (big_digest, _) = store.put_blob(&lease, &big).unwrap();
+        let (small_digest, _) = store.put_blob(&lease, &small).unwrap();
+
+        let archive = {
+            let (store, big_digest, small_digest) =
+                (store.clone(), big_digest.clone(), small_digest.clone());
+            spawn_archive(move |archive| {
+                archive.directory("blobs/")?;
+                archive.blob(&store, &big_digest, "blobs/big")?;
+                archive.file("between.json", b"{\"between\":true}")?;
+                archive.blob(&store, &small_digest, "blobs/small")?;
+                archive.blob(&store, &big_digest, "blobs/big-again")
+            })
+        };
+        let chunks: Vec<Bytes> = archive.map(Result::unwrap).collect().await;
+
+        let (last, whole) = chunks.split_last().unwrap();
+        let sizes: Vec<usize> = chunks.iter().map(Bytes::len).collect();
+        assert!(
+            whole.iter().all(|c| c.len() == CHUNK),
+            "chunk sizes {sizes:?}"
+        );
+        assert!(
+            !last.is_empty() && last.len() <= CHUNK,
+            "chunk sizes {sizes:?}"
+        );
+        let mut entries = Vec::new();
+        let bytes = chunks.concat();
+        for entry in tar::Archive::new(&bytes[..]).entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let mut content = Vec::new();
+            entry.read_to_end(&mut content).unwrap();
+            entries.push((entry.path().unwrap().display().to_string(), content));
+        }
+        let expected: Vec<(String, Vec<u8>)> = vec![
+            ("blobs/".into(), vec![]),
+            ("blobs/big".into(), big.clone()),
+            ("between.json".into(), b"{\"between\":true}".to_vec()),
+            ("blobs/small".into(), small),
+            ("blobs/big-again".into(), big),
+        ];
+        assert_eq!(entries, expected);
+        drop(lease);
     }
 }
