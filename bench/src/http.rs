@@ -1,5 +1,6 @@
 //! One keep-alive HTTP/1.1 connection to a registry, with as little as HTTP allows: the raw
-//! clients' transport (no TLS, no chunked responses, no redirects).
+//! clients' transport (no TLS, no chunked responses, no redirects); and a file sent into a socket
+//! without a copy through user space.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -78,35 +79,8 @@ impl Conn {
             .with_context(|| format!("{method} {path}"))
     }
 
-    /// The whole file with sendfile(2): no copy through user space. (`std::io::copy` from a
-    /// file to a socket reads and writes 8 KiB at a time.)
     fn send_file(&mut self, path: &Path, size: u64) -> Result<()> {
-        let file = std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
-        let mut offset: libc::off_t = 0;
-        let mut remaining = size;
-        while remaining > 0 {
-            let count = remaining.min(1 << 30) as usize;
-            // SAFETY: both descriptors are open for the call (borrowed from `self.stream` and
-            // `file`), and `offset` is a valid, exclusively borrowed off_t that the kernel updates.
-            let sent = unsafe {
-                libc::sendfile(
-                    self.stream.as_raw_fd(),
-                    file.as_raw_fd(),
-                    &mut offset,
-                    count,
-                )
-            };
-            if sent < 0 {
-                let error = std::io::Error::last_os_error();
-                if error.kind() == std::io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(error).with_context(|| format!("sendfile {}", path.display()));
-            }
-            ensure!(sent > 0, "{} is shorter than {size} bytes", path.display());
-            remaining -= sent as u64;
-        }
-        Ok(())
+        send_file(&self.stream, path, size)
     }
 
     /// A GET whose body goes to `sink` as it arrives, never whole in memory (blobs). Returns the
@@ -185,4 +159,29 @@ impl Response {
             _ => 0,
         })
     }
+}
+
+/// The first `size` bytes of the file at `path` into `socket` with sendfile(2): no copy through
+/// user space. (`std::io::copy` from a file to a socket reads and writes 8 KiB at a time.)
+pub fn send_file(socket: &impl AsRawFd, path: &Path, size: u64) -> Result<()> {
+    let file = std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
+    let mut offset: libc::off_t = 0;
+    let mut remaining = size;
+    while remaining > 0 {
+        let count = remaining.min(1 << 30) as usize;
+        // SAFETY: both descriptors are open for the call (borrowed from `socket` and `file`), and
+        // `offset` is a valid, exclusively borrowed off_t that the kernel updates.
+        let sent =
+            unsafe { libc::sendfile(socket.as_raw_fd(), file.as_raw_fd(), &mut offset, count) };
+        if sent < 0 {
+            let error = std::io::Error::last_os_error();
+            if error.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(error).with_context(|| format!("sendfile {}", path.display()));
+        }
+        ensure!(sent > 0, "{} is shorter than {size} bytes", path.display());
+        remaining -= sent as u64;
+    }
+    Ok(())
 }
