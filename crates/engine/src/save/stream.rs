@@ -127,14 +127,11 @@ impl ArchiveWriter {
             let space = self.chunk.space_mut();
             let len = usize::try_from(left).map_or(space.len(), |left| left.min(space.len()));
             blob.read_exact(&mut space[..len]).map_err(read_error)?;
-            self.chunk.len += len;
             left -= len as u64;
             if left == 0 {
                 verify_end(&mut blob, digest).map_err(read_error)?;
             }
-            if self.chunk.is_full() {
-                self.send_chunk()?;
-            }
+            self.filled(len)?;
         }
         self.pad(size);
         Ok(())
@@ -144,7 +141,7 @@ impl ArchiveWriter {
     fn finish(mut self) -> Result<(), EngineError> {
         self.framing.finish().map_err(framing_error)?;
         self.put_framing()?;
-        self.send_chunk()
+        send(&self.sender, self.chunk)
     }
 
     /// Zeros after `size` bytes of contents, up to the next 512-byte block.
@@ -165,11 +162,8 @@ impl ArchiveWriter {
             let space = self.chunk.space_mut();
             let len = rest.len().min(space.len());
             space[..len].copy_from_slice(&rest[..len]);
-            self.chunk.len += len;
             rest = &rest[len..];
-            if self.chunk.is_full() {
-                self.send_chunk()?;
-            }
+            self.filled(len)?;
         }
         framing.clear();
         // Back into the builder, so that the next entry's header reuses the allocation.
@@ -177,16 +171,26 @@ impl ArchiveWriter {
         Ok(())
     }
 
-    /// Hands the chunk being filled to the response (unless it is empty) and starts the next.
-    fn send_chunk(&mut self) -> Result<(), EngineError> {
-        if self.chunk.len == 0 {
+    /// Counts `len` more bytes of the chunk as filled; a chunk that is now full goes to the
+    /// response and the next one is started.
+    fn filled(&mut self, len: usize) -> Result<(), EngineError> {
+        self.chunk.len += len;
+        if self.chunk.len < self.chunk.buffer.len() {
             return Ok(());
         }
-        let chunk = std::mem::replace(&mut self.chunk, self.buffers.take());
-        self.sender
-            .blocking_send(Bytes::from_owner(chunk))
-            .map_err(|_| EngineError::Internal("the client stopped reading the archive".to_owned()))
+        let full = std::mem::replace(&mut self.chunk, self.buffers.take());
+        send(&self.sender, full)
     }
+}
+
+/// Hands `chunk` to the response, unless it is empty.
+fn send(sender: &mpsc::Sender<Bytes>, chunk: Chunk) -> Result<(), EngineError> {
+    if chunk.len == 0 {
+        return Ok(());
+    }
+    sender
+        .blocking_send(Bytes::from_owner(chunk))
+        .map_err(|_| EngineError::Internal("the client stopped reading the archive".to_owned()))
 }
 
 /// After the last of a blob's bytes: the read that reaches the end, which is where
@@ -246,10 +250,6 @@ impl Chunk {
     /// The part of the buffer not filled yet.
     fn space_mut(&mut self) -> &mut [u8] {
         &mut self.buffer[self.len..]
-    }
-
-    fn is_full(&self) -> bool {
-        self.len == self.buffer.len()
     }
 }
 
