@@ -304,18 +304,26 @@ impl Endpoints {
             .is_ok_and(|url| proxy.proxy_for(&url).is_none());
         let handshake = (insecure && direct)
             .then(|| HandshakeProbe::new(Arc::new(tls.clone()), CONNECT_TIMEOUT));
-        let client_proxy = proxy.clone();
-        let client = reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             .user_agent(&self.inner.user_agent)
             // HTTP/1.1 only: HTTP/2 flow control windows throttle large blob uploads.
             .http1_only()
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_keepalive(TCP_KEEPALIVE)
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
-            .proxy(reqwest::Proxy::custom(move |url| {
+            .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST);
+        // The rules decide every proxy, reqwest's own reading of the environment none. Without
+        // a proxy configured the per-request check (formatting and parsing each request's URL)
+        // is skipped altogether.
+        let builder = if proxy.proxies_nothing() {
+            builder.no_proxy()
+        } else {
+            let client_proxy = proxy.clone();
+            builder.proxy(reqwest::Proxy::custom(move |url| {
                 client_proxy.proxy_for(url)
             }))
+        };
+        let client = builder
             .tls_backend_preconfigured(tls)
             .build()
             .map_err(|e| ConfigError(format!("building HTTP client for {host}: {e}")))?;

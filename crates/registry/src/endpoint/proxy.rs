@@ -80,6 +80,11 @@ impl ProxyRules {
         })
     }
 
+    /// Whether no URL at all goes through a proxy: neither an HTTP nor an HTTPS proxy is set.
+    pub(crate) fn proxies_nothing(&self) -> bool {
+        self.http.is_none() && self.https.is_none()
+    }
+
     /// The proxy for a request to `url`, if any.
     pub(crate) fn proxy_for(&self, url: &Url) -> Option<Url> {
         let proxy = match url.scheme() {
@@ -221,6 +226,14 @@ mod tests {
     fn via(r: &ProxyRules, url: &str) -> Option<String> {
         r.proxy_for(&Url::parse(url).unwrap())
             .map(|u| u.to_string())
+    }
+
+    #[test]
+    fn proxies_nothing_only_without_a_proxy_for_either_scheme() {
+        assert!(rules(&[]).proxies_nothing());
+        assert!(rules(&[("NO_PROXY", "*")]).proxies_nothing());
+        assert!(!rules(&[("HTTP_PROXY", "http://p1:3128")]).proxies_nothing());
+        assert!(!rules(&[("https_proxy", "p2:8080")]).proxies_nothing());
     }
 
     #[test]
