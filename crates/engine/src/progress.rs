@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use hoist_registry::Progress;
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 /// How often a bar may be sampled: about ten updates per second per layer, as moby rate-limits.
 const SAMPLE_INTERVAL: Duration = Duration::from_millis(100);
@@ -18,6 +19,8 @@ const SAMPLE_INTERVAL: Duration = Duration::from_millis(100);
 pub struct ProgressBoard<E> {
     state: Mutex<BoardState<E>>,
     wake: Notify,
+    /// Cancelled by `close`, for a client that waits on purpose and must not wait past the end.
+    closed: CancellationToken,
     make_progress: fn(&str, u64, u64) -> E,
 }
 
@@ -47,6 +50,7 @@ impl<E> ProgressBoard<E> {
                 closed: false,
             }),
             wake: Notify::new(),
+            closed: CancellationToken::new(),
             make_progress,
         }
     }
@@ -92,7 +96,25 @@ impl<E> ProgressBoard<E> {
             s.closed = true;
             s.bars.clear();
         });
+        self.closed.cancel();
         self.wake.notify_one();
+    }
+
+    /// Completes once `close` was called.
+    pub async fn closed(&self) {
+        self.closed.cancelled().await
+    }
+
+    /// Every event ready now, in order, waiting for at least one; None when closed and drained.
+    pub async fn next_batch(&self) -> Option<Vec<E>> {
+        let first = self.next().await?;
+        let mut batch = vec![first];
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        batch.extend(s.queue.drain(..));
+        while let Some(sample) = self.sample(&mut s) {
+            batch.push(sample);
+        }
+        Some(batch)
     }
 
     /// The next event for the client, waiting as needed; None when closed and drained.
@@ -187,6 +209,37 @@ mod tests {
         assert_eq!(b.next().await, Some(Ev::Note("pushed")));
         b.close();
         assert_eq!(b.next().await, None);
+    }
+
+    #[tokio::test]
+    async fn a_batch_holds_every_ready_event_and_each_moved_bar_once() {
+        let b = board();
+        let (p1, p2, p3) = (
+            Progress::default(),
+            Progress::default(),
+            Progress::default(),
+        );
+        b.start_bar("l1", p1.clone(), 10);
+        b.start_bar("l2", p2.clone(), 10);
+        b.start_bar("l3", p3.clone(), 10);
+        p1.set(3);
+        p3.set(7);
+        b.post(Ev::Note("a"));
+        b.post(Ev::Note("b"));
+        let batch = b.next_batch().await.expect("open board");
+        assert_eq!(
+            batch,
+            vec![
+                Ev::Note("a"),
+                Ev::Note("b"),
+                Ev::Bytes("l1".into(), 3, 10),
+                Ev::Bytes("l2".into(), 0, 10),
+                Ev::Bytes("l3".into(), 7, 10),
+            ]
+        );
+        b.close();
+        b.closed().await;
+        assert_eq!(b.next_batch().await, None);
     }
 
     #[tokio::test(start_paused = true)]
