@@ -1048,6 +1048,9 @@ impl Tmpfs {
             path.display()
         );
         let tmpfs = Tmpfs { path };
+        // The daemon's temp dir cannot be removed while the tmpfs covers its data root, and a
+        // test may drop the daemon first: it goes when the test binary exits.
+        hoist_testkit::process::remove_at_exit(daemon.dir().to_owned());
         daemon.restart();
         (tmpfs, daemon)
     }

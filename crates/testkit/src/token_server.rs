@@ -136,6 +136,8 @@ impl TokenServer {
             .prefix("hoist-token-server-")
             .tempdir()
             .expect("token server dir");
+        // A server kept in a static (shared by a test binary) is never dropped.
+        crate::process::remove_at_exit(dir.path().to_owned());
         std::fs::write(dir.path().join("rootcertbundle.pem"), cert.pem())
             .expect("write the root cert bundle");
 

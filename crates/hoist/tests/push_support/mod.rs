@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use hoist_testkit::archive::{ArchiveBuilder, ArchiveFormat};
@@ -42,8 +43,13 @@ pub fn unique_repo(prefix: &str) -> String {
 
 fn archive_path(tag: &str) -> PathBuf {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!("hoist-push-tests-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("archive dir");
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("hoist-push-tests-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("archive dir");
+        hoist_testkit::process::remove_at_exit(dir.clone());
+        dir
+    });
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     dir.join(format!("{}-{n}.tar", tag.replace(['/', ':'], "_")))
 }
